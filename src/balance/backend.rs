@@ -1,0 +1,107 @@
+//! One backend server as the balancer sees it: its address and weight, plus the live
+//! counters (in-flight requests, response-time EWMA, availability) that the selectors read.
+//!
+//! Every counter is an atomic so that worker threads read and update them without locks.
+//! This module does not decide health; it only stores what the health logic reports.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Weight of a backend relative to the others of its pool (1..=1000).
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// A backend server with its live state.
+#[derive(Debug)]
+pub struct Backend {
+    /// Name shown in logs (defaults to the address).
+    pub name: Box<str>,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Relative share of traffic, 1..=[`MAX_WEIGHT`].
+    pub weight: u32,
+    /// A backup backend receives traffic only while no primary is available.
+    pub backup: bool,
+    in_flight: AtomicU32,
+    ewma_us: AtomicU64,
+    available: AtomicBool,
+    served: AtomicU64,
+}
+
+impl Backend {
+    /// A new, available backend.
+    pub fn new(name: impl Into<Box<str>>, addr: SocketAddr, weight: u32, backup: bool) -> Self {
+        Backend {
+            name: name.into(),
+            addr,
+            weight: weight.clamp(1, MAX_WEIGHT),
+            backup,
+            in_flight: AtomicU32::new(0),
+            ewma_us: AtomicU64::new(0),
+            available: AtomicBool::new(true),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether new requests may be sent to this backend.
+    #[inline]
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
+    }
+
+    /// Marks the backend available or not (health checks, admin).
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::Relaxed);
+    }
+
+    /// Requests currently being served by this backend.
+    #[inline]
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests this backend has been given since start.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as started; the returned guard counts it as finished when dropped.
+    #[inline]
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.served.fetch_add(1, Ordering::Relaxed);
+        InFlight { backend: self }
+    }
+
+    /// Exponentially weighted moving average of the time to the response head, in
+    /// microseconds; 0 until the first sample.
+    #[inline]
+    pub fn ewma_us(&self) -> u64 {
+        self.ewma_us.load(Ordering::Relaxed)
+    }
+
+    /// Folds one response-time sample into the EWMA (weight 1/8 for the new sample, as
+    /// TCP's SRTT). A racing update may lose one sample, which an average can afford.
+    pub fn record_latency(&self, sample: Duration) {
+        let sample = (sample.as_micros() as u64).max(1);
+        let old = self.ewma_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - (old >> 3) + (sample >> 3)
+        };
+        self.ewma_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Marks one request in flight on a backend for as long as it lives.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    backend: &'a Backend,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,82 @@
+//! A named pool of backends: the primaries and the backups, each tier with its own
+//! selector built from the pool's algorithm.
+
+use std::sync::Arc;
+
+use super::{Algorithm, Backend, HashKey, Selector};
+
+/// The backends of one tier (primary or backup) and the selector built for them.
+#[derive(Debug)]
+struct Tier {
+    backends: Vec<Arc<Backend>>,
+    selector: Box<dyn Selector>,
+}
+
+impl Tier {
+    fn new(backends: Vec<Arc<Backend>>, algorithm: Algorithm) -> Self {
+        let selector = algorithm.build(&backends);
+        Tier { backends, selector }
+    }
+
+    #[inline]
+    fn pick(&self, key: u64) -> Option<&Arc<Backend>> {
+        if self.backends.is_empty() {
+            return None;
+        }
+        self.selector
+            .pick(&self.backends, key)
+            .map(|i| &self.backends[i])
+    }
+}
+
+/// A named set of backends balanced by one algorithm.
+#[derive(Debug)]
+pub struct Pool {
+    /// The pool's name in the config.
+    pub name: Box<str>,
+    /// The algorithm both tiers use.
+    pub algorithm: Algorithm,
+    /// What the hashing algorithms hash on.
+    pub hash_key: HashKey,
+    primaries: Tier,
+    backups: Tier,
+}
+
+impl Pool {
+    /// Builds a pool; backends flagged `backup` form the backup tier.
+    pub fn new(
+        name: impl Into<Box<str>>,
+        algorithm: Algorithm,
+        hash_key: HashKey,
+        backends: Vec<Arc<Backend>>,
+    ) -> Self {
+        let (backups, primaries): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.backup);
+        Pool {
+            name: name.into(),
+            algorithm,
+            hash_key,
+            primaries: Tier::new(primaries, algorithm),
+            backups: Tier::new(backups, algorithm),
+        }
+    }
+
+    /// Whether picking needs the request's hash key.
+    #[inline]
+    pub fn uses_key(&self) -> bool {
+        self.algorithm.uses_key()
+    }
+
+    /// Picks an available primary, else an available backup, else `None`.
+    #[inline]
+    pub fn pick(&self, key: u64) -> Option<&Arc<Backend>> {
+        self.primaries.pick(key).or_else(|| self.backups.pick(key))
+    }
+
+    /// All backends, primaries first.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.primaries
+            .backends
+            .iter()
+            .chain(self.backups.backends.iter())
+    }
+}

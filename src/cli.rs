@@ -1,0 +1,194 @@
+//! The command line: `run`, `check`, `serve` and `demo`. Each command returns the
+//! process exit code (0 ok, 1 runtime failure, 2 invalid configuration or usage).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::balance::{Algorithm, HashKey};
+use crate::config::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Timeouts};
+use crate::listener;
+
+/// Fulcrum: a fast, easy-to-run load balancer.
+#[derive(Debug, Parser)]
+#[command(name = "fulcrum", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the balancer described by a config file.
+    Run {
+        /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit: 0 if valid, 2 with FILE:LINE:COL errors if not.
+    Check {
+        /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Balance one address over backends given on the command line, no config file.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// A backend address (repeat for each backend; `ADDR*WEIGHT` sets a weight).
+        #[arg(long = "backend", value_name = "ADDR", required = true)]
+        backends: Vec<String>,
+        /// Balancing algorithm.
+        #[arg(long, default_value = "round_robin", value_parser = parse_algorithm)]
+        algorithm: Algorithm,
+        /// Worker threads (default: one per CPU core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Log every request.
+        #[arg(long)]
+        access_log: bool,
+    },
+    /// Start three demo backends and a balancer in front of them, then log each request.
+    Demo {
+        /// Port to try first for the balancer (the next free one is used if taken).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    Algorithm::from_name(name)
+        .ok_or_else(|| format!("unknown algorithm; choose one of: {}", Algorithm::NAMES.join(", ")))
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                let backends: usize = c.pools.iter().map(|p| p.backends.len()).sum();
+                println!(
+                    "{}: ok ({} listeners, {} pools, {} backends)",
+                    config.display(),
+                    c.listeners.len(),
+                    c.pools.len(),
+                    backends
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        },
+        Command::Run { config } => match Config::load(&config) {
+            Ok(c) => run(&c),
+            Err(e) => {
+                eprintln!("{e}");
+                2
+            }
+        },
+        Command::Serve {
+            listen,
+            backends,
+            algorithm,
+            threads,
+            access_log,
+        } => {
+            let mut parsed = Vec::with_capacity(backends.len());
+            for spec in &backends {
+                match parse_backend(spec) {
+                    Some(b) => parsed.push(b),
+                    None => {
+                        eprintln!(
+                            "error: bad --backend `{spec}`: write IP:PORT or IP:PORT*WEIGHT (weight 1-1000)"
+                        );
+                        return 2;
+                    }
+                }
+            }
+            let config = single_pool_config(listen, parsed, algorithm, threads, access_log);
+            run(&config)
+        }
+        Command::Demo { port } => crate::demo::run(port),
+    }
+}
+
+/// Starts the listeners and blocks until SIGINT/SIGTERM.
+pub fn run(config: &Config) -> i32 {
+    match listener::start(config) {
+        Ok(running) => {
+            wait_for_signal();
+            tracing::info!("shutting down");
+            drop(running);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Blocks the calling thread until Ctrl-C or SIGTERM.
+pub fn wait_for_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the signal handler");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot listen for SIGTERM");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}
+
+fn parse_backend(spec: &str) -> Option<BackendConfig> {
+    let (addr, weight) = match spec.split_once('*') {
+        Some((a, w)) => (a, w.parse::<u32>().ok().filter(|w| (1..=1000).contains(w))?),
+        None => (spec, 1),
+    };
+    let address: SocketAddr = addr.parse().ok()?;
+    Some(BackendConfig {
+        name: address.to_string(),
+        address,
+        weight,
+        backup: false,
+    })
+}
+
+/// A config with one HTTP listener in front of one pool (for `serve` and `demo`).
+pub fn single_pool_config(
+    listen: SocketAddr,
+    backends: Vec<BackendConfig>,
+    algorithm: Algorithm,
+    threads: Option<usize>,
+    access_log: bool,
+) -> Config {
+    let limits = Limits::default();
+    Config {
+        threads: threads.filter(|&t| t > 0).unwrap_or_else(crate::config::default_threads),
+        access_log,
+        timeouts: Timeouts::default(),
+        limits,
+        listeners: vec![ListenerConfig::http(
+            &listen.to_string(),
+            listen,
+            0,
+            limits.max_connections,
+        )],
+        pools: vec![PoolConfig {
+            name: "default".into(),
+            algorithm,
+            hash_key: HashKey::default(),
+            backends,
+        }],
+    }
+}

@@ -1,0 +1,149 @@
+//! Configuration: the TOML file is read once, every value is checked, and the result is a
+//! typed [`Config`] that the rest of Fulcrum uses without re-parsing anything.
+//!
+//! `raw` mirrors the file with positions, `validate` turns it into a [`Config`] or a
+//! [`ConfigError`] listing each problem as `FILE:LINE:COL: message` with a hint.
+//! This module builds no sockets and starts nothing.
+
+mod error;
+mod raw;
+mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::{ConfigError, Problem, closest};
+pub use units::{parse_duration, parse_size};
+
+use crate::balance::{Algorithm, HashKey};
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Worker threads (each runs its own event loop); at least 1.
+    pub threads: usize,
+    /// Whether every request is logged with the backend that served it.
+    pub access_log: bool,
+    /// Timeouts shared by all listeners.
+    pub timeouts: Timeouts,
+    /// Limits shared by all listeners.
+    pub limits: Limits,
+    /// The listening sockets.
+    pub listeners: Vec<ListenerConfig>,
+    /// The backend pools, in name order.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// Timeouts; see docs/configuration.md for what each one bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to a backend (504 when exceeded).
+    pub connect: Duration,
+    /// Receiving a complete request head from the client (408 when exceeded).
+    pub request_header: Duration,
+    /// Inactivity: a keep-alive client between requests, or any stalled body transfer.
+    pub idle: Duration,
+    /// From the request head being read to the backend's response head (504 when exceeded).
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request_header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            request: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Limits on what a client may send or hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    pub max_header_size: usize,
+    /// Most header lines in a request; more gets 431.
+    pub max_headers: usize,
+    /// Default for each listener's maximum of simultaneous client connections.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_size: 16 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (and 1.0) in clear text.
+    Http,
+}
+
+/// One listening socket and the pool it sends traffic to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// Name used in logs (defaults to the bind address).
+    pub name: String,
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Protocol spoken by clients.
+    pub protocol: Protocol,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+    /// Most simultaneous client connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+/// One named pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// The pool's name.
+    pub name: String,
+    /// How backends are picked.
+    pub algorithm: Algorithm,
+    /// What `hash` and `consistent_hash` hash on.
+    pub hash_key: HashKey,
+    /// The backends, in file order.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Name used in logs (defaults to the address).
+    pub name: String,
+    /// Address to connect to.
+    pub address: SocketAddr,
+    /// Relative weight, 1..=1000.
+    pub weight: u32,
+    /// Only used while no primary backend is available.
+    pub backup: bool,
+}
+
+/// One worker thread per CPU core (the default, as HAProxy's `nbthread`).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+        Config::parse(path, &source)
+    }
+
+    /// Validates config text; `path` is only used in error messages.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        validate::validate(path, source)
+    }
+}

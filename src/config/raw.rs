@@ -1,0 +1,82 @@
+//! The config file exactly as written: serde structures that keep the position of every
+//! value (`Spanned`) so that validation can point at the offending line and column.
+//! Nothing here is checked beyond TOML types and key names; see `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub threads: Option<Spanned<i64>>,
+    pub access_log: Option<bool>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub pools: BTreeMap<Spanned<String>, RawPool>,
+}
+
+/// `[timeouts]`: each a duration string such as "5s", "250ms", "2m".
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<Spanned<String>>,
+    pub request_header: Option<Spanned<String>>,
+    pub idle: Option<Spanned<String>>,
+    pub request: Option<Spanned<String>>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_header_size: Option<Spanned<RawSize>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// A size: a number of bytes, or a string with a unit ("16k", "1m").
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Option<Spanned<String>>,
+    pub bind: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub pool: Spanned<String>,
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// One `[pools.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub algorithm: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<String>>,
+    pub backends: Option<Spanned<Vec<RawBackend>>>,
+}
+
+/// One backend of a pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub name: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub backup: bool,
+}

@@ -1,0 +1,428 @@
+//! Turns the raw file into a [`Config`], collecting every problem with its position and a
+//! hint instead of stopping at the first one.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Problems, closest};
+use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
+use super::units::{parse_duration, parse_size};
+use super::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Protocol, Timeouts};
+use crate::balance::backend::MAX_WEIGHT;
+use crate::balance::{Algorithm, HashKey};
+
+const PROTOCOLS: &[&str] = &["http"];
+
+pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
+    let mut problems = Problems::new(source);
+    let raw: RawConfig = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (message, hint) = explain_toml_error(e.message());
+            problems.add(e.span().unwrap_or(0..0), message, hint);
+            return Err(problems.into_error(path));
+        }
+    };
+    let config = check(&raw, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.into_error(path))
+    }
+}
+
+/// Rewrites serde's messages into ours and adds a hint (closest valid key, what to add).
+fn explain_toml_error(message: &str) -> (String, Option<String>) {
+    let message = message.trim().to_owned();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let hint = match closest(field, valid.iter().copied()) {
+            Some(best) => format!(
+                "did you mean `{best}`? valid keys here: {}",
+                valid.join(", ")
+            ),
+            None => format!("valid keys here: {}", valid.join(", ")),
+        };
+        return (format!("unknown key `{field}`"), Some(hint));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return (
+            format!("missing required key `{field}`"),
+            Some(format!("add `{field} = ...` to this table")),
+        );
+    }
+    if message.contains("duplicate key") {
+        return (
+            message,
+            Some("each key, and each pool name, may appear only once".into()),
+        );
+    }
+    (message, None)
+}
+
+fn check(raw: &RawConfig, problems: &mut Problems<'_>) -> Config {
+    let threads = match &raw.threads {
+        None => super::default_threads(),
+        Some(t) => match *t.get_ref() {
+            0 => super::default_threads(),
+            n @ 1..=1024 => n as usize,
+            _ => {
+                problems.add(
+                    t.span(),
+                    "`threads` must be between 0 and 1024",
+                    Some("0 means one worker thread per CPU core".into()),
+                );
+                1
+            }
+        },
+    };
+    let timeouts = check_timeouts(raw, problems);
+    let limits = check_limits(raw, problems);
+    let pools: Vec<PoolConfig> = raw
+        .pools
+        .iter()
+        .map(|(name, pool)| check_pool(name, pool, problems))
+        .collect();
+    let listeners = check_listeners(raw, &pools, limits, problems);
+    Config {
+        threads,
+        access_log: raw.access_log.unwrap_or(true),
+        timeouts,
+        limits,
+        listeners,
+        pools,
+    }
+}
+
+fn check_timeouts(raw: &RawConfig, problems: &mut Problems<'_>) -> Timeouts {
+    let d = Timeouts::default();
+    let t = &raw.timeouts;
+    let mut one = |value: &Option<Spanned<String>>, key: &str, default: Duration| match value {
+        None => default,
+        Some(v) => match parse_duration(v.get_ref()) {
+            Some(parsed) if !parsed.is_zero() => parsed,
+            _ => {
+                problems.add(
+                    v.span(),
+                    format!("`timeouts.{key}` is not a valid duration: {:?}", v.get_ref()),
+                    Some("write a positive whole number with a unit: \"250ms\", \"5s\", \"2m\", \"1h\"".into()),
+                );
+                default
+            }
+        },
+    };
+    Timeouts {
+        connect: one(&t.connect, "connect", d.connect),
+        request_header: one(&t.request_header, "request_header", d.request_header),
+        idle: one(&t.idle, "idle", d.idle),
+        request: one(&t.request, "request", d.request),
+    }
+}
+
+fn check_limits(raw: &RawConfig, problems: &mut Problems<'_>) -> Limits {
+    let d = Limits::default();
+    let l = &raw.limits;
+    let max_header_size = match &l.max_header_size {
+        None => d.max_header_size,
+        Some(v) => {
+            let bytes = match v.get_ref() {
+                RawSize::Bytes(n) => u64::try_from(*n).ok(),
+                RawSize::Text(t) => parse_size(t),
+            };
+            match bytes {
+                Some(b @ 1024..=1_048_576) => b as usize,
+                _ => {
+                    problems.add(
+                        v.span(),
+                        "`limits.max_header_size` must be between 1k and 1m",
+                        Some("write bytes or a size with a unit, e.g. 16384 or \"16k\"".into()),
+                    );
+                    d.max_header_size
+                }
+            }
+        }
+    };
+    let mut count = |value: &Option<Spanned<i64>>, key: &str, max: i64, default: usize| match value
+    {
+        None => default,
+        Some(v) if (1..=max).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            problems.add(
+                v.span(),
+                format!("`{key}` must be between 1 and {max}"),
+                None,
+            );
+            default
+        }
+    };
+    Limits {
+        max_header_size,
+        max_headers: count(&l.max_headers, "limits.max_headers", 256, d.max_headers),
+        max_connections: count(
+            &l.max_connections,
+            "limits.max_connections",
+            10_000_000,
+            d.max_connections,
+        ),
+    }
+}
+
+fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_>) -> PoolConfig {
+    let algorithm = match &pool.algorithm {
+        None => Algorithm::default(),
+        Some(a) => Algorithm::from_name(a.get_ref()).unwrap_or_else(|| {
+            let hint = match closest(a.get_ref(), Algorithm::NAMES.iter().copied()) {
+                Some(best) => format!(
+                    "did you mean `{best}`? algorithms: {}",
+                    Algorithm::NAMES.join(", ")
+                ),
+                None => format!("algorithms: {}", Algorithm::NAMES.join(", ")),
+            };
+            problems.add(
+                a.span(),
+                format!("unknown algorithm `{}`", a.get_ref()),
+                Some(hint),
+            );
+            Algorithm::default()
+        }),
+    };
+    let hash_key = match &pool.hash_key {
+        None => HashKey::default(),
+        Some(k) => {
+            if !algorithm.uses_key() {
+                problems.add(
+                    k.span(),
+                    format!(
+                        "`hash_key` has no effect with algorithm `{}`",
+                        algorithm_name(algorithm)
+                    ),
+                    Some(
+                        "use algorithm = \"hash\" or \"consistent_hash\", or remove `hash_key`"
+                            .into(),
+                    ),
+                );
+            }
+            HashKey::parse(k.get_ref()).unwrap_or_else(|| {
+                problems.add(
+                    k.span(),
+                    format!("bad hash_key `{}`", k.get_ref()),
+                    Some("use \"source_ip\", \"uri\", \"header:NAME\" or \"cookie:NAME\"".into()),
+                );
+                HashKey::default()
+            })
+        }
+    };
+    let backends = match &pool.backends {
+        Some(list) if !list.get_ref().is_empty() => check_backends(list.get_ref(), problems),
+        other => {
+            let span = other.as_ref().map_or(name.span(), |l| l.span());
+            problems.add(
+                span,
+                format!("pool `{}` has no backends", name.get_ref()),
+                Some("add at least one: backends = [{ address = \"127.0.0.1:9000\" }]".into()),
+            );
+            Vec::new()
+        }
+    };
+    if !backends.is_empty() && backends.iter().all(|b| b.backup) {
+        problems.add(
+            name.span(),
+            format!("every backend of pool `{}` is a backup", name.get_ref()),
+            Some("backups only serve while no primary is available: make at least one `backup = false`".into()),
+        );
+    }
+    PoolConfig {
+        name: name.get_ref().clone(),
+        algorithm,
+        hash_key,
+        backends,
+    }
+}
+
+fn algorithm_name(a: Algorithm) -> &'static str {
+    Algorithm::NAMES
+        .iter()
+        .copied()
+        .find(|n| Algorithm::from_name(n) == Some(a))
+        .unwrap_or("?")
+}
+
+fn check_backends(list: &[RawBackend], problems: &mut Problems<'_>) -> Vec<BackendConfig> {
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for raw in list {
+        let Some(address) = parse_address(&raw.address, false, problems) else {
+            continue;
+        };
+        if !addresses.insert(address) {
+            problems.add(
+                raw.address.span(),
+                format!("duplicate backend address {address} in this pool"),
+                Some("list each backend once; use `weight` to give it a larger share".into()),
+            );
+        }
+        let name = raw
+            .name
+            .as_ref()
+            .map_or_else(|| raw.address.get_ref().clone(), |n| n.get_ref().clone());
+        if !names.insert(name.clone()) {
+            let span = raw.name.as_ref().map_or(raw.address.span(), |n| n.span());
+            problems.add(
+                span,
+                format!("duplicate backend name `{name}` in this pool"),
+                Some("give each backend a distinct `name`".into()),
+            );
+        }
+        let weight = match &raw.weight {
+            None => 1,
+            Some(w) if (1..=i64::from(MAX_WEIGHT)).contains(w.get_ref()) => *w.get_ref() as u32,
+            Some(w) => {
+                problems.add(
+                    w.span(),
+                    format!("weight must be between 1 and {MAX_WEIGHT}, not {}", w.get_ref()),
+                    Some("to stop sending traffic to a backend, remove it or mark it `backup = true`".into()),
+                );
+                1
+            }
+        };
+        out.push(BackendConfig {
+            name,
+            address,
+            weight,
+            backup: raw.backup,
+        });
+    }
+    out
+}
+
+fn check_listeners(
+    raw: &RawConfig,
+    pools: &[PoolConfig],
+    limits: Limits,
+    problems: &mut Problems<'_>,
+) -> Vec<ListenerConfig> {
+    if raw.listeners.is_empty() {
+        problems.add(
+            0..0,
+            "no listeners: Fulcrum would accept no traffic",
+            Some("add [[listeners]] with `bind = \"127.0.0.1:8080\"` and `pool = \"NAME\"`".into()),
+        );
+    }
+    let mut binds = HashSet::new();
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for l in &raw.listeners {
+        let bind = parse_address(&l.bind, true, problems);
+        if let Some(b) = bind
+            && b.port() != 0
+            && !binds.insert(b)
+        {
+            problems.add(
+                l.bind.span(),
+                format!("two listeners bind {b}"),
+                Some("each listener needs its own address or port".into()),
+            );
+        }
+        let name = l
+            .name
+            .as_ref()
+            .map_or_else(|| l.bind.get_ref().clone(), |n| n.get_ref().clone());
+        if !names.insert(name.clone()) {
+            let span = l.name.as_ref().map_or(l.bind.span(), |n| n.span());
+            problems.add(
+                span,
+                format!("duplicate listener name `{name}`"),
+                Some("give each listener a distinct `name`".into()),
+            );
+        }
+        let protocol = match &l.protocol {
+            None => Protocol::Http,
+            Some(p) if p.get_ref() == "http" => Protocol::Http,
+            Some(p) => {
+                problems.add(
+                    p.span(),
+                    format!("unknown protocol `{}`", p.get_ref()),
+                    Some(format!("protocols: {}", PROTOCOLS.join(", "))),
+                );
+                Protocol::Http
+            }
+        };
+        let pool = pools.iter().position(|p| &p.name == l.pool.get_ref());
+        if pool.is_none() {
+            let names = pools.iter().map(|p| p.name.as_str());
+            let hint = match closest(l.pool.get_ref(), names) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "define it as [pools.NAME] with backends".into(),
+            };
+            problems.add(
+                l.pool.span(),
+                format!(
+                    "listener uses pool `{}`, which is not defined",
+                    l.pool.get_ref()
+                ),
+                Some(hint),
+            );
+        }
+        let max_connections = match &l.max_connections {
+            None => limits.max_connections,
+            Some(m) if (1..=10_000_000).contains(m.get_ref()) => *m.get_ref() as usize,
+            Some(m) => {
+                problems.add(
+                    m.span(),
+                    "`max_connections` must be between 1 and 10000000",
+                    None,
+                );
+                limits.max_connections
+            }
+        };
+        if let (Some(bind), Some(pool)) = (bind, pool) {
+            out.push(ListenerConfig {
+                name,
+                bind,
+                protocol,
+                pool,
+                max_connections,
+            });
+        }
+    }
+    out
+}
+
+/// Parses `IP:PORT` (or `HOST:PORT`, resolved now); a listener may use port 0.
+fn parse_address(
+    text: &Spanned<String>,
+    is_bind: bool,
+    problems: &mut Problems<'_>,
+) -> Option<SocketAddr> {
+    let s = text.get_ref().trim();
+    let parsed = s
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.to_socket_addrs().ok().and_then(|mut a| a.next()));
+    match parsed {
+        Some(a) if a.port() == 0 && !is_bind => {
+            problems.add(
+                text.span(),
+                format!("backend address `{s}` has port 0"),
+                Some("give the port the backend listens on, e.g. 127.0.0.1:8080".into()),
+            );
+            None
+        }
+        Some(a) => Some(a),
+        None => {
+            problems.add(
+                text.span(),
+                format!("bad address `{s}`"),
+                Some("write IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080".into()),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Header rules shared by requests and responses: which headers are hop-by-hop (never
+//! forwarded), how `Connection` tokens are read, and strict `Content-Length` parsing.
+
+/// Headers that describe one connection and are never forwarded (RFC 9110 7.6.1), plus
+/// the framing headers that Fulcrum re-emits itself after validating them.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Tokens listed in `Connection` headers (at most 8 kept; more are unusual and ignored).
+#[derive(Debug, Default)]
+pub struct ConnectionTokens<'a> {
+    tokens: [&'a [u8]; 8],
+    len: usize,
+    /// `close` was listed.
+    pub close: bool,
+    /// `keep-alive` was listed.
+    pub keep_alive: bool,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    /// Adds the tokens of one `Connection` header value.
+    pub fn add(&mut self, value: &'a [u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if self.len < self.tokens.len() {
+                self.tokens[self.len] = token;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Whether `name` was listed (so is hop-by-hop for this message).
+    pub fn lists(&self, name: &[u8]) -> bool {
+        self.tokens[..self.len]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Parses a `Content-Length` value strictly: digits only, no sign, no list.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value
+        .iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// Whether a `Transfer-Encoding` value is exactly `chunked`.
+pub fn is_chunked(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+/// Appends `name: value\r\n`.
+#[inline]
+pub fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a decimal number.
+#[inline]
+pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b" 7 "), Some(7));
+        for bad in [&b""[..], b"+5", b"-1", b"5,5", b"0x10", b"1 2", b"99999999999999999999"] {
+            assert_eq!(parse_content_length(bad), None);
+        }
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let mut t = ConnectionTokens::default();
+        t.add(b"Keep-Alive, X-Secret");
+        t.add(b"close");
+        assert!(t.close && t.keep_alive);
+        assert!(t.lists(b"x-secret"));
+        assert!(!t.lists(b"host"));
+    }
+
+    #[test]
+    fn decimal() {
+        let mut v = Vec::new();
+        put_decimal(&mut v, 0);
+        v.push(b' ');
+        put_decimal(&mut v, 1_048_576);
+        assert_eq!(v, b"0 1048576");
+    }
+}

@@ -1,0 +1,17 @@
+//! The HTTP/1.1 reverse proxy (layer 7).
+//!
+//! One task per client connection runs [`proxy::serve`]: read a request head, validate
+//! it, pick a backend from the listener's pool, forward the request and stream the
+//! response back, then wait for the next request on the same connection.
+//! Parsing (`request`, `response`, `chunked`) is synchronous and separate from I/O
+//! (`proxy`, `upstream`), so the rules can be tested without sockets.
+
+pub mod chunked;
+pub mod errors;
+pub mod headers;
+pub mod proxy;
+pub mod request;
+pub mod response;
+pub mod upstream;
+
+pub use proxy::{Site, serve};

@@ -1,0 +1,528 @@
+//! The per-connection request loop: read, validate, pick, forward, stream back.
+//!
+//! Per request on a kept-alive connection the fast path is one read from the client, one
+//! write to the backend, one read from the backend and one write to the client; the
+//! buffers live as long as the connection and are reused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::chunked::ChunkedDecoder;
+use super::errors::ProxyError;
+use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
+use super::response::{self, ClientSide, ResponseError, ResponseFraming};
+use super::upstream::{self, ConnectError, Upstream};
+use crate::balance::{Backend, Pool};
+use crate::config::{Limits, Timeouts};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Everything a listener's connections share: where to send traffic and the limits.
+#[derive(Debug)]
+pub struct Site {
+    /// The listener's name, for logs.
+    pub name: Box<str>,
+    /// The pool requests go to.
+    pub pool: Arc<Pool>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Limits.
+    pub limits: Limits,
+    /// Log every request.
+    pub access_log: bool,
+}
+
+/// How an exchange ended when it did not complete.
+enum Failure {
+    /// Nothing was sent to the client yet: answer with this error, then close.
+    Respond(ProxyError),
+    /// The client is gone or the response was cut: just close.
+    Abort,
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Self {
+        Failure::Respond(e)
+    }
+}
+
+struct Conn {
+    client: TcpStream,
+    peer: SocketAddr,
+    site: Arc<Site>,
+    cbuf: BytesMut,
+    ubuf: BytesMut,
+    out: Vec<u8>,
+    method: String,
+    target: String,
+    status: u16,
+    backend: Option<Arc<Backend>>,
+}
+
+/// Serves one client connection until it closes, times out or errs.
+pub async fn serve(client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
+    let _ = client.set_nodelay(true);
+    let mut conn = Conn {
+        client,
+        peer,
+        site,
+        cbuf: BytesMut::with_capacity(8 * 1024),
+        ubuf: BytesMut::with_capacity(8 * 1024),
+        out: Vec::with_capacity(4 * 1024),
+        method: String::new(),
+        target: String::new(),
+        status: 0,
+        backend: None,
+    };
+    conn.run().await;
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        let mut first = true;
+        loop {
+            let head = match self.read_head(first).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return,
+                Err(e) => return self.fail(e).await,
+            };
+            first = false;
+            let started = Instant::now();
+            self.status = 0;
+            self.backend = None;
+            let result = self.exchange(head).await;
+            self.log(started);
+            match result {
+                Ok(true) => continue,
+                Ok(false) => {
+                    let _ = self.client.shutdown().await;
+                    return;
+                }
+                Err(Failure::Abort) => return,
+                Err(Failure::Respond(e)) => return self.fail(e).await,
+            }
+        }
+    }
+
+    /// Reads until a complete request head is parsed. `Ok(None)`: the client left (or
+    /// stayed idle too long) between requests.
+    async fn read_head(&mut self, first: bool) -> Result<Option<RequestHead>, ProxyError> {
+        let limits = self.site.limits;
+        let timeouts = self.site.timeouts;
+        let mut deadline = None;
+        loop {
+            if !self.cbuf.is_empty() {
+                let fwd = Forwarding {
+                    client_ip: self.peer.ip(),
+                    proto: "http",
+                    hash_key: self.site.pool.uses_key().then_some(&self.site.pool.hash_key),
+                    max_headers: limits.max_headers,
+                };
+                self.out.clear();
+                match request::parse(
+                    &self.cbuf,
+                    &fwd,
+                    &mut self.out,
+                    &mut self.method,
+                    &mut self.target,
+                ) {
+                    Ok(head) if head.head_len > limits.max_header_size => {
+                        return Err(too_large());
+                    }
+                    Ok(head) => return Ok(Some(head)),
+                    Err(HeadError::Partial) if self.cbuf.len() > limits.max_header_size => {
+                        return Err(too_large());
+                    }
+                    Err(HeadError::Partial) => {}
+                    Err(HeadError::TooManyHeaders) => return Err(too_large()),
+                    Err(HeadError::Bad(reason)) => return Err(ProxyError::bad_request(reason)),
+                    Err(HeadError::NotImplemented(reason)) => {
+                        return Err(ProxyError {
+                            status: 501,
+                            reason,
+                        });
+                    }
+                    Err(HeadError::MethodNotAllowed) => {
+                        return Err(ProxyError {
+                            status: 405,
+                            reason: "CONNECT is not supported",
+                        });
+                    }
+                }
+            }
+            // Between requests the idle timeout applies; once a request has started,
+            // the whole head must arrive within the request-header timeout.
+            let wait = match deadline {
+                Some(d) => d,
+                None if self.cbuf.is_empty() && !first => Instant::now() + timeouts.idle,
+                None => Instant::now() + timeouts.request_header,
+            };
+            self.cbuf.reserve(8 * 1024);
+            let read = tokio::time::timeout_at(wait.into(), self.client.read_buf(&mut self.cbuf));
+            match read.await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(_)) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + timeouts.request_header);
+                    }
+                }
+                Err(_) if self.cbuf.is_empty() => return Ok(None),
+                Err(_) => {
+                    return Err(ProxyError {
+                        status: 408,
+                        reason: "the request head did not arrive in time",
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forwards one request and its response. Returns whether the client connection
+    /// stays open for another request.
+    async fn exchange(&mut self, head: RequestHead) -> Result<bool, Failure> {
+        let timeouts = self.site.timeouts;
+        self.cbuf.advance(head.head_len);
+
+        // Whatever part of the body has already arrived is validated before any backend
+        // is contacted, so a malformed body usually never reaches one.
+        let mut remaining = 0u64;
+        let mut decoder = None;
+        match head.body {
+            BodyFraming::Empty => {}
+            BodyFraming::Length(n) => {
+                let take = (self.cbuf.len() as u64).min(n) as usize;
+                self.out.extend_from_slice(&self.cbuf[..take]);
+                self.cbuf.advance(take);
+                remaining = n - take as u64;
+            }
+            BodyFraming::Chunked => {
+                let mut d = ChunkedDecoder::new(true);
+                let used = d
+                    .feed(&self.cbuf, &mut self.out)
+                    .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
+                self.cbuf.advance(used);
+                decoder = Some(d);
+            }
+        }
+        let body_complete = remaining == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
+
+        let site = Arc::clone(&self.site);
+        let backend = site
+            .pool
+            .pick(head.key)
+            .ok_or(ProxyError {
+                status: 503,
+                reason: "no backend is available",
+            })?
+            .clone();
+        self.backend = Some(Arc::clone(&backend));
+        let _in_flight = backend.begin();
+        let started = Instant::now();
+
+        let mut up = self.send_head(&backend, false).await?;
+        if head.expect_continue && !body_complete && self.cbuf.is_empty() {
+            self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        if !body_complete {
+            self.stream_request_body(&mut up.stream, remaining, decoder)
+                .await?;
+        }
+
+        // The response head; a reused connection that the backend had closed gets one
+        // more try on a new connection when the request can be sent again.
+        let client = ClientSide {
+            is_head: head.is_head,
+            http10: head.http10,
+            keep_alive: head.keep_alive,
+        };
+        let deadline = started + timeouts.request;
+        self.ubuf.clear();
+        let (resp, keep_client) = loop {
+            if !self.ubuf.is_empty() {
+                let mut head_out = std::mem::take(&mut self.out);
+                head_out.clear();
+                let parsed = response::parse(&self.ubuf, client, &mut head_out);
+                self.out = head_out;
+                match parsed {
+                    Ok((resp, keep)) if (100..200).contains(&resp.status) => {
+                        self.ubuf.advance(resp.head_len);
+                        if !self.out.is_empty() {
+                            let interim = std::mem::take(&mut self.out);
+                            let written = self.write_client(&interim).await;
+                            self.out = interim;
+                            written?;
+                        }
+                        let _ = keep;
+                        continue;
+                    }
+                    Ok(done) => break done,
+                    Err(ResponseError::Partial) if self.ubuf.len() > 64 * 1024 => {
+                        return Err(ProxyError::bad_gateway("response head too large").into());
+                    }
+                    Err(ResponseError::Partial) => {}
+                    Err(ResponseError::Invalid(reason)) => {
+                        return Err(ProxyError::bad_gateway(reason).into());
+                    }
+                }
+            }
+            self.ubuf.reserve(READ_CHUNK);
+            let read = tokio::time::timeout_at(deadline.into(), up.stream.read_buf(&mut self.ubuf));
+            match read.await {
+                Err(_) => {
+                    return Err(
+                        ProxyError::gateway_timeout("the backend did not answer in time").into(),
+                    );
+                }
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(result) => {
+                    if up.reused && body_complete && self.ubuf.is_empty() {
+                        // Stale keep-alive connection: the request is still in `out`.
+                        up = self.send_head(&backend, true).await?;
+                        continue;
+                    }
+                    return Err(ProxyError::bad_gateway(match result {
+                        Ok(_) => "the backend closed the connection",
+                        Err(_) => "the backend reset the connection",
+                    })
+                    .into());
+                }
+            }
+        };
+        backend.record_latency(started.elapsed());
+        self.status = resp.status;
+        self.ubuf.advance(resp.head_len);
+
+        let finished = self
+            .stream_response_body(&mut up.stream, resp.framing, head.http10)
+            .await?;
+        if resp.reusable && finished && self.ubuf.is_empty() {
+            upstream::put_idle(backend.addr, up.stream);
+        }
+        Ok(keep_client && finished)
+    }
+
+    /// Gets a connection to `backend` (a new one if `fresh`, else an idle one if any) and
+    /// writes the request head plus the body bytes already in `out`. A failed write on a
+    /// reused connection is retried once on a new one.
+    async fn send_head(&mut self, backend: &Backend, fresh: bool) -> Result<Upstream, Failure> {
+        let timeouts = self.site.timeouts;
+        let idle = if fresh {
+            None
+        } else {
+            upstream::take_idle(backend.addr)
+        };
+        let mut up = match idle {
+            Some(up) => up,
+            None => connect(backend, timeouts.connect).await?,
+        };
+        if up.stream.write_all(&self.out).await.is_ok() {
+            return Ok(up);
+        }
+        if !up.reused {
+            return Err(ProxyError::bad_gateway("the backend reset the connection").into());
+        }
+        up = connect(backend, timeouts.connect).await?;
+        match up.stream.write_all(&self.out).await {
+            Ok(()) => Ok(up),
+            Err(_) => Err(ProxyError::bad_gateway("the backend reset the connection").into()),
+        }
+    }
+
+    /// Streams the rest of the request body from the client to the backend.
+    async fn stream_request_body(
+        &mut self,
+        to: &mut TcpStream,
+        mut remaining: u64,
+        mut decoder: Option<ChunkedDecoder>,
+    ) -> Result<(), Failure> {
+        let idle = self.site.timeouts.idle;
+        loop {
+            self.cbuf.reserve(READ_CHUNK);
+            match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(Failure::Abort),
+                Err(_) => {
+                    return Err(Failure::Respond(ProxyError {
+                        status: 408,
+                        reason: "the request body stalled",
+                    }));
+                }
+            }
+            let done = if let Some(d) = decoder.as_mut() {
+                self.out.clear();
+                let used = d
+                    .feed(&self.cbuf, &mut self.out)
+                    .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
+                self.cbuf.advance(used);
+                write_timed(to, &self.out, idle).await.map_err(backend_broke)?;
+                d.is_done()
+            } else {
+                let take = (self.cbuf.len() as u64).min(remaining) as usize;
+                write_timed(to, &self.cbuf[..take], idle)
+                    .await
+                    .map_err(backend_broke)?;
+                self.cbuf.advance(take);
+                remaining -= take as u64;
+                remaining == 0
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends the response head in `out` with the body bytes already read, then streams
+    /// the rest. Returns whether the body ended where its framing said.
+    async fn stream_response_body(
+        &mut self,
+        from: &mut TcpStream,
+        framing: ResponseFraming,
+        http10: bool,
+    ) -> Result<bool, Failure> {
+        let idle = self.site.timeouts.idle;
+        let mut remaining = match framing {
+            ResponseFraming::Length(n) => n,
+            _ => u64::MAX,
+        };
+        let mut decoder = (framing == ResponseFraming::Chunked).then(|| ChunkedDecoder::new(!http10));
+        let mut pending = std::mem::take(&mut self.out);
+        let result = async {
+            if framing == ResponseFraming::Empty {
+                self.write_client(&pending).await?;
+                return Ok(true);
+            }
+            loop {
+                // Move what was read into `pending` (bounded by the framing), write it.
+                if let Some(d) = decoder.as_mut() {
+                    let used = d
+                        .feed(&self.ubuf, &mut pending)
+                        .map_err(|_| Failure::Abort)?;
+                    self.ubuf.advance(used);
+                } else {
+                    let take = (self.ubuf.len() as u64).min(remaining) as usize;
+                    if pending.is_empty() {
+                        write_timed(&mut self.client, &self.ubuf[..take], idle).await?;
+                    } else {
+                        pending.extend_from_slice(&self.ubuf[..take]);
+                    }
+                    self.ubuf.advance(take);
+                    if remaining != u64::MAX {
+                        remaining -= take as u64;
+                    }
+                }
+                if !pending.is_empty() {
+                    self.write_client(&pending).await?;
+                    pending.clear();
+                }
+                let done = match &decoder {
+                    Some(d) => d.is_done(),
+                    None => remaining == 0,
+                };
+                if done {
+                    return Ok(true);
+                }
+                self.ubuf.reserve(READ_CHUNK);
+                match timeout(idle, from.read_buf(&mut self.ubuf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Ok(_)) if framing == ResponseFraming::UntilClose => return Ok(false),
+                    _ => return Err(Failure::Abort),
+                }
+            }
+        }
+        .await;
+        pending.clear();
+        self.out = pending;
+        result
+    }
+
+    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        write_timed(&mut self.client, bytes, self.site.timeouts.idle).await
+    }
+
+    /// Sends an error response, then closes gracefully so that the client reads it.
+    async fn fail(&mut self, e: ProxyError) {
+        self.status = e.status;
+        if e.status == 400 || e.status == 431 || e.status == 408 || e.status >= 500 {
+            tracing::debug!(client = %self.peer, status = e.status, reason = e.reason, "request refused");
+        }
+        self.out.clear();
+        e.write(&mut self.out);
+        let out = std::mem::take(&mut self.out);
+        if write_timed(&mut self.client, &out, Duration::from_secs(5))
+            .await
+            .is_ok()
+        {
+            let _ = self.client.shutdown().await;
+            // Drain briefly so that closing with unread input does not reset the
+            // connection before the client has read the response.
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut total = 0;
+                while let Ok(n) = self.client.read(&mut sink).await {
+                    total += n;
+                    if n == 0 || total > 1 << 20 {
+                        break;
+                    }
+                }
+            };
+            let _ = timeout(Duration::from_secs(1), drain).await;
+        }
+    }
+
+    fn log(&self, started: Instant) {
+        if !self.site.access_log {
+            return;
+        }
+        let backend = self.backend.as_deref().map_or("-", |b| &b.name);
+        tracing::info!(
+            target: "fulcrum::access",
+            listener = %self.site.name,
+            client = %self.peer,
+            method = %self.method,
+            path = %self.target,
+            backend,
+            status = self.status,
+            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        );
+    }
+}
+
+fn too_large() -> ProxyError {
+    ProxyError {
+        status: 431,
+        reason: "the request head is too large",
+    }
+}
+
+/// A failed write to the backend while the request body streams: nothing has been sent
+/// to the client yet, so it gets a 502.
+fn backend_broke(_: Failure) -> Failure {
+    Failure::Respond(ProxyError::bad_gateway(
+        "the backend closed the connection during the request body",
+    ))
+}
+
+async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, Failure> {
+    upstream::connect(backend.addr, limit).await.map_err(|e| {
+        tracing::warn!(backend = %backend.name, error = ?e, "cannot connect to backend");
+        Failure::Respond(match e {
+            ConnectError::Timeout => {
+                ProxyError::gateway_timeout("connecting to the backend timed out")
+            }
+            ConnectError::Failed(_) => ProxyError::bad_gateway("the backend refused the connection"),
+        })
+    })
+}
+
+async fn write_timed(to: &mut TcpStream, bytes: &[u8], limit: Duration) -> Result<(), Failure> {
+    match timeout(limit, to.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Failure::Abort),
+    }
+}

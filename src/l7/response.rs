@@ -1,0 +1,265 @@
+//! Reading a backend's response head and writing the head sent to the client: the
+//! framing is validated, hop-by-hop headers are removed, and the `Connection` header
+//! reflects what Fulcrum will do with the client connection.
+
+use std::mem::MaybeUninit;
+
+use super::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
+use super::request::HEADER_SLOTS;
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body (HEAD, 1xx, 204, 304, or `Content-Length: 0`).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the backend closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHead {
+    /// Bytes of the head in the input.
+    pub head_len: usize,
+    /// The status code.
+    pub status: u16,
+    /// Body framing.
+    pub framing: ResponseFraming,
+    /// The backend connection may be reused after the body.
+    pub reusable: bool,
+}
+
+/// Why a backend's response head was not accepted (the client gets a 502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// More bytes are needed.
+    Partial,
+    /// Not a valid HTTP/1.x response, with the reason for the log.
+    Invalid(&'static str),
+}
+
+/// What the client side needs from the response head.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide {
+    /// The request was HEAD.
+    pub is_head: bool,
+    /// The client speaks HTTP/1.0 (no chunked encoding).
+    pub http10: bool,
+    /// Fulcrum intends to keep the client connection open.
+    pub keep_alive: bool,
+}
+
+/// Parses the response head at the start of `buf`. A complete final response's client
+/// head is appended to `out`; an interim (1xx) response is appended verbatim for HTTP/1.1
+/// clients (except `100 Continue`, which Fulcrum already answered itself).
+/// Returns the head and whether the client connection stays open.
+pub fn parse(
+    buf: &[u8],
+    client: ClientSide,
+    out: &mut Vec<u8>,
+) -> Result<(ResponseHead, bool), ResponseError> {
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
+    let mut res = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let head_len = match config.parse_response_with_uninit_headers(&mut res, buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(ResponseError::Partial),
+        Err(_) => return Err(ResponseError::Invalid("malformed response head")),
+    };
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return Err(ResponseError::Invalid("malformed status line"));
+    };
+    if (100..200).contains(&status) {
+        if status == 101 {
+            return Err(ResponseError::Invalid("unexpected 101 Switching Protocols"));
+        }
+        if status != 100 && !client.http10 {
+            out.extend_from_slice(&buf[..head_len]);
+        }
+        let head = ResponseHead {
+            head_len,
+            status,
+            framing: ResponseFraming::Empty,
+            reusable: true,
+        };
+        return Ok((head, client.keep_alive));
+    }
+
+    let mut tokens = ConnectionTokens::default();
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(h.value)
+                .ok_or(ResponseError::Invalid("invalid Content-Length"))?;
+            if length.is_some_and(|prev| prev != n) {
+                return Err(ResponseError::Invalid("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if transfer_encoding.is_some() {
+                return Err(ResponseError::Invalid("repeated Transfer-Encoding"));
+            }
+            transfer_encoding = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            tokens.add(h.value);
+        }
+    }
+    let no_body = client.is_head || status == 204 || status == 304;
+    let framing = match (transfer_encoding, length) {
+        (Some(_), Some(_)) => {
+            return Err(ResponseError::Invalid("both Content-Length and Transfer-Encoding"));
+        }
+        _ if no_body => ResponseFraming::Empty,
+        (Some(te), None) if is_chunked(te) => ResponseFraming::Chunked,
+        (Some(_), None) => ResponseFraming::UntilClose,
+        (None, Some(0)) => ResponseFraming::Empty,
+        (None, Some(n)) => ResponseFraming::Length(n),
+        (None, None) => ResponseFraming::UntilClose,
+    };
+    let backend_keeps = if minor == 0 {
+        tokens.keep_alive && !tokens.close
+    } else {
+        !tokens.close
+    };
+    let reusable = backend_keeps && framing != ResponseFraming::UntilClose;
+    // A close-delimited body, or chunks an HTTP/1.0 client cannot read, end the client
+    // connection too.
+    let keep_client = client.keep_alive
+        && match framing {
+            ResponseFraming::UntilClose => false,
+            ResponseFraming::Chunked => !client.http10,
+            _ => true,
+        };
+
+    out.extend_from_slice(if client.http10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    super::headers::put_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name) || tokens.lists(name) {
+            continue;
+        }
+        put(out, name, h.value);
+    }
+    match framing {
+        ResponseFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            super::headers::put_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        ResponseFraming::Empty => {
+            if let Some(n) = length {
+                // HEAD/304 keep the length of the representation.
+                out.extend_from_slice(b"Content-Length: ");
+                super::headers::put_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        ResponseFraming::Chunked if !client.http10 => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        ResponseFraming::Chunked | ResponseFraming::UntilClose => {}
+    }
+    if !keep_client {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client.http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let head = ResponseHead {
+        head_len,
+        status,
+        framing,
+        reusable,
+    };
+    Ok((head, keep_client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientSide {
+        ClientSide {
+            is_head: false,
+            http10: false,
+            keep_alive: true,
+        }
+    }
+
+    #[test]
+    fn keeps_end_to_end_headers_and_drops_hop_by_hop() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\nX-App: a\r\n\r\nhi";
+        let mut out = Vec::new();
+        let (head, keep) = parse(raw, client(), &mut out).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Length(2));
+        assert!(head.reusable && keep);
+        assert_eq!(head.head_len, raw.len() - 2);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nX-App: a\r\nContent-Length: 2\r\n\r\n");
+    }
+
+    #[test]
+    fn close_delimited_body_closes_the_client() {
+        let mut out = Vec::new();
+        let (head, keep) = parse(b"HTTP/1.0 200 OK\r\n\r\nbody", client(), &mut out).unwrap();
+        assert_eq!(head.framing, ResponseFraming::UntilClose);
+        assert!(!head.reusable && !keep);
+        assert!(String::from_utf8(out).unwrap().contains("Connection: close"));
+    }
+
+    #[test]
+    fn chunked_to_http10_client_is_unchunked() {
+        let mut out = Vec::new();
+        let c = ClientSide {
+            http10: true,
+            ..client()
+        };
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (head, keep) = parse(raw, c, &mut out).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Chunked);
+        assert!(!keep);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.0 200 OK\r\n"));
+        assert!(!text.contains("chunked"));
+    }
+
+    #[test]
+    fn rejects_ambiguous_framing() {
+        let mut out = Vec::new();
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ] {
+            assert!(matches!(parse(raw, client(), &mut out), Err(ResponseError::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn head_and_304_have_no_body() {
+        let mut out = Vec::new();
+        let c = ClientSide {
+            is_head: true,
+            ..client()
+        };
+        let (head, _) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", c, &mut out).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Empty);
+        assert!(String::from_utf8(out).unwrap().contains("Content-Length: 99"));
+        let (head, _) = parse(b"HTTP/1.1 304 Not Modified\r\n\r\n", client(), &mut Vec::new()).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Empty);
+    }
+}

@@ -1,0 +1,12 @@
+//! Fulcrum: a layer 7 / layer 4 load balancer.
+//!
+//! The crate is cut by concern: `config` parses and validates the TOML file, `balance`
+//! holds the selection algorithms, `l7` is the HTTP/1.1 proxy, `listener` accepts
+//! connections and runs the worker threads, `cli` and `demo` are the command line.
+
+pub mod balance;
+pub mod config;
+pub mod l7;
+pub mod listener;
+pub mod cli;
+pub mod demo;

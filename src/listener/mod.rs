@@ -1,0 +1,191 @@
+//! Listening sockets and worker threads.
+//!
+//! Every listener is bound once (so a port already in use is an error, not a silent
+//! share). Each worker thread runs its own single-threaded event loop, NGINX-style, and
+//! accepts from every listener; a connection stays on the worker that accepted it, which
+//! is what lets backend connection pools be per-thread and lock-free.
+//! A listener's `max_connections` is one semaphore shared by the workers: beyond it, new
+//! connections wait in the kernel's accept queue.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+use tokio::sync::Semaphore;
+
+use crate::balance::{Backend, Pool};
+use crate::config::{Config, ListenerConfig, PoolConfig};
+use crate::l7::{self, Site};
+
+/// Length of the kernel's queue of connections not yet accepted.
+const BACKLOG: i32 = 4096;
+
+/// A running set of listeners and workers.
+#[derive(Debug)]
+pub struct Running {
+    /// Each listener's name and the address it actually listens on (port 0 resolved).
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The pools, as built from the config (their live counters included).
+    pub pools: Vec<Arc<Pool>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Blocks until every worker thread has stopped (they run until the process ends).
+    pub fn wait(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Why listening failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (listener `{name}`): {source}")]
+pub struct ListenError {
+    name: String,
+    addr: SocketAddr,
+    source: io::Error,
+}
+
+/// Builds the pools, binds every listener and starts the worker threads.
+pub fn start(config: &Config) -> Result<Running, ListenError> {
+    let pools: Vec<Arc<Pool>> = config.pools.iter().map(build_pool).collect();
+    let mut bound = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let socket = bind(l.bind).map_err(|source| ListenError {
+            name: l.name.clone(),
+            addr: l.bind,
+            source,
+        })?;
+        let addr = socket.local_addr().unwrap_or(l.bind);
+        let site = Arc::new(Site {
+            name: l.name.as_str().into(),
+            pool: Arc::clone(&pools[l.pool]),
+            timeouts: config.timeouts,
+            limits: config.limits,
+            access_log: config.access_log,
+        });
+        let limit = Arc::new(Semaphore::new(l.max_connections));
+        bound.push((l.clone(), addr, socket, site, limit));
+    }
+    let listeners: Vec<(String, SocketAddr)> = bound
+        .iter()
+        .map(|(l, addr, ..)| (l.name.clone(), *addr))
+        .collect();
+    let mut workers = Vec::with_capacity(config.threads);
+    for index in 0..config.threads.max(1) {
+        let mut mine = Vec::with_capacity(bound.len());
+        for (l, _, socket, site, limit) in &bound {
+            let clone = socket.try_clone().map_err(|source| ListenError {
+                name: l.name.clone(),
+                addr: l.bind,
+                source,
+            })?;
+            mine.push((clone, Arc::clone(site), Arc::clone(limit)));
+        }
+        let handle = std::thread::Builder::new()
+            .name(format!("fulcrum-worker-{index}"))
+            .spawn(move || run_worker(mine))
+            .expect("cannot start a worker thread");
+        workers.push(handle);
+    }
+    for (name, addr) in &listeners {
+        tracing::info!(listener = %name, %addr, threads = config.threads, "listening");
+    }
+    Ok(Running {
+        listeners,
+        pools,
+        workers,
+    })
+}
+
+fn build_pool(p: &PoolConfig) -> Arc<Pool> {
+    let backends = p
+        .backends
+        .iter()
+        .map(|b| Arc::new(Backend::new(b.name.as_str(), b.address, b.weight, b.backup)))
+        .collect();
+    Arc::new(Pool::new(
+        p.name.as_str(),
+        p.algorithm,
+        p.hash_key.clone(),
+        backends,
+    ))
+}
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+type WorkerListener = (std::net::TcpListener, Arc<Site>, Arc<Semaphore>);
+
+fn run_worker(listeners: Vec<WorkerListener>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start a worker event loop");
+    runtime.block_on(async move {
+        let mut tasks = Vec::new();
+        for (socket, site, limit) in listeners {
+            match tokio::net::TcpListener::from_std(socket) {
+                Ok(listener) => tasks.push(tokio::spawn(accept_loop(listener, site, limit))),
+                Err(e) => tracing::error!(error = %e, "cannot register listener"),
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: Arc<Semaphore>) {
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let site = Arc::clone(&site);
+                tokio::spawn(async move {
+                    l7::serve(stream, peer, site).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning.
+                tracing::warn!(listener = %site.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Whether `config`'s listener addresses are free, used by `demo` to pick a port.
+pub fn is_free(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
+}
+
+impl ListenerConfig {
+    /// A plain HTTP listener (used by `serve` and `demo`).
+    pub fn http(name: &str, bind: SocketAddr, pool: usize, max_connections: usize) -> Self {
+        ListenerConfig {
+            name: name.into(),
+            bind,
+            protocol: crate::config::Protocol::Http,
+            pool,
+            max_connections,
+        }
+    }
+}

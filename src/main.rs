@@ -1,0 +1,15 @@
+//! The `fulcrum` binary: parses the command line and hands over to [`fulcrum::cli`].
+
+use clap::Parser;
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = fulcrum::cli::Cli::parse();
+    std::process::exit(fulcrum::cli::main(cli));
+}

@@ -61,8 +61,12 @@ pub enum Command {
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    Algorithm::from_name(name)
-        .ok_or_else(|| format!("unknown algorithm; choose one of: {}", Algorithm::NAMES.join(", ")))
+    Algorithm::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown algorithm; choose one of: {}",
+            Algorithm::NAMES.join(", ")
+        )
+    })
 }
 
 /// Runs the parsed command line; returns the exit code.
@@ -174,7 +178,9 @@ pub fn single_pool_config(
 ) -> Config {
     let limits = Limits::default();
     Config {
-        threads: threads.filter(|&t| t > 0).unwrap_or_else(crate::config::default_threads),
+        threads: threads
+            .filter(|&t| t > 0)
+            .unwrap_or_else(crate::config::default_threads),
         access_log,
         timeouts: Timeouts::default(),
         limits,

@@ -54,7 +54,9 @@ pub fn run(first_port: u16) -> i32 {
         }
     };
     let addr = running.listeners[0].1;
-    println!("Fulcrum demo: a balancer on http://{addr}/ in front of three backends (round robin):");
+    println!(
+        "Fulcrum demo: a balancer on http://{addr}/ in front of three backends (round robin):"
+    );
     for b in &backends {
         println!("  {:<10} http://{}/", b.name, b.address);
     }
@@ -62,7 +64,9 @@ pub fn run(first_port: u16) -> i32 {
     println!("Try it from another terminal:");
     println!("  for i in 1 2 3 4 5 6; do curl -s http://{addr}/; done");
     println!();
-    println!("Each request is logged below with the backend that served it. Ctrl-C stops the demo.");
+    println!(
+        "Each request is logged below with the backend that served it. Ctrl-C stops the demo."
+    );
     cli::wait_for_signal();
     drop(running);
     drop(runtime);

@@ -5,8 +5,8 @@
 //! connections and runs the worker threads, `cli` and `demo` are the command line.
 
 pub mod balance;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod l7;
 pub mod listener;
-pub mod cli;
-pub mod demo;

@@ -281,14 +281,18 @@ mod tests {
             b"5 \r\nhello\r\n",
             b"3\r\nabc\r\n0\r\n\n",
         ] {
-            assert!(decode_all(bad, false).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_all(bad, false).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn incomplete_is_not_done() {
         let (_, used, done) = decode_all(b"5\r\nhel", false).unwrap();
-        assert_eq!(used, 7);
+        assert_eq!(used, 6);
         assert!(!done);
     }
 }

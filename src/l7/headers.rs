@@ -61,9 +61,9 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value
-        .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    value.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Whether a `Transfer-Encoding` value is exactly `chunked`.
@@ -105,7 +105,15 @@ mod tests {
     fn content_length_is_strict() {
         assert_eq!(parse_content_length(b"42"), Some(42));
         assert_eq!(parse_content_length(b" 7 "), Some(7));
-        for bad in [&b""[..], b"+5", b"-1", b"5,5", b"0x10", b"1 2", b"99999999999999999999"] {
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"5,5",
+            b"0x10",
+            b"1 2",
+            b"99999999999999999999",
+        ] {
             assert_eq!(parse_content_length(bad), None);
         }
     }

@@ -121,7 +121,11 @@ impl Conn {
                 let fwd = Forwarding {
                     client_ip: self.peer.ip(),
                     proto: "http",
-                    hash_key: self.site.pool.uses_key().then_some(&self.site.pool.hash_key),
+                    hash_key: self
+                        .site
+                        .pool
+                        .uses_key()
+                        .then_some(&self.site.pool.hash_key),
                     max_headers: limits.max_headers,
                 };
                 self.out.clear();
@@ -360,7 +364,9 @@ impl Conn {
                     .feed(&self.cbuf, &mut self.out)
                     .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
-                write_timed(to, &self.out, idle).await.map_err(backend_broke)?;
+                write_timed(to, &self.out, idle)
+                    .await
+                    .map_err(backend_broke)?;
                 d.is_done()
             } else {
                 let take = (self.cbuf.len() as u64).min(remaining) as usize;
@@ -390,7 +396,8 @@ impl Conn {
             ResponseFraming::Length(n) => n,
             _ => u64::MAX,
         };
-        let mut decoder = (framing == ResponseFraming::Chunked).then(|| ChunkedDecoder::new(!http10));
+        let mut decoder =
+            (framing == ResponseFraming::Chunked).then(|| ChunkedDecoder::new(!http10));
         let mut pending = std::mem::take(&mut self.out);
         let result = async {
             if framing == ResponseFraming::Empty {
@@ -515,7 +522,9 @@ async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, Failure
             ConnectError::Timeout => {
                 ProxyError::gateway_timeout("connecting to the backend timed out")
             }
-            ConnectError::Failed(_) => ProxyError::bad_gateway("the backend refused the connection"),
+            ConnectError::Failed(_) => {
+                ProxyError::bad_gateway("the backend refused the connection")
+            }
         })
     })
 }

@@ -117,7 +117,8 @@ pub fn parse(
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(h.value).ok_or(HeadError::Bad("invalid Content-Length"))?;
+            let n =
+                parse_content_length(h.value).ok_or(HeadError::Bad("invalid Content-Length"))?;
             if length.is_some_and(|prev| prev != n) {
                 return Err(HeadError::Bad("conflicting Content-Length headers"));
             }
@@ -179,8 +180,7 @@ pub fn parse(
         if is_hop_by_hop(name) || tokens.lists(name) {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-        {
+        if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto") {
             continue;
         }
         if let Some(HashKey::Header(want)) = fwd.hash_key

@@ -113,7 +113,9 @@ pub fn parse(
     let no_body = client.is_head || status == 204 || status == 304;
     let framing = match (transfer_encoding, length) {
         (Some(_), Some(_)) => {
-            return Err(ResponseError::Invalid("both Content-Length and Transfer-Encoding"));
+            return Err(ResponseError::Invalid(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         _ if no_body => ResponseFraming::Empty,
         (Some(te), None) if is_chunked(te) => ResponseFraming::Chunked,
@@ -208,7 +210,10 @@ mod tests {
         assert!(head.reusable && keep);
         assert_eq!(head.head_len, raw.len() - 2);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nX-App: a\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nX-App: a\r\nContent-Length: 2\r\n\r\n"
+        );
     }
 
     #[test]
@@ -217,7 +222,11 @@ mod tests {
         let (head, keep) = parse(b"HTTP/1.0 200 OK\r\n\r\nbody", client(), &mut out).unwrap();
         assert_eq!(head.framing, ResponseFraming::UntilClose);
         assert!(!head.reusable && !keep);
-        assert!(String::from_utf8(out).unwrap().contains("Connection: close"));
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("Connection: close")
+        );
     }
 
     #[test]
@@ -245,7 +254,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"garbage\r\n\r\n",
         ] {
-            assert!(matches!(parse(raw, client(), &mut out), Err(ResponseError::Invalid(_))));
+            assert!(matches!(
+                parse(raw, client(), &mut out),
+                Err(ResponseError::Invalid(_))
+            ));
         }
     }
 
@@ -256,10 +268,24 @@ mod tests {
             is_head: true,
             ..client()
         };
-        let (head, _) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", c, &mut out).unwrap();
+        let (head, _) = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+            c,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(head.framing, ResponseFraming::Empty);
-        assert!(String::from_utf8(out).unwrap().contains("Content-Length: 99"));
-        let (head, _) = parse(b"HTTP/1.1 304 Not Modified\r\n\r\n", client(), &mut Vec::new()).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("Content-Length: 99")
+        );
+        let (head, _) = parse(
+            b"HTTP/1.1 304 Not Modified\r\n\r\n",
+            client(),
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(head.framing, ResponseFraming::Empty);
     }
 }

@@ -493,7 +493,7 @@ impl Conn {
             client = %self.peer,
             method = %self.method,
             path = %self.target,
-            backend,
+            backend = %backend,
             status = self.status,
             ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
         );

@@ -1,0 +1,336 @@
+//! Shared test harness: real hyper backends on ephemeral loopback ports, the real
+//! `fulcrum` binary started on a config file, and raw TCP clients for hostile input.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// A hyper backend that names itself in every response.
+///
+/// Routes: `/` (its name), `/echo` (echoes the body), `/headers` (the request head it
+/// received), `/bytes/N` (N bytes streamed in 64 KiB chunks), `/count` (counts the body
+/// bytes it read), `/slow/MS` (answers after MS milliseconds), `/status/CODE`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
+    pub last_head: Arc<Mutex<String>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let last_head = Arc::new(Mutex::new(String::new()));
+        let state = State {
+            name: name.to_string(),
+            requests: requests.clone(),
+            in_flight: in_flight.clone(),
+            max_in_flight: max_in_flight.clone(),
+            last_head: last_head.clone(),
+        };
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            requests,
+            in_flight,
+            max_in_flight,
+            last_head,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct State {
+    name: String,
+    requests: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    last_head: Arc<Mutex<String>>,
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let mut head = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+    for (k, v) in req.headers() {
+        head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    *state.last_head.lock().unwrap() = head.clone();
+    let path = req.uri().path().to_string();
+    let resp = if path == "/echo" {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Response::new(full(body))
+    } else if path == "/headers" {
+        Response::new(full(head))
+    } else if path == "/count" {
+        let mut body = req.into_body();
+        let mut total: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => total += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        Response::new(full(total.to_string()))
+    } else if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: u64 = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = n / chunk.len() as u64;
+        let rest = (n % chunk.len() as u64) as usize;
+        let tail = chunk.slice(..rest);
+        let stream = futures_util::stream::iter(0..chunks)
+            .map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone())))
+            .chain(futures_util::stream::iter(
+                (rest > 0).then(|| Ok(Frame::data(tail.clone()))),
+            ));
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        r.headers_mut()
+            .insert("content-length", n.to_string().parse().unwrap());
+        r
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        Response::new(full(state.name.clone()))
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        let mut r = Response::new(full(state.name.clone()));
+        *r.status_mut() = hyper::StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        r
+    } else {
+        Response::new(full(state.name.clone()))
+    };
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert("x-backend", state.name.parse().unwrap());
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    Ok(resp)
+}
+
+/// The `fulcrum` binary running a config; killed on drop.
+pub struct Fulcrum {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fulcrum")
+}
+
+impl Fulcrum {
+    /// Starts `fulcrum run` on `config` (listen on 127.0.0.1:0) and waits until it listens.
+    pub fn start(config: &str) -> Fulcrum {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening")
+                    && let Some(addr) = line.split("addr=").nth(1)
+                    && let Some(t) = tx.take()
+                {
+                    let addr = addr.split_whitespace().next().unwrap().to_string();
+                    let _ = t.send(addr);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("fulcrum did not start: {}", log.lock().unwrap());
+            }
+        };
+        Fulcrum {
+            addr,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits up to 5 s for `needle` to appear in the log.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Peak resident memory of the process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Fulcrum {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with one listener in front of one pool of `backends`; `extra` is appended to
+/// the pool table (e.g. `algorithm = "..."`), `top` goes at the top of the file.
+pub fn config(top: &str, backends: &[&Backend], pool_extra: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("  {{ name = \"{}\", address = \"{}\" }},", b.name, b.addr))
+        .collect();
+    format!(
+        "threads = 1\n{top}\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\n[pools.app]\n{pool_extra}\nbackends = [\n{}\n]\n",
+        list.join("\n")
+    )
+}
+
+/// Sends raw bytes and reads until the server closes (or `limit` passes).
+pub fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A blocking reqwest-like helper: GET a URL with a fresh tokio runtime.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` `n` times (sequentially, one keep-alive client) and counts `x-backend`.
+pub fn tally(
+    url: &str,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, usize> {
+    let rt = rt();
+    let c = client();
+    rt.block_on(async {
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let mut req = c.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let name = r.headers()["x-backend"].to_str().unwrap().to_string();
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        counts
+    })
+}

@@ -1,0 +1,284 @@
+//! The command line: `check` reports FILE:LINE:COL with a hint and exits 2, `run` with a
+//! bad file starts nothing, `serve` and `demo` balance real traffic.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Backend, bin, raw};
+
+/// Runs `fulcrum check` on `text`; returns (exit code, stdout + stderr, file path).
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text, path.display().to_string())
+}
+
+const GOOD: &str = r#"
+[[listeners]]
+bind = "127.0.0.1:0"
+pool = "app"
+
+[pools.app]
+algorithm = "least_connections"
+backends = [{ address = "127.0.0.1:9001", weight = 2 }, { address = "127.0.0.1:9002" }]
+"#;
+
+#[test]
+fn a_valid_file_checks_ok() {
+    let (code, out, _) = check(GOOD);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok (1 listeners, 1 pools, 2 backends)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_example_config_checks_ok() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(bin())
+                .arg("check")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "examples/ has no configs");
+}
+
+/// Each bad file: (text, expected "LINE:COL: message" fragment, expected hint fragment).
+const BAD: &[(&str, &str, &str)] = &[
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nalgoritm = \"random\"\nbackends = [{ address = \"127.0.0.1:1\" }]\n",
+        ":5:1: unknown key `algoritm`",
+        "did you mean `algorithm`?",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1\" }]\n",
+        ":5:25: bad address `127.0.0.1`",
+        "write IP:PORT",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nalgorithm = \"least_conections\"\nbackends = [{ address = \"127.0.0.1:1\" }]\n",
+        ":5:13: unknown algorithm `least_conections`",
+        "did you mean `least_connections`?",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = []\n",
+        ":5:12: pool `app` has no backends",
+        "add at least one",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\", weight = 0 }]\n",
+        ":5:49: weight must be between 1 and 1000, not 0",
+        "remove it or mark it `backup = true`",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ name = \"a\", address = \"127.0.0.1:1\" }, { name = \"a\", address = \"127.0.0.1:2\" }]\n",
+        ":5:63: duplicate backend name `a`",
+        "distinct `name`",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n[pools.app]\nbackends = [{ address = \"127.0.0.1:2\" }]\n",
+        ":6:",
+        "may appear only once",
+    ),
+    (
+        "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:80\"\npool = \"app\"\n[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:81\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n",
+        ":6:8: duplicate listener name `web`",
+        "distinct `name`",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"ap\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n",
+        ":3:8: listener uses pool `ap`, which is not defined",
+        "did you mean `app`?",
+    ),
+    (
+        "[timeouts]\nconnect = \"5 seconds\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n",
+        ":2:11: `timeouts.connect` is not a valid duration",
+        "\"250ms\"",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" ]\n",
+        ":5:",
+        "",
+    ),
+    ("", ":1:1: no listeners", "add [[listeners]]"),
+];
+
+#[test]
+fn bad_files_get_file_line_column_and_a_hint() {
+    for (text, message, hint) in BAD {
+        let (code, out, path) = check(text);
+        assert_eq!(code, 2, "{text}\n{out}");
+        assert!(
+            out.contains(&format!("{path}{message}")),
+            "expected {message:?} in:\n{out}"
+        );
+        assert!(out.contains(hint), "expected hint {hint:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let (code, out, _) = check(
+        "[[listeners]]\nbind = \"nowhere\"\npool = \"app\"\n[pools.app]\nalgorithm = \"fastest\"\nbackends = [{ address = \"127.0.0.1:1\", weight = 5000 }]\n",
+    );
+    assert_eq!(code, 2);
+    assert!(out.contains(":2:8: bad address `nowhere`"), "{out}");
+    assert!(out.contains(":5:13: unknown algorithm `fastest`"), "{out}");
+    assert!(out.contains(":6:49: weight must be between"), "{out}");
+}
+
+#[test]
+fn run_with_a_bad_file_exits_2_and_listens_on_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(
+        &path,
+        format!("[[listeners]]\nbind = \"127.0.0.1:{port}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\", weight = 0 }}]\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weight must be between"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn run_reports_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(
+        &path,
+        format!("[[listeners]]\nbind = \"{addr}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\" }}]\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_balances_without_a_config_file() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--backend",
+            &a.addr.to_string(),
+            "--backend",
+            &format!("{}*3", b.addr),
+        ])
+        .args(["--algorithm", "weighted_round_robin", "--threads", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("listening")));
+    let counts = common::tally(&format!("http://127.0.0.1:{port}/"), 40, &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(counts.get("a"), Some(&10));
+    assert_eq!(counts.get("b"), Some(&30));
+}
+
+#[test]
+fn demo_runs_with_no_setup() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(bin())
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = stdout.next().unwrap().unwrap();
+    assert!(banner.contains("http://127.0.0.1:"), "{banner}");
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let out = raw(
+            addr.parse().unwrap(),
+            b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        let body = out.split("\r\n\r\n").nth(1).unwrap().to_string();
+        assert!(body.starts_with("Hello from backend-"), "{out}");
+        seen.insert(body[..20].to_string());
+    }
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let logged = stderr.find(|l| l.as_ref().unwrap().contains("backend=backend-"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen.len(), 3, "round robin over three backends: {seen:?}");
+    assert!(
+        logged.is_some(),
+        "the demo logs which backend served each request"
+    );
+}

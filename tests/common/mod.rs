@@ -36,6 +36,11 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
+        Backend::start_slow(name, Duration::ZERO)
+    }
+
+    /// A backend that waits `delay` before answering any request.
+    pub fn start_slow(name: &str, delay: Duration) -> Backend {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -55,6 +60,7 @@ impl Backend {
             in_flight: in_flight.clone(),
             max_in_flight: max_in_flight.clone(),
             last_head: last_head.clone(),
+            delay,
         };
         runtime.spawn(async move {
             loop {
@@ -93,6 +99,7 @@ struct State {
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
     last_head: Arc<Mutex<String>>,
+    delay: Duration,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -110,6 +117,9 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
         head.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
     }
     *state.last_head.lock().unwrap() = head.clone();
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
     let path = req.uri().path().to_string();
     let resp = if path == "/echo" {
         let body = req
@@ -309,6 +319,29 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Starts `n` GETs of `url`, one every `gap`, all concurrently; counts `x-backend`.
+pub fn spread(url: &str, n: usize, gap: Duration) -> std::collections::BTreeMap<String, usize> {
+    let rt = rt();
+    let c = client();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let req = c.get(url).send();
+            tasks.push(tokio::spawn(async move {
+                let r = req.await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.headers()["x-backend"].to_str().unwrap().to_string()
+            }));
+            tokio::time::sleep(gap).await;
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for t in tasks {
+            *counts.entry(t.await.unwrap()).or_insert(0) += 1;
+        }
+        counts
+    })
 }
 
 /// GETs `url` `n` times (sequentially, one keep-alive client) and counts `x-backend`.

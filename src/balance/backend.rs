@@ -5,8 +5,16 @@
 //! This module does not decide health; it only stores what the health logic reports.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Microseconds since the first call: a monotonic clock cheap to store in an atomic.
+#[inline]
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
 
 /// Weight of a backend relative to the others of its pool (1..=1000).
 pub const MAX_WEIGHT: u32 = 1000;
@@ -24,6 +32,8 @@ pub struct Backend {
     pub backup: bool,
     in_flight: AtomicU32,
     ewma_us: AtomicU64,
+    samples: AtomicU32,
+    sampled_at_us: AtomicU64,
     available: AtomicBool,
     served: AtomicU64,
 }
@@ -38,6 +48,8 @@ impl Backend {
             backup,
             in_flight: AtomicU32::new(0),
             ewma_us: AtomicU64::new(0),
+            samples: AtomicU32::new(0),
+            sampled_at_us: AtomicU64::new(0),
             available: AtomicBool::new(true),
             served: AtomicU64::new(0),
         }
@@ -80,17 +92,37 @@ impl Backend {
         self.ewma_us.load(Ordering::Relaxed)
     }
 
-    /// Folds one response-time sample into the EWMA (weight 1/8 for the new sample, as
-    /// TCP's SRTT). A racing update may lose one sample, which an average can afford.
+    /// When the last response-time sample was recorded ([`now_us`]).
+    #[inline]
+    pub fn sampled_at_us(&self) -> u64 {
+        self.sampled_at_us.load(Ordering::Relaxed)
+    }
+
+    /// How many response-time samples have been recorded (saturating).
+    #[inline]
+    pub fn latency_samples(&self) -> u32 {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Folds one response-time sample into the average: the plain mean of the first eight
+    /// samples (so that one cold first request does not dominate), then an EWMA giving the
+    /// new sample a weight of 1/8, as TCP's SRTT. A racing update may lose one sample,
+    /// which an average can afford.
     pub fn record_latency(&self, sample: Duration) {
         let sample = (sample.as_micros() as u64).max(1);
+        let n = u64::from(self.samples.load(Ordering::Relaxed)).saturating_add(1);
+        if n <= u64::from(u32::MAX) {
+            self.samples.store(n as u32, Ordering::Relaxed);
+        }
         let old = self.ewma_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample
+        let new = if n <= 8 {
+            // old + (sample - old) / n, in unsigned arithmetic.
+            ((u128::from(old) * u128::from(n - 1) + u128::from(sample)) / u128::from(n)) as u64
         } else {
             old - (old >> 3) + (sample >> 3)
         };
         self.ewma_us.store(new.max(1), Ordering::Relaxed);
+        self.sampled_at_us.store(now_us(), Ordering::Relaxed);
     }
 }
 

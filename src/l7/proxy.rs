@@ -230,6 +230,9 @@ impl Conn {
         let started = Instant::now();
 
         let mut up = self.send_head(&backend, false).await?;
+        // Response time is measured from the request being sent, so that connecting
+        // (once per pooled connection) does not count against the backend.
+        let sent = Instant::now();
         if head.expect_continue && !body_complete && self.cbuf.is_empty() {
             self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
@@ -298,7 +301,7 @@ impl Conn {
                 }
             }
         };
-        backend.record_latency(started.elapsed());
+        backend.record_latency(sent.elapsed());
         self.status = resp.status;
         self.ubuf.advance(resp.head_len);
 

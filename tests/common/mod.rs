@@ -344,6 +344,18 @@ pub fn spread(url: &str, n: usize, gap: Duration) -> std::collections::BTreeMap<
     })
 }
 
+/// GETs `url` `n` times one after the other, pausing `gap` between them.
+pub fn paced(url: &str, n: usize, gap: Duration) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        for (k, v) in tally(url, 1, &[]) {
+            *counts.entry(k).or_insert(0) += v;
+        }
+        std::thread::sleep(gap);
+    }
+    counts
+}
+
 /// GETs `url` `n` times (sequentially, one keep-alive client) and counts `x-backend`.
 pub fn tally(
     url: &str,

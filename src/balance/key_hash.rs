@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use super::hash::mix;
+use super::weight_ranges::WeightRanges;
 use super::{Backend, Selector};
 
 /// Rehashes tried after the first, before the linear scan (NGINX's limit).
@@ -26,30 +27,22 @@ const REHASH_ATTEMPTS: u64 = 20;
 /// Modulo-hash selector.
 #[derive(Debug)]
 pub struct KeyHash {
-    /// `cumulative[i]` is the sum of the weights of backends `0..=i`.
-    cumulative: Box<[u64]>,
+    /// Each backend's range of slots.
+    ranges: WeightRanges,
 }
 
 impl KeyHash {
     /// Precomputes the slot ranges of `backends`.
     pub fn new(backends: &[Arc<Backend>]) -> Self {
-        let mut sum = 0u64;
-        let cumulative = backends
-            .iter()
-            .map(|b| {
-                sum += u64::from(b.weight);
-                sum
-            })
-            .collect();
-        KeyHash { cumulative }
+        KeyHash {
+            ranges: WeightRanges::new(backends),
+        }
     }
 
     /// The backend owning the slot that `hash` falls in (availability ignored).
     #[inline]
     fn owner(&self, hash: u64) -> usize {
-        let total = self.cumulative[self.cumulative.len() - 1];
-        let slot = hash % total;
-        self.cumulative.partition_point(|&c| c <= slot)
+        self.ranges.owner(hash % self.ranges.total())
     }
 }
 
@@ -60,7 +53,7 @@ impl Selector for KeyHash {
             return None;
         }
         let mut last = 0;
-        if n == self.cumulative.len() {
+        if n == self.ranges.len() {
             for attempt in 0..=REHASH_ATTEMPTS {
                 let i = self.owner(mix(key ^ attempt));
                 if backends[i].is_available() {

@@ -13,22 +13,22 @@
 //! flight: when every backend is idle they all tie and take turns, as in NGINX.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::turns::Turns;
 use super::{Backend, Selector};
 
 /// Least-connections selector.
 #[derive(Debug, Default)]
 pub struct LeastConnections {
-    /// Rotates through tied backends: the n-th tie goes to tied backend `n % ties`.
-    turn: AtomicUsize,
+    /// Rotates through tied backends.
+    turns: Turns,
 }
 
 impl LeastConnections {
     /// A new selector.
     pub fn new() -> Self {
         LeastConnections {
-            turn: AtomicUsize::new(0),
+            turns: Turns::default(),
         }
     }
 }
@@ -64,19 +64,9 @@ impl Selector for LeastConnections {
         if ties == 1 {
             return Some(first);
         }
-        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed) % ties;
-        let tied = backends[first..].iter().enumerate().filter(|(_, b)| {
-            b.is_available()
-                && u64::from(b.in_flight()) * best_weight == best_load * u64::from(b.weight)
-        });
-        for (offset, _) in tied {
-            if turn == 0 {
-                return Some(first + offset);
-            }
-            turn -= 1;
-        }
-        // The counters moved between the two passes; the first pass's answer is still good.
-        Some(first)
+        Some(self.turns.pick(backends, first, ties, |b| {
+            u64::from(b.in_flight()) * best_weight == best_load * u64::from(b.weight)
+        }))
     }
 }
 

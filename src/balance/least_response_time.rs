@@ -23,9 +23,9 @@
 //! while it is being measured (its first [`WARMUP_SAMPLES`] responses).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::backend::now_us;
+use super::turns::Turns;
 use super::{Backend, Selector};
 
 /// Time constant of the decay of an unrefreshed average, in microseconds (as Finagle's
@@ -45,15 +45,15 @@ fn decayed(ewma: u64, age_us: u64) -> u64 {
 /// Least-response-time selector.
 #[derive(Debug, Default)]
 pub struct LeastResponseTime {
-    /// Rotates through tied backends: the n-th tie goes to tied backend `n % ties`.
-    turn: AtomicUsize,
+    /// Rotates through tied backends.
+    turns: Turns,
 }
 
 impl LeastResponseTime {
     /// A new selector.
     pub fn new() -> Self {
         LeastResponseTime {
-            turn: AtomicUsize::new(0),
+            turns: Turns::default(),
         }
     }
 }
@@ -150,19 +150,9 @@ impl Selector for LeastResponseTime {
         if ties <= 1 {
             return Some(best_index);
         }
-        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed) % ties;
-        let tied = backends[first..]
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_available() && Score::of(b, now).close_to(&best_score));
-        for (offset, _) in tied {
-            if turn == 0 {
-                return Some(first + offset);
-            }
-            turn -= 1;
-        }
-        // The counters moved between the passes; the first pass's answer is still good.
-        Some(best_index)
+        Some(self.turns.pick(backends, first, ties, |b| {
+            Score::of(b, now).close_to(&best_score)
+        }))
     }
 }
 

@@ -20,6 +20,8 @@ pub mod random;
 pub mod round_robin;
 #[cfg(test)]
 mod tests;
+pub mod turns;
+pub mod weight_ranges;
 pub mod weighted_round_robin;
 
 use std::sync::Arc;

@@ -14,13 +14,14 @@
 
 use std::sync::Arc;
 
+use super::weight_ranges::WeightRanges;
 use super::{Backend, Selector};
 
 /// Weighted random selector.
 #[derive(Debug)]
 pub struct Random {
-    /// `cumulative[i]` is the sum of the weights of backends `0..=i`.
-    cumulative: Box<[u64]>,
+    /// Each backend's range of slots.
+    ranges: WeightRanges,
     /// Whether every backend has the same weight (then the draw is a plain index).
     uniform: bool,
 }
@@ -28,31 +29,18 @@ pub struct Random {
 impl Random {
     /// Precomputes the cumulative weights of `backends`.
     pub fn new(backends: &[Arc<Backend>]) -> Self {
-        let mut sum = 0u64;
-        let cumulative = backends
-            .iter()
-            .map(|b| {
-                sum += u64::from(b.weight);
-                sum
-            })
-            .collect();
+        let ranges = WeightRanges::new(backends);
         let uniform = backends.windows(2).all(|w| w[0].weight == w[1].weight);
-        Random {
-            cumulative,
-            uniform,
-        }
+        Random { ranges, uniform }
     }
 
     /// Draws an index in proportion to the precomputed weights (availability ignored).
     #[inline]
     fn draw(&self) -> usize {
-        let n = self.cumulative.len();
         if self.uniform {
-            return fastrand::usize(..n);
+            return fastrand::usize(..self.ranges.len());
         }
-        let total = self.cumulative[n - 1];
-        let r = fastrand::u64(..total);
-        self.cumulative.partition_point(|&c| c <= r)
+        self.ranges.owner(fastrand::u64(..self.ranges.total()))
     }
 }
 
@@ -61,7 +49,7 @@ impl Selector for Random {
         if backends.is_empty() {
             return None;
         }
-        if backends.len() == self.cumulative.len() {
+        if backends.len() == self.ranges.len() {
             let i = self.draw();
             if backends[i].is_available() {
                 return Some(i);

@@ -43,11 +43,11 @@ pub enum Command {
         #[arg(long = "backend", value_name = "ADDR", required = true)]
         backends: Vec<String>,
         /// Balancing algorithm.
-        #[arg(long, default_value = "round_robin", value_parser = parse_algorithm)]
+        #[arg(long, default_value = "weighted_round_robin", value_parser = parse_algorithm)]
         algorithm: Algorithm,
-        /// Worker threads (default: one per CPU core).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Worker threads, 1-1024 (default: one per CPU core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
         /// Log every request.
         #[arg(long)]
         access_log: bool,
@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
@@ -76,11 +84,11 @@ pub fn main(cli: Cli) -> i32 {
             Ok(c) => {
                 let backends: usize = c.pools.iter().map(|p| p.backends.len()).sum();
                 println!(
-                    "{}: ok ({} listeners, {} pools, {} backends)",
+                    "{}: ok ({}, {}, {})",
                     config.display(),
-                    c.listeners.len(),
-                    c.pools.len(),
-                    backends
+                    plural(c.listeners.len(), "listener"),
+                    plural(c.pools.len(), "pool"),
+                    plural(backends, "backend")
                 );
                 0
             }
@@ -115,6 +123,7 @@ pub fn main(cli: Cli) -> i32 {
                     }
                 }
             }
+            let threads = threads.map(usize::from);
             let config = single_pool_config(listen, parsed, algorithm, threads, access_log);
             run(&config)
         }
@@ -145,11 +154,17 @@ pub fn wait_for_signal() {
         .build()
         .expect("cannot start the signal handler");
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot listen for SIGTERM");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+        let mut hup = signal(SignalKind::hangup()).expect("cannot listen for SIGHUP");
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; still running the current configuration");
+                }
+            }
         }
     });
 }

@@ -43,7 +43,7 @@ fn a_valid_file_checks_ok() {
     let (code, out, _) = check(GOOD);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("ok (1 listeners, 1 pools, 2 backends)"),
+        out.contains("ok (1 listener, 1 pool, 2 backends)"),
         "{out}"
     );
 }
@@ -281,4 +281,22 @@ fn demo_runs_with_no_setup() {
         logged.is_some(),
         "the demo logs which backend served each request"
     );
+}
+
+#[test]
+fn sighup_does_not_stop_the_balancer() {
+    let b = Backend::start("b1");
+    let f = common::Fulcrum::start(&common::config("", &[&b], ""));
+    let status = Command::new("kill")
+        .args(["-HUP", &f.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(f.wait_log("SIGHUP received"), "{}", f.log());
+    let out = raw(
+        f.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
 }

@@ -27,6 +27,8 @@ fn refused_connection_is_502() {
     let out = raw(f.addr, GET, Duration::from_secs(5));
     assert!(out.starts_with("HTTP/1.1 502 Bad Gateway"), "{out}");
     assert!(out.contains("refused"), "{out}");
+    assert!(f.wait_log("backend=127.0.0.1"), "{}", f.log());
+    assert!(f.wait_log("status=502"), "{}", f.log());
 }
 
 #[test]

@@ -168,3 +168,38 @@ fn http10_client_gets_an_unchunked_close_delimited_response() {
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
     assert!(out.ends_with("\r\n\r\nabc"), "{out}");
 }
+
+#[test]
+fn http10_request_without_host_gets_one() {
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&config("", &[&b], ""));
+    let out = raw(
+        f.addr,
+        b"GET /headers HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(out.starts_with("HTTP/1.0 200 OK"), "{out}");
+    let seen = b.last_head.lock().unwrap().clone();
+    assert!(seen.contains(&format!("host: {}", f.addr)), "{seen}");
+}
+
+#[test]
+fn a_slow_upload_is_not_cut_by_the_request_timeout() {
+    use std::io::{Read, Write};
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&config("[timeouts]\nrequest = \"500ms\"", &[&b], ""));
+    let mut s = std::net::TcpStream::connect(f.addr).unwrap();
+    s.write_all(
+        b"POST /count HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 40\r\n\r\n",
+    )
+    .unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(b"0123456789").unwrap();
+    }
+    let mut out = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.ends_with("40"), "{out}");
+}

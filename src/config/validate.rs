@@ -59,7 +59,7 @@ fn explain_toml_error(message: &str) -> (String, Option<String>) {
     }
     if message.contains("duplicate key") {
         return (
-            message,
+            message.replace("duplicate key", "this key is defined twice"),
             Some("each key, and each pool name, may appear only once".into()),
         );
     }
@@ -206,6 +206,16 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
                         "use algorithm = \"hash\" or \"consistent_hash\", or remove `hash_key`"
                             .into(),
                     ),
+                );
+            }
+            if let Some(HashKey::Header(name)) = HashKey::parse(k.get_ref())
+                && (crate::l7::headers::is_hop_by_hop(name.as_bytes())
+                    || matches!(&*name, "expect" | "x-forwarded-proto"))
+            {
+                problems.add(
+                    k.span(),
+                    format!("`{name}` is a header Fulcrum handles itself; it cannot be hashed on"),
+                    Some("hash on an end-to-end header, a cookie, \"uri\" or \"source_ip\"".into()),
                 );
             }
             HashKey::parse(k.get_ref()).unwrap_or_else(|| {

@@ -54,6 +54,7 @@ fn status_title(status: u16) -> &'static str {
         400 => "Bad Request",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         502 => "Bad Gateway",

@@ -17,11 +17,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// Tokens listed in `Connection` headers (at most 8 kept; more are unusual and ignored).
+/// Tokens listed in `Connection` headers: at most 16 (more makes the message invalid, see
+/// [`ConnectionTokens::overflowed`]), so that every listed header can be stripped.
 #[derive(Debug, Default)]
 pub struct ConnectionTokens<'a> {
-    tokens: [&'a [u8]; 8],
+    tokens: [&'a [u8]; 16],
     len: usize,
+    overflow: bool,
     /// `close` was listed.
     pub close: bool,
     /// `keep-alive` was listed.
@@ -43,8 +45,15 @@ impl<'a> ConnectionTokens<'a> {
             } else if self.len < self.tokens.len() {
                 self.tokens[self.len] = token;
                 self.len += 1;
+            } else {
+                self.overflow = true;
             }
         }
+    }
+
+    /// Whether more options were listed than can be tracked.
+    pub fn overflowed(&self) -> bool {
+        self.overflow
     }
 
     /// Whether `name` was listed (so is hop-by-hop for this message).

@@ -97,6 +97,9 @@ impl Conn {
             self.status = 0;
             self.backend = None;
             let result = self.exchange(head).await;
+            if let Err(Failure::Respond(e)) = &result {
+                self.status = e.status;
+            }
             self.log(started);
             match result {
                 Ok(true) => continue,
@@ -139,7 +142,12 @@ impl Conn {
                     Ok(head) if head.head_len > limits.max_header_size => {
                         return Err(too_large());
                     }
-                    Ok(head) => return Ok(Some(head)),
+                    Ok(head) => {
+                        if head.missing_host {
+                            self.add_host();
+                        }
+                        return Ok(Some(head));
+                    }
                     Err(HeadError::Partial) if self.cbuf.len() > limits.max_header_size => {
                         return Err(too_large());
                     }
@@ -150,6 +158,12 @@ impl Conn {
                         return Err(ProxyError {
                             status: 501,
                             reason,
+                        });
+                    }
+                    Err(HeadError::ExpectationFailed) => {
+                        return Err(ProxyError {
+                            status: 417,
+                            reason: "only Expect: 100-continue is supported",
                         });
                     }
                     Err(HeadError::MethodNotAllowed) => {
@@ -185,6 +199,17 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Adds `Host: <the address the client connected to>` to the backend head in `out`
+    /// (which ends with the blank line), for HTTP/1.0 requests that had none.
+    fn add_host(&mut self) {
+        use std::io::Write as _;
+        let Ok(local) = self.client.local_addr() else {
+            return;
+        };
+        self.out.truncate(self.out.len() - 2);
+        let _ = write!(self.out, "Host: {local}\r\n\r\n");
     }
 
     /// Forwards one request and its response. Returns whether the client connection
@@ -227,12 +252,16 @@ impl Conn {
             .clone();
         self.backend = Some(Arc::clone(&backend));
         let _in_flight = backend.begin();
-        let started = Instant::now();
 
-        let mut up = self.send_head(&backend, false).await?;
-        // Response time is measured from the request being sent, so that connecting
-        // (once per pooled connection) does not count against the backend.
-        let sent = Instant::now();
+        let mut up = match self.send_head(&backend, false).await {
+            Ok(up) => up,
+            Err(e) => {
+                // A backend that cannot be reached counts as slow as the connect timeout,
+                // so that response-time balancing moves away from it.
+                backend.record_latency(timeouts.connect);
+                return Err(e);
+            }
+        };
         if head.expect_continue && !body_complete && self.cbuf.is_empty() {
             self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
@@ -248,7 +277,11 @@ impl Conn {
             http10: head.http10,
             keep_alive: head.keep_alive,
         };
-        let deadline = started + timeouts.request;
+        // Response time, and the request timeout, run from the request being sent in full,
+        // so that connecting and uploading do not count against the backend.
+        let sent = Instant::now();
+        let deadline = sent + timeouts.request;
+        let mut interim_seen = false;
         self.ubuf.clear();
         let (resp, keep_client) = loop {
             if !self.ubuf.is_empty() {
@@ -258,6 +291,7 @@ impl Conn {
                 self.out = head_out;
                 match parsed {
                     Ok((resp, keep)) if (100..200).contains(&resp.status) => {
+                        interim_seen = true;
                         self.ubuf.advance(resp.head_len);
                         if !self.out.is_empty() {
                             let interim = std::mem::take(&mut self.out);
@@ -288,8 +322,14 @@ impl Conn {
                 }
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(result) => {
-                    if up.reused && body_complete && self.ubuf.is_empty() {
-                        // Stale keep-alive connection: the request is still in `out`.
+                    if up.reused
+                        && body_complete
+                        && head.idempotent
+                        && !interim_seen
+                        && self.ubuf.is_empty()
+                    {
+                        // A stale keep-alive connection closed before answering: the
+                        // request is still in `out` and may safely be sent again.
                         up = self.send_head(&backend, true).await?;
                         continue;
                     }

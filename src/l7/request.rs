@@ -42,6 +42,12 @@ pub struct RequestHead {
     pub is_head: bool,
     /// The client speaks HTTP/1.0.
     pub http10: bool,
+    /// The method is idempotent (RFC 9110 9.2.2), so it may be sent again after a stale
+    /// backend connection failed before answering.
+    pub idempotent: bool,
+    /// An HTTP/1.0 request without `Host`: the proxy adds one, since it speaks
+    /// HTTP/1.1 to backends.
+    pub missing_host: bool,
     /// The request's hash key, for pools that hash.
     pub key: u64,
 }
@@ -59,6 +65,8 @@ pub enum HeadError {
     NotImplemented(&'static str),
     /// A method not allowed through a reverse proxy (405).
     MethodNotAllowed,
+    /// An `Expect` value other than `100-continue` (417).
+    ExpectationFailed,
 }
 
 /// Per-listener facts used to rewrite the head.
@@ -133,11 +141,12 @@ pub fn parse(
             tokens.add(h.value);
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if name.eq_ignore_ascii_case(b"expect") && !http10 {
+            // HTTP/1.0 clients' expectations are ignored (RFC 9110 10.1.1).
             if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
             } else {
-                return Err(HeadError::Bad("unsupported Expect value"));
+                return Err(HeadError::ExpectationFailed);
             }
         }
     }
@@ -151,6 +160,9 @@ pub fn parse(
         if !chunked {
             return Err(HeadError::NotImplemented("unsupported Transfer-Encoding"));
         }
+    }
+    if tokens.overflowed() {
+        return Err(HeadError::Bad("too many Connection options"));
     }
     if hosts > 1 || (hosts == 0 && !http10) {
         return Err(HeadError::Bad("a request needs exactly one Host header"));
@@ -237,6 +249,8 @@ pub fn parse(
         expect_continue,
         is_head: m == "HEAD",
         http10,
+        idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        missing_host: hosts == 0,
         key,
     })
 }

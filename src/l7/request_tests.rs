@@ -73,7 +73,6 @@ fn rejects_smuggling_and_malformed_heads() {
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
         "GET nothing HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n",
     ];
     for raw in bad {
         assert!(
@@ -84,6 +83,20 @@ fn rejects_smuggling_and_malformed_heads() {
     assert!(matches!(
         parse_str("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
         Err(HeadError::NotImplemented(_))
+    ));
+    assert!(matches!(
+        parse_str("GET / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n"),
+        Err(HeadError::ExpectationFailed)
+    ));
+    let (head, _) = parse_str("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    assert!(!head.expect_continue, "HTTP/1.0 expectations are ignored");
+    assert!(head.missing_host);
+    let many: String = (0..20).map(|i| format!("x-{i}, ")).collect();
+    assert!(matches!(
+        parse_str(&format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: {many}\r\n\r\n"
+        )),
+        Err(HeadError::Bad(_))
     ));
     assert!(matches!(
         parse_str("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),

@@ -172,7 +172,14 @@ pub fn parse(
         ResponseFraming::Chunked if !client.http10 => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
-        ResponseFraming::Chunked | ResponseFraming::UntilClose => {}
+        ResponseFraming::UntilClose => {
+            // A transfer coding other than chunked: the body runs until close and the
+            // client needs the header to decode it.
+            if let Some(te) = transfer_encoding {
+                put(out, b"Transfer-Encoding", te);
+            }
+        }
+        ResponseFraming::Chunked => {}
     }
     if !keep_client {
         out.extend_from_slice(b"Connection: close\r\n");

@@ -6,7 +6,7 @@
 //! than [`IDLE_TTL`] or when the backend has closed it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<SocketAddr, VecDeque<Idle>>> = RefCell::new(HashMap::new());
 }
 
 /// A connection to a backend, and whether it came from the pool (so may be stale).
@@ -50,7 +50,7 @@ pub fn take_idle(addr: SocketAddr) -> Option<Upstream> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        while let Some(conn) = list.pop() {
+        while let Some(conn) = list.pop_back() {
             if conn.since.elapsed() < IDLE_TTL && is_open(&conn.stream) {
                 return Some(Upstream {
                     stream: conn.stream,
@@ -82,11 +82,16 @@ pub fn put_idle(addr: SocketAddr, stream: TcpStream) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
+        // The oldest connections are at the front: close those past their time.
+        let now = Instant::now();
+        while list
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) >= IDLE_TTL)
+        {
+            list.pop_front();
+        }
         if list.len() < MAX_IDLE_PER_BACKEND {
-            list.push(Idle {
-                stream,
-                since: Instant::now(),
-            });
+            list.push_back(Idle { stream, since: now });
         }
     });
 }

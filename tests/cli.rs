@@ -42,10 +42,7 @@ backends = [{ address = "127.0.0.1:9001", weight = 2 }, { address = "127.0.0.1:9
 fn a_valid_file_checks_ok() {
     let (code, out, _) = check(GOOD);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("ok (1 listener, 1 pool, 2 backends)"),
-        "{out}"
-    );
+    assert!(out.contains("ok (1 listener, 1 pool, 2 backends)"), "{out}");
 }
 
 #[test]

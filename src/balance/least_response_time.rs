@@ -7,9 +7,12 @@
 //! divided by weight through cross multiplication (`score_a * weight_b` against
 //! `score_b * weight_a`, in `u128` so nothing overflows).
 //!
-//! A backend with fewer than [`WARMUP_SAMPLES`] samples is preferred to every measured
-//! one, so that it gets measured (and one cold first request cannot condemn it); among
-//! several unmeasured backends the one with the fewest in-flight requests per weight wins.
+//! A backend with fewer than [`WARMUP_SAMPLES`] samples is still being measured: while it
+//! has no request in flight it is preferred to every measured one, so that it gets
+//! measured (and one cold first request cannot condemn it); while it has one, it is used
+//! only if no measured backend is available, so a backend that hangs cannot soak up the
+//! traffic before it has a measurement. Failed requests (502, 504) count as samples at
+//! least as slow as the connect timeout.
 //! Measured backends whose score is within 3/2 of the best one count as tied with it, and
 //! tied backends take turns (a second pass picks the next of them in rotation), so
 //! backends of about the same speed share the traffic while a clearly slower one is
@@ -19,8 +22,7 @@
 //! constant of [`DECAY_US`] (2 s), so a backend that was slow once is tried again later
 //! rather than starved for ever; if it is still slow, its fresh samples push it back out.
 //!
-//! What it does not do: probe backends itself, or bound the burst a new backend receives
-//! while it is being measured (its first [`WARMUP_SAMPLES`] responses).
+//! What it does not do: probe backends itself.
 
 use std::sync::Arc;
 
@@ -58,11 +60,23 @@ impl LeastResponseTime {
     }
 }
 
-/// What a backend is ranked on: unmeasured before measured, then `cost / weight`.
+/// Where a backend stands, best first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// Still being measured and idle: gets the next request, to be measured.
+    Probe,
+    /// Measured: ranked by `(in_flight + 1) * ewma / weight`.
+    Measured,
+    /// Still being measured but already has a request in flight: used only when nothing
+    /// else is, so that a backend that hangs cannot soak up the traffic while unmeasured.
+    Waiting,
+}
+
+/// What a backend is ranked on: its class, then `cost / weight`.
 #[derive(Clone, Copy)]
 struct Score {
-    measured: bool,
-    /// Unmeasured: in-flight count; measured: `(in_flight + 1) * ewma_us`.
+    class: Class,
+    /// Measured: `(in_flight + 1) * ewma_us`; otherwise the in-flight count.
     cost: u128,
     weight: u128,
 }
@@ -73,47 +87,44 @@ impl Score {
         let ewma = decayed(b.ewma_us(), now_us.saturating_sub(b.sampled_at_us()));
         let in_flight = u128::from(b.in_flight());
         let weight = u128::from(b.weight);
-        if ewma == 0 || b.latency_samples() < WARMUP_SAMPLES {
-            Score {
-                measured: false,
-                cost: in_flight,
-                weight,
-            }
+        let (class, cost) = if ewma != 0 && b.latency_samples() >= WARMUP_SAMPLES {
+            (Class::Measured, (in_flight + 1) * u128::from(ewma))
+        } else if in_flight == 0 {
+            (Class::Probe, 0)
         } else {
-            Score {
-                measured: true,
-                cost: (in_flight + 1) * u128::from(ewma),
-                weight,
-            }
+            (Class::Waiting, in_flight)
+        };
+        Score {
+            class,
+            cost,
+            weight,
         }
     }
 
     /// How `self` ranks against `other`: `Less` is better.
     #[inline]
     fn rank(&self, other: &Score) -> std::cmp::Ordering {
-        match (self.measured, other.measured) {
-            (false, true) => std::cmp::Ordering::Less,
-            (true, false) => std::cmp::Ordering::Greater,
-            _ => (self.cost * other.weight).cmp(&(other.cost * self.weight)),
-        }
+        self.class
+            .cmp(&other.class)
+            .then_with(|| (self.cost * other.weight).cmp(&(other.cost * self.weight)))
     }
 
-    /// Whether `self` is as good as `best` for sharing purposes: equal when unmeasured,
-    /// within [`TOLERANCE`] when measured (so backends of about the same speed share the
-    /// traffic instead of the one that measured a few microseconds faster taking all).
+    /// Whether `self` is as good as `best` for sharing purposes: within [`TOLERANCE`] when
+    /// both are measured (so backends of about the same speed share the traffic instead of
+    /// the one that measured a few microseconds faster taking all), else equal.
     #[inline]
     fn close_to(&self, best: &Score) -> bool {
-        match (self.measured, best.measured) {
-            (true, true) => {
+        match (self.class, best.class) {
+            (Class::Measured, Class::Measured) => {
                 self.cost * best.weight * TOLERANCE.1 <= best.cost * self.weight * TOLERANCE.0
             }
-            (false, false) => self.rank(best) == std::cmp::Ordering::Equal,
-            _ => false,
+            _ => self.rank(best) == std::cmp::Ordering::Equal,
         }
     }
 }
 
-/// A backend with fewer samples than this is still being measured, and preferred.
+/// A backend with fewer samples than this is still being measured: it is preferred while
+/// idle, one request at a time.
 pub const WARMUP_SAMPLES: u32 = 4;
 
 /// Measured scores within this ratio (numerator, denominator) of the best one count as
@@ -232,6 +243,21 @@ mod tests {
         let bs = backends(&[1, 1]);
         let _g = bs[0].begin();
         assert!((0..10).all(|k| sel.pick(&bs, k) == Some(1)));
+    }
+
+    #[test]
+    fn unmeasured_backend_gets_one_request_at_a_time() {
+        // A backend that hangs: its first request never completes.
+        let bs = backends(&[1, 1]);
+        measure(&bs[0], ms(5));
+        let sel = LeastResponseTime::new();
+        assert_eq!(sel.pick(&bs, 0), Some(1));
+        let _hung = bs[1].begin();
+        // While its probe is in flight, the measured backend takes everything.
+        assert!((0..10).all(|k| sel.pick(&bs, k) == Some(0)));
+        // Unless nothing else is available.
+        bs[0].set_available(false);
+        assert_eq!(sel.pick(&bs, 0), Some(1));
     }
 
     #[test]

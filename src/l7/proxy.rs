@@ -99,6 +99,11 @@ impl Conn {
             let result = self.exchange(head).await;
             if let Err(Failure::Respond(e)) = &result {
                 self.status = e.status;
+                if let (502 | 504, Some(backend)) = (e.status, &self.backend) {
+                    // A backend that fails counts as at least as slow as the connect
+                    // timeout, so that response-time balancing moves away from it.
+                    backend.record_latency(started.elapsed().max(self.site.timeouts.connect));
+                }
             }
             self.log(started);
             match result {
@@ -253,15 +258,7 @@ impl Conn {
         self.backend = Some(Arc::clone(&backend));
         let _in_flight = backend.begin();
 
-        let mut up = match self.send_head(&backend, false).await {
-            Ok(up) => up,
-            Err(e) => {
-                // A backend that cannot be reached counts as slow as the connect timeout,
-                // so that response-time balancing moves away from it.
-                backend.record_latency(timeouts.connect);
-                return Err(e);
-            }
-        };
+        let mut up = self.send_head(&backend, false).await?;
         if head.expect_continue && !body_complete && self.cbuf.is_empty() {
             self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }

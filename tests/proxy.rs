@@ -203,3 +203,79 @@ fn a_slow_upload_is_not_cut_by_the_request_timeout() {
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     assert!(out.ends_with("40"), "{out}");
 }
+
+#[test]
+fn max_connections_holds_extra_clients_in_the_accept_queue() {
+    use std::io::{Read, Write};
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&config("[limits]\nmax_connections = 1", &[&b], ""));
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = std::net::TcpStream::connect(f.addr).unwrap();
+    first.write_all(get).unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(first.read(&mut buf).unwrap() > 0);
+    // The first client keeps its connection: the second waits, unanswered.
+    let mut second = std::net::TcpStream::connect(f.addr).unwrap();
+    second.write_all(get).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        second.read(&mut buf).is_err(),
+        "second client served beyond the limit"
+    );
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = second.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&config("[timeouts]\nidle = \"300ms\"", &[&b], ""));
+    let mut s = std::net::TcpStream::connect(f.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(s.read(&mut buf).unwrap(), 0, "connection not closed");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn several_worker_threads_share_the_traffic() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let f = Fulcrum::start(
+        &config("", &[&a, &b], "algorithm = \"round_robin\"").replace("threads = 1", "threads = 4"),
+    );
+    let rt = rt();
+    let c = client();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (c, url) = (c.clone(), f.url("/"));
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    let r = c
+                        .get(&url)
+                        .header("connection", "close")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert_eq!((a.requests(), b.requests()), (100, 100));
+    assert!(f.log().contains("threads=4"), "{}", f.log());
+}

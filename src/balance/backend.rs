@@ -13,8 +13,19 @@ use std::time::{Duration, Instant};
 #[inline]
 pub fn now_us() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64;
+    LAST_SAMPLE_US.fetch_max(now, Ordering::Relaxed);
+    now
 }
+
+/// The [`now_us`] of the latest clock reading, which under traffic is at most one
+/// response old: selectors read it instead of the clock on every pick.
+#[inline]
+pub fn coarse_now_us() -> u64 {
+    LAST_SAMPLE_US.load(Ordering::Relaxed)
+}
+
+static LAST_SAMPLE_US: AtomicU64 = AtomicU64::new(0);
 
 /// Weight of a backend relative to the others of its pool (1..=1000).
 pub const MAX_WEIGHT: u32 = 1000;

@@ -18,30 +18,55 @@
 //! backends of about the same speed share the traffic while a clearly slower one is
 //! avoided.
 //!
-//! Averages age: without new samples a backend's average decays towards zero with a time
-//! constant of [`DECAY_US`] (2 s), so a backend that was slow once is tried again later
+//! Averages age: without new samples a backend's average halves every [`HALF_LIFE_US`]
+//! (2 s), so a backend that was slow once is tried again later
 //! rather than starved for ever; if it is still slow, its fresh samples push it back out.
 //!
 //! What it does not do: probe backends itself.
 
 use std::sync::Arc;
 
-use super::backend::now_us;
+use super::backend::coarse_now_us;
 use super::turns::Turns;
 use super::{Backend, Selector};
 
-/// Time constant of the decay of an unrefreshed average, in microseconds (as Finagle's
-/// and Linkerd's peak-EWMA): after this long without a sample, a backend's average counts
-/// for 1/e of its value, so a backend that was once slow is tried again.
-pub const DECAY_US: f64 = 2_000_000.0;
+/// Half-life of an unrefreshed average, in microseconds (the decay of Finagle's and
+/// Linkerd's peak-EWMA): after this long without a sample, a backend's average counts for
+/// half its value, so a backend that was once slow is tried again.
+pub const HALF_LIFE_US: u64 = 2_000_000;
 
-/// `ewma` decayed by `age_us` without a new sample (never below 1 once measured).
+/// `ewma` decayed by `age_us` without a new sample: halved per [`HALF_LIFE_US`], linear in
+/// between (integer arithmetic only, as it runs for every backend on every pick).
 #[inline]
 fn decayed(ewma: u64, age_us: u64) -> u64 {
     if ewma == 0 || age_us < 1000 {
         return ewma;
     }
-    ((ewma as f64) * (-(age_us as f64) / DECAY_US).exp()).max(1.0) as u64
+    let halvings = age_us / HALF_LIFE_US;
+    if halvings >= 64 {
+        return 1;
+    }
+    let base = ewma >> halvings;
+    let into = age_us % HALF_LIFE_US;
+    // From `base` down towards `base / 2` across one half-life.
+    let value =
+        base - ((u128::from(base) * u128::from(into)) / u128::from(2 * HALF_LIFE_US)) as u64;
+    value.max(1)
+}
+
+#[cfg(test)]
+mod decay_tests {
+    use super::*;
+
+    #[test]
+    fn halves_every_half_life() {
+        assert_eq!(decayed(1000, 0), 1000);
+        assert_eq!(decayed(1000, HALF_LIFE_US), 500);
+        assert_eq!(decayed(1000, 2 * HALF_LIFE_US), 250);
+        assert_eq!(decayed(1000, HALF_LIFE_US / 2), 750);
+        assert_eq!(decayed(1000, u64::MAX), 1);
+        assert_eq!(decayed(0, 5), 0);
+    }
 }
 
 /// Least-response-time selector.
@@ -134,7 +159,7 @@ const TOLERANCE: (u128, u128) = (3, 2);
 
 impl Selector for LeastResponseTime {
     fn pick(&self, backends: &[Arc<Backend>], _key: u64) -> Option<usize> {
-        let now = now_us();
+        let now = coarse_now_us();
         // The first best backend and its score, and the number of backends tied with it.
         let mut best: Option<(usize, Score)> = None;
         let mut ties = 0usize;

@@ -210,6 +210,9 @@ pub fn single_pool_config(
             algorithm,
             hash_key: HashKey::default(),
             backends,
+            health: None,
+            retries: crate::config::Retries::default(),
+            unavailable_body: None,
         }],
     }
 }

@@ -6,7 +6,9 @@
 //! This module builds no sockets and starts nothing.
 
 mod error;
+mod fields;
 mod raw;
+mod resilience;
 mod units;
 mod validate;
 
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, closest};
+pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
 
 use crate::balance::{Algorithm, HashKey};
@@ -114,6 +117,12 @@ pub struct PoolConfig {
     pub hash_key: HashKey,
     /// The backends, in file order.
     pub backends: Vec<BackendConfig>,
+    /// Active health checks, if configured.
+    pub health: Option<HealthCheck>,
+    /// Retrying failed requests on another backend.
+    pub retries: Retries,
+    /// Body of the 503 sent when no backend is available (default: a one-line reason).
+    pub unavailable_body: Option<String>,
 }
 
 /// One backend of a pool.

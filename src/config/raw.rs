@@ -68,6 +68,9 @@ pub struct RawPool {
     pub algorithm: Option<Spanned<String>>,
     pub hash_key: Option<Spanned<String>>,
     pub backends: Option<Spanned<Vec<RawBackend>>>,
+    pub health: Option<super::resilience::RawHealth>,
+    pub retries: Option<super::resilience::RawRetries>,
+    pub unavailable_body: Option<String>,
 }
 
 /// One backend of a pool.

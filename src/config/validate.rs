@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::{ConfigError, Problems, closest};
+use super::fields::{duration, integer};
 use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
-use super::units::{parse_duration, parse_size};
+use super::resilience;
+use super::units::parse_size;
 use super::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Protocol, Timeouts};
 use crate::balance::backend::MAX_WEIGHT;
 use crate::balance::{Algorithm, HashKey};
@@ -103,25 +104,16 @@ fn check(raw: &RawConfig, problems: &mut Problems<'_>) -> Config {
 fn check_timeouts(raw: &RawConfig, problems: &mut Problems<'_>) -> Timeouts {
     let d = Timeouts::default();
     let t = &raw.timeouts;
-    let mut one = |value: &Option<Spanned<String>>, key: &str, default: Duration| match value {
-        None => default,
-        Some(v) => match parse_duration(v.get_ref()) {
-            Some(parsed) if !parsed.is_zero() => parsed,
-            _ => {
-                problems.add(
-                    v.span(),
-                    format!("`timeouts.{key}` is not a valid duration: {:?}", v.get_ref()),
-                    Some("write a positive whole number with a unit: \"250ms\", \"5s\", \"2m\", \"1h\"".into()),
-                );
-                default
-            }
-        },
-    };
     Timeouts {
-        connect: one(&t.connect, "connect", d.connect),
-        request_header: one(&t.request_header, "request_header", d.request_header),
-        idle: one(&t.idle, "idle", d.idle),
-        request: one(&t.request, "request", d.request),
+        connect: duration(&t.connect, "timeouts.connect", d.connect, problems),
+        request_header: duration(
+            &t.request_header,
+            "timeouts.request_header",
+            d.request_header,
+            problems,
+        ),
+        idle: duration(&t.idle, "timeouts.idle", d.idle, problems),
+        request: duration(&t.request, "timeouts.request", d.request, problems),
     }
 }
 
@@ -148,28 +140,22 @@ fn check_limits(raw: &RawConfig, problems: &mut Problems<'_>) -> Limits {
             }
         }
     };
-    let mut count = |value: &Option<Spanned<i64>>, key: &str, max: i64, default: usize| match value
-    {
-        None => default,
-        Some(v) if (1..=max).contains(v.get_ref()) => *v.get_ref() as usize,
-        Some(v) => {
-            problems.add(
-                v.span(),
-                format!("`{key}` must be between 1 and {max}"),
-                None,
-            );
-            default
-        }
-    };
     Limits {
         max_header_size,
-        max_headers: count(&l.max_headers, "limits.max_headers", 256, d.max_headers),
-        max_connections: count(
+        max_headers: integer(
+            &l.max_headers,
+            "limits.max_headers",
+            1..=256,
+            d.max_headers as i64,
+            problems,
+        ) as usize,
+        max_connections: integer(
             &l.max_connections,
             "limits.max_connections",
-            10_000_000,
-            d.max_connections,
-        ),
+            1..=10_000_000,
+            d.max_connections as i64,
+            problems,
+        ) as usize,
     }
 }
 
@@ -247,11 +233,23 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
             Some("backups only serve while no primary is available: make at least one `backup = false`".into()),
         );
     }
+    let health = pool
+        .health
+        .as_ref()
+        .map(|h| resilience::check_health(h, name.get_ref(), problems));
+    let retries = pool
+        .retries
+        .as_ref()
+        .map(|r| resilience::check_retries(r, name.get_ref(), problems))
+        .unwrap_or_default();
     PoolConfig {
         name: name.get_ref().clone(),
         algorithm,
         hash_key,
         backends,
+        health,
+        retries,
+        unavailable_body: pool.unavailable_body.clone(),
     }
 }
 

@@ -8,5 +8,6 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod l7;
 pub mod listener;

@@ -128,6 +128,21 @@ const BAD: &[(&str, &str, &str)] = &[
         "",
     ),
     ("", ":1:1: no listeners", "add [[listeners]]"),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n[pools.app.health]\ncheck = \"icmp\"\n",
+        ":7:9: unknown health check `icmp`",
+        "checks: http, tcp",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n[pools.app.health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
+        ":8:11: `pools.app.health.timeout` is longer than the interval",
+        "lower it or raise `interval`",
+    ),
+    (
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\" }]\n[pools.app.health]\nexpect_status = \"2xx\"\nfal = 3\n",
+        ":8:1: unknown key `fal`",
+        "did you mean `fall`?",
+    ),
 ];
 
 #[test]

@@ -46,6 +46,8 @@ pub struct Backend {
     samples: AtomicU32,
     sampled_at_us: AtomicU64,
     available: AtomicBool,
+    healthy: AtomicBool,
+    check_code: AtomicU32,
     served: AtomicU64,
 }
 
@@ -62,19 +64,43 @@ impl Backend {
             samples: AtomicU32::new(0),
             sampled_at_us: AtomicU64::new(0),
             available: AtomicBool::new(true),
+            healthy: AtomicBool::new(true),
+            check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
         }
     }
 
-    /// Whether new requests may be sent to this backend.
+    /// Whether new requests may be sent to this backend: it is in service and its
+    /// health checks (if any) say it is up.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.available.load(Ordering::Relaxed)
+        self.available.load(Ordering::Relaxed) && self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Marks the backend available or not (health checks, admin).
+    /// Takes the backend in or out of service by hand (admin), whatever its health.
     pub fn set_available(&self, available: bool) {
         self.available.store(available, Ordering::Relaxed);
+    }
+
+    /// Whether the active health checks consider the backend up (true without checks).
+    #[inline]
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records the health checks' verdict.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// The outcome of the last health check, as encoded by the health module (0: none).
+    pub fn check_code(&self) -> u32 {
+        self.check_code.load(Ordering::Relaxed)
+    }
+
+    /// Stores the outcome of the last health check.
+    pub fn set_check_code(&self, code: u32) {
+        self.check_code.store(code, Ordering::Relaxed);
     }
 
     /// Requests currently being served by this backend.

@@ -31,12 +31,13 @@ pub struct Running {
     /// The pools, as built from the config (their live counters included).
     pub pools: Vec<Arc<Pool>>,
     workers: Vec<JoinHandle<()>>,
+    health: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// Blocks until every worker thread has stopped (they run until the process ends).
     pub fn wait(self) {
-        for w in self.workers {
+        for w in self.workers.into_iter().chain(self.health) {
             let _ = w.join();
         }
     }
@@ -93,6 +94,13 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
             .expect("cannot start a worker thread");
         workers.push(handle);
     }
+    let checked = config
+        .pools
+        .iter()
+        .zip(&pools)
+        .filter_map(|(c, p)| c.health.clone().map(|h| (Arc::clone(p), h)))
+        .collect();
+    let health = crate::health::start(checked);
     for (name, addr) in &listeners {
         tracing::info!(listener = %name, %addr, threads = config.threads, "listening");
     }
@@ -100,6 +108,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         listeners,
         pools,
         workers,
+        health,
     })
 }
 

@@ -41,13 +41,18 @@ impl Backend {
 
     /// A backend that waits `delay` before answering any request.
     pub fn start_slow(name: &str, delay: Duration) -> Backend {
+        Backend::start_at(name, "127.0.0.1:0".parse().unwrap(), delay)
+    }
+
+    /// A backend listening on `addr` (to restart one where it was).
+    pub fn start_at(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(addr))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));

@@ -213,6 +213,8 @@ pub fn single_pool_config(
             health: None,
             retries: crate::config::Retries::default(),
             unavailable_body: None,
+            breaker: crate::balance::circuit::CircuitPolicy::DISABLED,
+            slow_start: std::time::Duration::ZERO,
         }],
     }
 }

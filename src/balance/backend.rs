@@ -2,12 +2,15 @@
 //! counters (in-flight requests, response-time EWMA, availability) that the selectors read.
 //!
 //! Every counter is an atomic so that worker threads read and update them without locks.
-//! This module does not decide health; it only stores what the health logic reports.
+//! This module does not decide health; it only stores what the health logic (active
+//! checks, the circuit breaker, draining, slow start) reports.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use super::circuit::{Circuit, CircuitPolicy};
 
 /// Microseconds since the first call: a monotonic clock cheap to store in an atomic.
 #[inline]
@@ -47,6 +50,11 @@ pub struct Backend {
     sampled_at_us: AtomicU64,
     available: AtomicBool,
     healthy: AtomicBool,
+    draining: AtomicBool,
+    /// Passive health: the backend's circuit breaker.
+    pub circuit: Circuit,
+    slow_start_us: u64,
+    ramp_from_us: AtomicU64,
     check_code: AtomicU32,
     served: AtomicU64,
 }
@@ -65,16 +73,69 @@ impl Backend {
             sampled_at_us: AtomicU64::new(0),
             available: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            circuit: Circuit::new(CircuitPolicy::DISABLED),
+            slow_start_us: 0,
+            ramp_from_us: AtomicU64::new(0),
             check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
         }
     }
 
-    /// Whether new requests may be sent to this backend: it is in service and its
-    /// health checks (if any) say it is up.
+    /// The same backend with a circuit breaker following `policy`.
+    pub fn with_circuit(mut self, policy: CircuitPolicy) -> Self {
+        self.circuit = Circuit::new(policy);
+        self
+    }
+
+    /// The same backend, ramping its weight up over `slow_start` each time it comes back.
+    pub fn with_slow_start(mut self, slow_start: Duration) -> Self {
+        self.slow_start_us = slow_start.as_micros() as u64;
+        self
+    }
+
+    /// Whether new requests may be sent to this backend: it is in service, not draining,
+    /// its health checks (if any) say it is up and its circuit admits requests.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.available.load(Ordering::Relaxed) && self.healthy.load(Ordering::Relaxed)
+        self.available.load(Ordering::Relaxed)
+            && self.healthy.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+            && self.circuit.admits(coarse_now_us())
+    }
+
+    /// Starts or stops draining: a draining backend gets no new requests (nor sticky
+    /// sessions), while the ones in flight finish.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// Whether the backend is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The weight selectors should use now: during slow start, the configured weight
+    /// scaled by the share of the ramp elapsed (at least 1); otherwise the weight.
+    #[inline]
+    pub fn effective_weight(&self) -> u32 {
+        let from = self.ramp_from_us.load(Ordering::Relaxed);
+        if from == 0 {
+            return self.weight;
+        }
+        let elapsed = coarse_now_us().saturating_sub(from);
+        if elapsed >= self.slow_start_us {
+            self.ramp_from_us.store(0, Ordering::Relaxed);
+            return self.weight;
+        }
+        ((u64::from(self.weight) * elapsed / self.slow_start_us.max(1)) as u32).max(1)
+    }
+
+    /// The backend just came back (health check or circuit): start its slow start ramp.
+    pub fn start_ramp(&self) {
+        if self.slow_start_us > 0 {
+            self.ramp_from_us.store(now_us().max(1), Ordering::Relaxed);
+        }
     }
 
     /// Takes the backend in or out of service by hand (admin), whatever its health.
@@ -172,5 +233,46 @@ pub struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(weight: u32) -> Backend {
+        Backend::new("b", "127.0.0.1:1".parse().unwrap(), weight, false)
+    }
+
+    #[test]
+    fn slow_start_ramps_the_weight_up() {
+        let b = backend(10).with_slow_start(Duration::from_secs(3600));
+        assert_eq!(b.effective_weight(), 10, "no ramp before the backend comes back");
+        b.start_ramp();
+        assert_eq!(b.effective_weight(), 1, "the ramp starts at the minimum");
+        let quick = backend(10).with_slow_start(Duration::from_millis(1));
+        quick.start_ramp();
+        std::thread::sleep(Duration::from_millis(5));
+        now_us();
+        assert_eq!(quick.effective_weight(), 10, "the ramp is over");
+        let none = backend(10);
+        none.start_ramp();
+        assert_eq!(none.effective_weight(), 10, "without slow start, full weight at once");
+    }
+
+    #[test]
+    fn draining_and_open_circuits_are_unavailable() {
+        let b = backend(1);
+        assert!(b.is_available());
+        b.set_draining(true);
+        assert!(!b.is_available());
+        b.set_draining(false);
+        let b = backend(1).with_circuit(CircuitPolicy {
+            failures: 1,
+            ..CircuitPolicy::DISABLED
+        });
+        let a = b.circuit.admit(now_us());
+        b.circuit.record(a, false, now_us());
+        assert!(!b.is_available());
     }
 }

@@ -43,7 +43,7 @@ impl Selector for LeastConnections {
             if !b.is_available() {
                 continue;
             }
-            let (load, weight) = (u64::from(b.in_flight()), u64::from(b.weight));
+            let (load, weight) = (u64::from(b.in_flight()), u64::from(b.effective_weight()));
             match best {
                 Some((_, best_load, best_weight)) => {
                     let (this, other) = (load * best_weight, best_load * weight);
@@ -65,7 +65,7 @@ impl Selector for LeastConnections {
             return Some(first);
         }
         Some(self.turns.pick(backends, first, ties, |b| {
-            u64::from(b.in_flight()) * best_weight == best_load * u64::from(b.weight)
+            u64::from(b.in_flight()) * best_weight == best_load * u64::from(b.effective_weight())
         }))
     }
 }

@@ -111,7 +111,7 @@ impl Score {
     fn of(b: &Backend, now_us: u64) -> Score {
         let ewma = decayed(b.ewma_us(), now_us.saturating_sub(b.sampled_at_us()));
         let in_flight = u128::from(b.in_flight());
-        let weight = u128::from(b.weight);
+        let weight = u128::from(b.effective_weight());
         let (class, cost) = if ewma != 0 && b.latency_samples() >= WARMUP_SAMPLES {
             (Class::Measured, (in_flight + 1) * u128::from(ewma))
         } else if in_flight == 0 {

@@ -9,6 +9,7 @@
 //! only receives the resulting `u64`.
 
 pub mod backend;
+pub mod circuit;
 pub mod consistent_hash;
 pub mod hash;
 pub mod key_hash;

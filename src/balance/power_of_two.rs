@@ -32,7 +32,8 @@ impl PowerOfTwo {
 /// Whether `a` is strictly less loaded than `b`, per unit of weight.
 #[inline]
 fn less_loaded(a: &Backend, b: &Backend) -> bool {
-    u64::from(a.in_flight()) * u64::from(b.weight) < u64::from(b.in_flight()) * u64::from(a.weight)
+    u64::from(a.in_flight()) * u64::from(b.effective_weight())
+        < u64::from(b.in_flight()) * u64::from(a.effective_weight())
 }
 
 impl Selector for PowerOfTwo {

@@ -51,7 +51,12 @@ impl Selector for Random {
         }
         if backends.len() == self.ranges.len() {
             let i = self.draw();
-            if backends[i].is_available() {
+            let b = &backends[i];
+            // A backend in slow start keeps its draw with probability effective/weight.
+            if b.is_available() && {
+                let w = b.effective_weight();
+                w == b.weight || fastrand::u32(..b.weight) < w
+            } {
                 return Some(i);
             }
         }
@@ -64,7 +69,7 @@ fn pick_available_by_weight(backends: &[Arc<Backend>]) -> Option<usize> {
     let total: u64 = backends
         .iter()
         .filter(|b| b.is_available())
-        .map(|b| u64::from(b.weight))
+        .map(|b| u64::from(b.effective_weight()))
         .sum();
     if total == 0 {
         return None;
@@ -75,7 +80,7 @@ fn pick_available_by_weight(backends: &[Arc<Backend>]) -> Option<usize> {
         if !b.is_available() {
             continue;
         }
-        let w = u64::from(b.weight);
+        let w = u64::from(b.effective_weight());
         if r < w {
             return Some(i);
         }

@@ -47,7 +47,7 @@ impl Selector for WeightedRoundRobin {
             if !b.is_available() {
                 continue;
             }
-            let w = i64::from(b.weight);
+            let w = i64::from(b.effective_weight());
             *cw += w;
             total += w;
             if best.is_none_or(|(_, max)| *cw > max) {

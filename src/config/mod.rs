@@ -20,6 +20,7 @@ pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
 
+use crate::balance::circuit::CircuitPolicy;
 use crate::balance::{Algorithm, HashKey};
 
 /// A validated configuration.
@@ -123,6 +124,11 @@ pub struct PoolConfig {
     pub retries: Retries,
     /// Body of the 503 sent when no backend is available (default: a one-line reason).
     pub unavailable_body: Option<String>,
+    /// Passive health: every backend's circuit breaker ([`CircuitPolicy::DISABLED`]
+    /// without a `breaker` section).
+    pub breaker: CircuitPolicy,
+    /// A backend coming back ramps its weight up over this long (zero: at once).
+    pub slow_start: Duration,
 }
 
 /// One backend of a pool.

@@ -70,6 +70,8 @@ pub struct RawPool {
     pub backends: Option<Spanned<Vec<RawBackend>>>,
     pub health: Option<super::resilience::RawHealth>,
     pub retries: Option<super::resilience::RawRetries>,
+    pub breaker: Option<super::resilience::RawBreaker>,
+    pub slow_start: Option<Spanned<String>>,
     pub unavailable_body: Option<String>,
 }
 

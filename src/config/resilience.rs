@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::fields::{duration, integer};
+use crate::balance::circuit::CircuitPolicy;
 
 /// `[pools.NAME.health]` as written.
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,53 @@ pub struct RawRetries {
     pub on_status: Option<Spanned<Vec<Spanned<i64>>>>,
     pub budget: Option<Spanned<i64>>,
     pub min_per_second: Option<Spanned<i64>>,
+}
+
+/// `[pools.NAME.breaker]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failures: Option<Spanned<i64>>,
+    pub error_rate: Option<Spanned<i64>>,
+    pub window: Option<Spanned<String>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub open_for: Option<Spanned<String>>,
+    pub max_open_for: Option<Spanned<String>>,
+    pub probes: Option<Spanned<i64>>,
+}
+
+/// Validates a breaker section into the policy every backend of the pool gets.
+pub fn check_breaker(raw: &RawBreaker, pool: &str, problems: &mut Problems<'_>) -> CircuitPolicy {
+    let key = |k: &str| format!("pools.{pool}.breaker.{k}");
+    let d = Duration::from_secs;
+    let us = |t: Duration| t.as_micros() as u64;
+    let open_for = duration(&raw.open_for, &key("open_for"), d(10), problems);
+    let max_open_for = duration(&raw.max_open_for, &key("max_open_for"), d(300), problems);
+    if let Some(m) = &raw.max_open_for
+        && max_open_for < open_for
+    {
+        problems.add(
+            m.span(),
+            format!("`{}` is shorter than `open_for`", key("max_open_for")),
+            Some("the backoff starts at open_for and doubles up to max_open_for".into()),
+        );
+    }
+    CircuitPolicy {
+        failures: integer(&raw.failures, &key("failures"), 0..=1000, 5, problems) as u32,
+        error_rate_percent: integer(&raw.error_rate, &key("error_rate"), 0..=100, 0, problems)
+            as u32,
+        window_us: us(duration(&raw.window, &key("window"), d(10), problems)),
+        min_requests: integer(
+            &raw.min_requests,
+            &key("min_requests"),
+            1..=100_000,
+            20,
+            problems,
+        ) as u32,
+        open_for_us: us(open_for),
+        max_open_for_us: us(max_open_for.max(open_for)),
+        probes: integer(&raw.probes, &key("probes"), 1..=100, 3, problems) as u32,
+    }
 }
 
 /// Active health checks of every backend of a pool.

@@ -14,6 +14,7 @@ use super::resilience;
 use super::units::parse_size;
 use super::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Protocol, Timeouts};
 use crate::balance::backend::MAX_WEIGHT;
+use crate::balance::circuit::CircuitPolicy;
 use crate::balance::{Algorithm, HashKey};
 
 const PROTOCOLS: &[&str] = &["http"];
@@ -250,6 +251,20 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
         health,
         retries,
         unavailable_body: pool.unavailable_body.clone(),
+        breaker: pool.breaker.as_ref().map_or(CircuitPolicy::DISABLED, |b| {
+            resilience::check_breaker(b, name.get_ref(), problems)
+        }),
+        slow_start: pool
+            .slow_start
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |_| {
+                duration(
+                    &pool.slow_start,
+                    &format!("pools.{}.slow_start", name.get_ref()),
+                    std::time::Duration::ZERO,
+                    problems,
+                )
+            }),
     }
 }
 

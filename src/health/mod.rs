@@ -62,6 +62,9 @@ async fn watch(pool: Arc<Pool>, backend: Arc<Backend>, check: Arc<HealthCheck>) 
         let started = tokio::time::Instant::now();
         let outcome = check::run(&check.kind, backend.addr, check.timeout).await;
         backend.set_check_code(outcome.encode());
+        if outcome.passed() {
+            backend.circuit.check_passed();
+        }
         match state.record(outcome.passed()) {
             Transition::Down => {
                 backend.set_healthy(false);
@@ -76,6 +79,7 @@ async fn watch(pool: Arc<Pool>, backend: Arc<Backend>, check: Arc<HealthCheck>) 
             }
             Transition::Up => {
                 backend.set_healthy(true);
+                backend.start_ramp();
                 tracing::info!(
                     pool = %pool.name,
                     backend = %backend.name,

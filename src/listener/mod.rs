@@ -116,7 +116,12 @@ fn build_pool(p: &PoolConfig) -> Arc<Pool> {
     let backends = p
         .backends
         .iter()
-        .map(|b| Arc::new(Backend::new(b.name.as_str(), b.address, b.weight, b.backup)))
+        .map(|b| {
+            let backend = Backend::new(b.name.as_str(), b.address, b.weight, b.backup)
+                .with_circuit(p.breaker)
+                .with_slow_start(p.slow_start);
+            Arc::new(backend)
+        })
         .collect();
     Arc::new(Pool::new(
         p.name.as_str(),

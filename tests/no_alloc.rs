@@ -1,11 +1,13 @@
-//! Picking a backend allocates nothing, for every algorithm: a counting global allocator
-//! watches a few thousand picks.
+//! Picking a backend allocates nothing, for every algorithm, nor does picking one for a
+//! retry or using the retry budget: a counting global allocator watches a few thousand
+//! picks.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fulcrum::balance::{Algorithm, Backend};
+use fulcrum::balance::{Algorithm, Backend, HashKey, Pool};
+use fulcrum::l7::retry::{RetryBudget, Tried, pick_again};
 
 struct Counting;
 
@@ -52,5 +54,30 @@ fn picking_allocates_nothing() {
         }
         let after = ALLOCATIONS.load(Ordering::SeqCst);
         assert_eq!(after - before, 0, "{name} allocated while picking");
+    }
+
+    // Nor does picking a backend for a retry, or counting requests and retries in a
+    // pool's retry budget.
+    for name in Algorithm::NAMES {
+        let pool = Pool::new(
+            "p",
+            Algorithm::from_name(name).unwrap(),
+            HashKey::default(),
+            backends.clone(),
+        );
+        let budget = RetryBudget::new(20, 10);
+        let _ = budget.try_withdraw();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for key in 0..2_000u64 {
+            let key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            budget.record_request();
+            let mut tried = Tried::default();
+            tried.add(pool.pick(key).unwrap());
+            let again = pick_again(&pool, key, &tried).unwrap();
+            assert!(!tried.contains(again), "{name} retried on the same backend");
+            let _ = budget.try_withdraw();
+        }
+        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        assert_eq!(after - before, 0, "{name} allocated while retrying");
     }
 }

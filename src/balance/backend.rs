@@ -247,7 +247,11 @@ mod tests {
     #[test]
     fn slow_start_ramps_the_weight_up() {
         let b = backend(10).with_slow_start(Duration::from_secs(3600));
-        assert_eq!(b.effective_weight(), 10, "no ramp before the backend comes back");
+        assert_eq!(
+            b.effective_weight(),
+            10,
+            "no ramp before the backend comes back"
+        );
         b.start_ramp();
         assert_eq!(b.effective_weight(), 1, "the ramp starts at the minimum");
         let quick = backend(10).with_slow_start(Duration::from_millis(1));
@@ -257,7 +261,11 @@ mod tests {
         assert_eq!(quick.effective_weight(), 10, "the ramp is over");
         let none = backend(10);
         none.start_ramp();
-        assert_eq!(none.effective_weight(), 10, "without slow start, full weight at once");
+        assert_eq!(
+            none.effective_weight(),
+            10,
+            "without slow start, full weight at once"
+        );
     }
 
     #[test]

@@ -41,12 +41,31 @@ impl ProxyError {
         use std::io::Write as _;
         let title = status_title(self.status);
         let body_len = title.len() + 2 + self.reason.len() + 1;
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {title}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{title}: {}\n",
-            self.status, self.reason
-        );
+        write_head(self.status, body_len, out);
+        let _ = writeln!(out, "{title}: {}", self.reason);
     }
+
+    /// Writes the response with `body` (sent as is, as `text/plain`) instead of the
+    /// one-line reason, into `out`.
+    pub fn write_with_body(&self, body: &str, out: &mut Vec<u8>) {
+        write_head(self.status, body.len(), out);
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// 503: the pool has no available backend (the body can be replaced per pool).
+pub const NO_BACKEND: ProxyError = ProxyError {
+    status: 503,
+    reason: "no backend is available",
+};
+
+fn write_head(status: u16, body_len: usize, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        status_title(status)
+    );
 }
 
 fn status_title(status: u16) -> &'static str {
@@ -77,5 +96,16 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         assert_eq!(body, "Bad Gateway: backend refused the connection\n");
+    }
+
+    #[test]
+    fn custom_body_replaces_the_reason() {
+        let mut out = Vec::new();
+        NO_BACKEND.write_with_body("Back soon.", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\nCache-Control: no-store\r\n\r\nBack soon."
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Per request on a kept-alive connection the fast path is one read from the client, one
 //! write to the backend, one read from the backend and one write to the client; the
-//! buffers live as long as the connection and are reused.
+//! buffers live as long as the connection and are reused. Forwarding one request to the
+//! backends, retries included, is in [`super::exchange`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,14 +15,15 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::chunked::ChunkedDecoder;
-use super::errors::ProxyError;
-use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
-use super::response::{self, ClientSide, ResponseError, ResponseFraming};
+use super::errors::{self, ProxyError};
+use super::request::{self, Forwarding, HeadError, RequestHead};
+use super::response::ResponseFraming;
+use super::retry::RetryPolicy;
 use super::upstream::{self, ConnectError, Upstream};
 use crate::balance::{Backend, Pool};
 use crate::config::{Limits, Timeouts};
 
-const READ_CHUNK: usize = 64 * 1024;
+pub(super) const READ_CHUNK: usize = 64 * 1024;
 
 /// Everything a listener's connections share: where to send traffic and the limits.
 #[derive(Debug)]
@@ -30,6 +32,10 @@ pub struct Site {
     pub name: Box<str>,
     /// The pool requests go to.
     pub pool: Arc<Pool>,
+    /// The pool's retry settings and budget (shared by every listener using the pool).
+    pub retry: Arc<RetryPolicy>,
+    /// Body of the 503 sent when the pool has no available backend, if not the default.
+    pub unavailable_body: Option<Arc<str>>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Limits.
@@ -39,7 +45,7 @@ pub struct Site {
 }
 
 /// How an exchange ended when it did not complete.
-enum Failure {
+pub(super) enum Failure {
     /// Nothing was sent to the client yet: answer with this error, then close.
     Respond(ProxyError),
     /// The client is gone or the response was cut: just close.
@@ -52,17 +58,28 @@ impl From<ProxyError> for Failure {
     }
 }
 
-struct Conn {
-    client: TcpStream,
-    peer: SocketAddr,
-    site: Arc<Site>,
-    cbuf: BytesMut,
-    ubuf: BytesMut,
-    out: Vec<u8>,
+/// One client connection and the buffers it reuses for every request.
+pub(super) struct Conn {
+    pub(super) client: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) site: Arc<Site>,
+    /// Bytes read from the client, not yet forwarded.
+    pub(super) cbuf: BytesMut,
+    /// Bytes read from the backend, not yet forwarded.
+    pub(super) ubuf: BytesMut,
+    /// What is written next: the request for the backend (head and the body bytes that
+    /// came with it, kept for retries), then the response head for the client.
+    pub(super) out: Vec<u8>,
+    /// The client head of the backend's response, written while the request stays in
+    /// `out` (swapped into `out` once the response is kept).
+    pub(super) rhead: Vec<u8>,
     method: String,
     target: String,
-    status: u16,
-    backend: Option<Arc<Backend>>,
+    pub(super) status: u16,
+    /// The backend of the current (or last) try.
+    pub(super) backend: Option<Arc<Backend>>,
+    /// Retries made for the current request.
+    pub(super) retries: u32,
 }
 
 /// Serves one client connection until it closes, times out or errs.
@@ -75,10 +92,12 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
         cbuf: BytesMut::with_capacity(8 * 1024),
         ubuf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(4 * 1024),
+        rhead: Vec::new(),
         method: String::new(),
         target: String::new(),
         status: 0,
         backend: None,
+        retries: 0,
     };
     conn.run().await;
 }
@@ -96,6 +115,7 @@ impl Conn {
             let started = Instant::now();
             self.status = 0;
             self.backend = None;
+            self.retries = 0;
             let result = self.exchange(head).await;
             if let Err(Failure::Respond(e)) = &result {
                 self.status = e.status;
@@ -217,169 +237,8 @@ impl Conn {
         let _ = write!(self.out, "Host: {local}\r\n\r\n");
     }
 
-    /// Forwards one request and its response. Returns whether the client connection
-    /// stays open for another request.
-    async fn exchange(&mut self, head: RequestHead) -> Result<bool, Failure> {
-        let timeouts = self.site.timeouts;
-        self.cbuf.advance(head.head_len);
-
-        // Whatever part of the body has already arrived is validated before any backend
-        // is contacted, so a malformed body usually never reaches one.
-        let mut remaining = 0u64;
-        let mut decoder = None;
-        match head.body {
-            BodyFraming::Empty => {}
-            BodyFraming::Length(n) => {
-                let take = (self.cbuf.len() as u64).min(n) as usize;
-                self.out.extend_from_slice(&self.cbuf[..take]);
-                self.cbuf.advance(take);
-                remaining = n - take as u64;
-            }
-            BodyFraming::Chunked => {
-                let mut d = ChunkedDecoder::new(true);
-                let used = d
-                    .feed(&self.cbuf, &mut self.out)
-                    .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
-                self.cbuf.advance(used);
-                decoder = Some(d);
-            }
-        }
-        let body_complete = remaining == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
-
-        let site = Arc::clone(&self.site);
-        let backend = site
-            .pool
-            .pick(head.key)
-            .ok_or(ProxyError {
-                status: 503,
-                reason: "no backend is available",
-            })?
-            .clone();
-        self.backend = Some(Arc::clone(&backend));
-        let _in_flight = backend.begin();
-
-        let mut up = self.send_head(&backend, false).await?;
-        if head.expect_continue && !body_complete && self.cbuf.is_empty() {
-            self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-        }
-        if !body_complete {
-            self.stream_request_body(&mut up.stream, remaining, decoder)
-                .await?;
-        }
-
-        // The response head; a reused connection that the backend had closed gets one
-        // more try on a new connection when the request can be sent again.
-        let client = ClientSide {
-            is_head: head.is_head,
-            http10: head.http10,
-            keep_alive: head.keep_alive,
-        };
-        // Response time, and the request timeout, run from the request being sent in full,
-        // so that connecting and uploading do not count against the backend.
-        let sent = Instant::now();
-        let deadline = sent + timeouts.request;
-        let mut interim_seen = false;
-        self.ubuf.clear();
-        let (resp, keep_client) = loop {
-            if !self.ubuf.is_empty() {
-                let mut head_out = std::mem::take(&mut self.out);
-                head_out.clear();
-                let parsed = response::parse(&self.ubuf, client, &mut head_out);
-                self.out = head_out;
-                match parsed {
-                    Ok((resp, keep)) if (100..200).contains(&resp.status) => {
-                        interim_seen = true;
-                        self.ubuf.advance(resp.head_len);
-                        if !self.out.is_empty() {
-                            let interim = std::mem::take(&mut self.out);
-                            let written = self.write_client(&interim).await;
-                            self.out = interim;
-                            written?;
-                        }
-                        let _ = keep;
-                        continue;
-                    }
-                    Ok(done) => break done,
-                    Err(ResponseError::Partial) if self.ubuf.len() > 64 * 1024 => {
-                        return Err(ProxyError::bad_gateway("response head too large").into());
-                    }
-                    Err(ResponseError::Partial) => {}
-                    Err(ResponseError::Invalid(reason)) => {
-                        return Err(ProxyError::bad_gateway(reason).into());
-                    }
-                }
-            }
-            self.ubuf.reserve(READ_CHUNK);
-            let read = tokio::time::timeout_at(deadline.into(), up.stream.read_buf(&mut self.ubuf));
-            match read.await {
-                Err(_) => {
-                    return Err(
-                        ProxyError::gateway_timeout("the backend did not answer in time").into(),
-                    );
-                }
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(result) => {
-                    if up.reused
-                        && body_complete
-                        && head.idempotent
-                        && !interim_seen
-                        && self.ubuf.is_empty()
-                    {
-                        // A stale keep-alive connection closed before answering: the
-                        // request is still in `out` and may safely be sent again.
-                        up = self.send_head(&backend, true).await?;
-                        continue;
-                    }
-                    return Err(ProxyError::bad_gateway(match result {
-                        Ok(_) => "the backend closed the connection",
-                        Err(_) => "the backend reset the connection",
-                    })
-                    .into());
-                }
-            }
-        };
-        backend.record_latency(sent.elapsed());
-        self.status = resp.status;
-        self.ubuf.advance(resp.head_len);
-
-        let finished = self
-            .stream_response_body(&mut up.stream, resp.framing, head.http10)
-            .await?;
-        if resp.reusable && finished && self.ubuf.is_empty() {
-            upstream::put_idle(backend.addr, up.stream);
-        }
-        Ok(keep_client && finished)
-    }
-
-    /// Gets a connection to `backend` (a new one if `fresh`, else an idle one if any) and
-    /// writes the request head plus the body bytes already in `out`. A failed write on a
-    /// reused connection is retried once on a new one.
-    async fn send_head(&mut self, backend: &Backend, fresh: bool) -> Result<Upstream, Failure> {
-        let timeouts = self.site.timeouts;
-        let idle = if fresh {
-            None
-        } else {
-            upstream::take_idle(backend.addr)
-        };
-        let mut up = match idle {
-            Some(up) => up,
-            None => connect(backend, timeouts.connect).await?,
-        };
-        if up.stream.write_all(&self.out).await.is_ok() {
-            return Ok(up);
-        }
-        if !up.reused {
-            return Err(ProxyError::bad_gateway("the backend reset the connection").into());
-        }
-        up = connect(backend, timeouts.connect).await?;
-        match up.stream.write_all(&self.out).await {
-            Ok(()) => Ok(up),
-            Err(_) => Err(ProxyError::bad_gateway("the backend reset the connection").into()),
-        }
-    }
-
     /// Streams the rest of the request body from the client to the backend.
-    async fn stream_request_body(
+    pub(super) async fn stream_request_body(
         &mut self,
         to: &mut TcpStream,
         mut remaining: u64,
@@ -425,7 +284,7 @@ impl Conn {
 
     /// Sends the response head in `out` with the body bytes already read, then streams
     /// the rest. Returns whether the body ended where its framing said.
-    async fn stream_response_body(
+    pub(super) async fn stream_response_body(
         &mut self,
         from: &mut TcpStream,
         framing: ResponseFraming,
@@ -488,7 +347,7 @@ impl Conn {
         result
     }
 
-    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+    pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         write_timed(&mut self.client, bytes, self.site.timeouts.idle).await
     }
 
@@ -499,7 +358,10 @@ impl Conn {
             tracing::debug!(client = %self.peer, status = e.status, reason = e.reason, "request refused");
         }
         self.out.clear();
-        e.write(&mut self.out);
+        match &self.site.unavailable_body {
+            Some(body) if e == errors::NO_BACKEND => e.write_with_body(body, &mut self.out),
+            _ => e.write(&mut self.out),
+        }
         let out = std::mem::take(&mut self.out);
         if write_timed(&mut self.client, &out, Duration::from_secs(5))
             .await
@@ -535,6 +397,7 @@ impl Conn {
             path = %self.target,
             backend = %backend,
             status = self.status,
+            retries = self.retries,
             ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
         );
     }
@@ -555,17 +418,19 @@ fn backend_broke(_: Failure) -> Failure {
     ))
 }
 
-async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, Failure> {
+/// Opens a new connection to `backend`; the error is what the client gets if the request
+/// is not retried elsewhere.
+pub(super) async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, ProxyError> {
     upstream::connect(backend.addr, limit).await.map_err(|e| {
         tracing::warn!(backend = %backend.name, error = ?e, "cannot connect to backend");
-        Failure::Respond(match e {
+        match e {
             ConnectError::Timeout => {
                 ProxyError::gateway_timeout("connecting to the backend timed out")
             }
             ConnectError::Failed(_) => {
                 ProxyError::bad_gateway("the backend refused the connection")
             }
-        })
+        }
     })
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::balance::{Backend, Pool};
 use crate::config::{Config, ListenerConfig, PoolConfig};
+use crate::l7::retry::RetryPolicy;
 use crate::l7::{self, Site};
 
 /// Length of the kernel's queue of connections not yet accepted.
@@ -55,6 +56,17 @@ pub struct ListenError {
 /// Builds the pools, binds every listener and starts the worker threads.
 pub fn start(config: &Config) -> Result<Running, ListenError> {
     let pools: Vec<Arc<Pool>> = config.pools.iter().map(build_pool).collect();
+    // Per pool, shared by every listener (and worker thread) sending traffic to it.
+    let retries: Vec<Arc<RetryPolicy>> = config
+        .pools
+        .iter()
+        .map(|p| Arc::new(RetryPolicy::new(&p.retries)))
+        .collect();
+    let unavailable: Vec<Option<Arc<str>>> = config
+        .pools
+        .iter()
+        .map(|p| p.unavailable_body.as_deref().map(Arc::from))
+        .collect();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let socket = bind(l.bind).map_err(|source| ListenError {
@@ -66,6 +78,8 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         let site = Arc::new(Site {
             name: l.name.as_str().into(),
             pool: Arc::clone(&pools[l.pool]),
+            retry: Arc::clone(&retries[l.pool]),
+            unavailable_body: unavailable[l.pool].clone(),
             timeouts: config.timeouts,
             limits: config.limits,
             access_log: config.access_log,

@@ -133,9 +133,10 @@ pub fn main(cli: Cli) -> i32 {
 
 /// Starts the listeners and blocks until SIGINT/SIGTERM.
 pub fn run(config: &Config) -> i32 {
+    let signals = Signals::install();
     match listener::start(config) {
         Ok(running) => {
-            wait_for_signal();
+            signals.wait();
             tracing::info!("shutting down");
             drop(running);
             0
@@ -147,26 +148,47 @@ pub fn run(config: &Config) -> i32 {
     }
 }
 
-/// Blocks the calling thread until Ctrl-C or SIGTERM.
-pub fn wait_for_signal() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the signal handler");
-    rt.block_on(async {
+/// The process's signal handlers, installed before anything listens so that a signal
+/// arriving during start-up is handled, not fatal.
+pub struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers for SIGINT, SIGTERM and SIGHUP.
+    pub fn install() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
-        let mut hup = signal(SignalKind::hangup()).expect("cannot listen for SIGHUP");
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
-                _ = term.recv() => return,
-                _ = hup.recv() => {
-                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; still running the current configuration");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start the signal handler");
+        let _guard = runtime.enter();
+        let listen = |kind| signal(kind).expect("cannot install a signal handler");
+        Signals {
+            interrupt: listen(SignalKind::interrupt()),
+            terminate: listen(SignalKind::terminate()),
+            hangup: listen(SignalKind::hangup()),
+            runtime,
+        }
+    }
+
+    /// Blocks until SIGINT or SIGTERM; SIGHUP is logged and otherwise ignored.
+    pub fn wait(mut self) {
+        self.runtime.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = self.interrupt.recv() => return,
+                    _ = self.terminate.recv() => return,
+                    _ = self.hangup.recv() => {
+                        tracing::warn!("SIGHUP received: configuration reload is not supported yet; still running the current configuration");
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 fn parse_backend(spec: &str) -> Option<BackendConfig> {
@@ -215,6 +237,9 @@ pub fn single_pool_config(
             unavailable_body: None,
             breaker: crate::balance::circuit::CircuitPolicy::DISABLED,
             slow_start: std::time::Duration::ZERO,
+            max_in_flight: 0,
+            queue: 1000,
+            queue_timeout: std::time::Duration::from_secs(5),
         }],
     }
 }

@@ -38,6 +38,7 @@ pub fn run(first_port: u16) -> i32 {
             }
         }
     }
+    let signals = cli::Signals::install();
     let listen = free_port(first_port);
     let config = cli::single_pool_config(
         listen,
@@ -67,7 +68,7 @@ pub fn run(first_port: u16) -> i32 {
     println!(
         "Each request is logged below with the backend that served it. Ctrl-C stops the demo."
     );
-    cli::wait_for_signal();
+    signals.wait();
     drop(running);
     drop(runtime);
     0

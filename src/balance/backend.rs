@@ -6,9 +6,11 @@
 //! checks, the circuit breaker, draining, slow start) reports.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 use super::circuit::{Circuit, CircuitPolicy};
 
@@ -45,6 +47,8 @@ pub struct Backend {
     /// A backup backend receives traffic only while no primary is available.
     pub backup: bool,
     in_flight: AtomicU32,
+    max_in_flight: u32,
+    released: Option<Arc<Notify>>,
     ewma_us: AtomicU64,
     samples: AtomicU32,
     sampled_at_us: AtomicU64,
@@ -68,6 +72,8 @@ impl Backend {
             weight: weight.clamp(1, MAX_WEIGHT),
             backup,
             in_flight: AtomicU32::new(0),
+            max_in_flight: 0,
+            released: None,
             ewma_us: AtomicU64::new(0),
             samples: AtomicU32::new(0),
             sampled_at_us: AtomicU64::new(0),
@@ -80,6 +86,14 @@ impl Backend {
             check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
         }
+    }
+
+    /// The same backend, limited to `max` requests in flight at once (0: no limit);
+    /// `released` is notified each time one of them ends, for requests queued for room.
+    pub fn with_max_in_flight(mut self, max: u32, released: Arc<Notify>) -> Self {
+        self.max_in_flight = max;
+        self.released = (max > 0).then_some(released);
+        self
     }
 
     /// The same backend with a circuit breaker following `policy`.
@@ -98,10 +112,23 @@ impl Backend {
     /// its health checks (if any) say it is up and its circuit admits requests.
     #[inline]
     pub fn is_available(&self) -> bool {
+        self.is_up() && self.has_room()
+    }
+
+    /// Whether the backend is in service and up, whether or not it has room for one
+    /// more request.
+    #[inline]
+    pub fn is_up(&self) -> bool {
         self.available.load(Ordering::Relaxed)
             && self.healthy.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
             && self.circuit.admits(coarse_now_us())
+    }
+
+    /// Whether one more request fits under `max_in_flight`.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.max_in_flight == 0 || self.in_flight.load(Ordering::Relaxed) < self.max_in_flight
     }
 
     /// Starts or stops draining: a draining backend gets no new requests (nor sticky
@@ -175,12 +202,32 @@ impl Backend {
         self.served.load(Ordering::Relaxed)
     }
 
+    /// Counts a request as started if it fits under `max_in_flight`; the guard counts it
+    /// as finished when dropped. `None`: the backend is full.
+    #[inline]
+    pub fn try_begin(self: &Arc<Self>) -> Option<InFlight> {
+        if self.max_in_flight > 0 {
+            self.in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (n < self.max_in_flight).then_some(n + 1)
+                })
+                .ok()?;
+            self.served.fetch_add(1, Ordering::Relaxed);
+            return Some(InFlight {
+                backend: Arc::clone(self),
+            });
+        }
+        Some(self.begin())
+    }
+
     /// Counts a request as started; the returned guard counts it as finished when dropped.
     #[inline]
-    pub fn begin(&self) -> InFlight<'_> {
+    pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
-        InFlight { backend: self }
+        InFlight {
+            backend: Arc::clone(self),
+        }
     }
 
     /// Exponentially weighted moving average of the time to the response head, in
@@ -226,13 +273,16 @@ impl Backend {
 
 /// Marks one request in flight on a backend for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight<'a> {
-    backend: &'a Backend,
+pub struct InFlight {
+    backend: Arc<Backend>,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(released) = &self.backend.released {
+            released.notify_one();
+        }
     }
 }
 

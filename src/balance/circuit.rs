@@ -215,6 +215,14 @@ impl Circuit {
         }
     }
 
+    /// Gives back an admission whose request ended without a verdict on the backend
+    /// (the client went away): a probe slot is freed, nothing is counted.
+    pub fn release(&self, admission: Admission) {
+        if admission == Admission::Probe {
+            self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// An active health check passed: an open circuit may start probing at once.
     pub fn check_passed(&self) {
         if self.state.load(Ordering::Acquire) == OPEN {

@@ -72,6 +72,17 @@ impl Pool {
         self.primaries.pick(key).or_else(|| self.backups.pick(key))
     }
 
+    /// Whether some backend is up but none has room for another request: a request
+    /// should wait in the queue rather than get a 503.
+    pub fn is_saturated(&self) -> bool {
+        let tier = if self.primaries.backends.iter().any(|b| b.is_up()) {
+            &self.primaries
+        } else {
+            &self.backups
+        };
+        tier.backends.iter().any(|b| b.is_up()) && !tier.backends.iter().any(|b| b.is_available())
+    }
+
     /// All backends, primaries first.
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.primaries

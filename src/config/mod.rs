@@ -129,6 +129,12 @@ pub struct PoolConfig {
     pub breaker: CircuitPolicy,
     /// A backend coming back ramps its weight up over this long (zero: at once).
     pub slow_start: Duration,
+    /// Most requests in flight on each backend at once (0: no limit).
+    pub max_in_flight: u32,
+    /// Most requests waiting for a backend with room.
+    pub queue: u32,
+    /// Longest a request waits in the queue before a 503.
+    pub queue_timeout: Duration,
 }
 
 /// One backend of a pool.

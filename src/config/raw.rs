@@ -72,6 +72,9 @@ pub struct RawPool {
     pub retries: Option<super::resilience::RawRetries>,
     pub breaker: Option<super::resilience::RawBreaker>,
     pub slow_start: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub queue: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Spanned<String>>,
     pub unavailable_body: Option<String>,
 }
 

@@ -265,6 +265,26 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
                     problems,
                 )
             }),
+        max_in_flight: integer(
+            &pool.max_in_flight,
+            &format!("pools.{}.max_in_flight", name.get_ref()),
+            0..=1_000_000,
+            0,
+            problems,
+        ) as u32,
+        queue: integer(
+            &pool.queue,
+            &format!("pools.{}.queue", name.get_ref()),
+            0..=1_000_000,
+            1000,
+            problems,
+        ) as u32,
+        queue_timeout: duration(
+            &pool.queue_timeout,
+            &format!("pools.{}.queue_timeout", name.get_ref()),
+            std::time::Duration::from_secs(5),
+            problems,
+        ),
     }
 }
 

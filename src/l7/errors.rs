@@ -59,11 +59,30 @@ pub const NO_BACKEND: ProxyError = ProxyError {
     reason: "no backend is available",
 };
 
+/// 503: every usable backend is at its `max_in_flight` and the pool's queue is full.
+pub const QUEUE_FULL: ProxyError = ProxyError {
+    status: 503,
+    reason: "every backend is busy and the queue is full",
+};
+
+/// 503: the request waited `queue_timeout` for a backend with room.
+pub const QUEUE_TIMEOUT: ProxyError = ProxyError {
+    status: 503,
+    reason: "every backend stayed busy for the whole queue timeout",
+};
+
 fn write_head(status: u16, body_len: usize, out: &mut Vec<u8>) {
     use std::io::Write as _;
+    // A 503 is temporary: tell clients when to come back, as HAProxy's and NGINX's
+    // users do with `Retry-After`.
+    let retry_after = if status == 503 {
+        "Retry-After: 1\r\n"
+    } else {
+        ""
+    };
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n{retry_after}Connection: close\r\nCache-Control: no-store\r\n\r\n",
         status_title(status)
     );
 }
@@ -105,7 +124,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nConnection: close\r\nCache-Control: no-store\r\n\r\nBack soon."
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\nRetry-After: 1\r\nConnection: close\r\nCache-Control: no-store\r\n\r\nBack soon."
         );
     }
 }

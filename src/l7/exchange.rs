@@ -21,12 +21,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::ChunkedDecoder;
 use super::errors::{self, ProxyError};
+use super::proxy::Site;
 use super::proxy::{Conn, Failure, READ_CHUNK, connect};
 use super::request::{BodyFraming, RequestHead};
 use super::response::{self, ClientSide, ResponseError, ResponseFraming, ResponseHead};
 use super::retry::{self, Tried};
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
+use crate::balance::backend::now_us;
+use crate::balance::circuit::{Admission, CircuitChange};
+
+/// Feeds one try's outcome to the backend's circuit breaker and logs what changed.
+fn report(site: &Site, backend: &Backend, admission: Admission, success: bool) {
+    match backend.circuit.record(admission, success, now_us()) {
+        Some(CircuitChange::Opened { for_us, why }) => tracing::warn!(
+            pool = %site.pool.name,
+            backend = %backend.name,
+            reason = %why,
+            open_ms = for_us / 1000,
+            "circuit OPEN: backend ejected"
+        ),
+        Some(CircuitChange::Closed) => {
+            backend.start_ramp();
+            tracing::info!(
+                pool = %site.pool.name,
+                backend = %backend.name,
+                "circuit CLOSED: backend back in rotation"
+            );
+        }
+        None => {}
+    }
+}
 
 /// The part of the request body that had not arrived with the head: the bytes still
 /// expected (with a length) or the chunked decoder's state.
@@ -101,13 +126,47 @@ impl Conn {
             keep_alive: head.keep_alive,
         };
         let mut tried = Tried::default();
-        let mut backend = Arc::clone(site.pool.pick(head.key).ok_or(errors::NO_BACKEND)?);
+        let mut backend = Arc::clone(site.queue.pick(&site.pool, head.key).await?);
+        let mut refusals = 0;
         let (mut up, resp, keep_client, _in_flight) = loop {
             self.backend = Some(Arc::clone(&backend));
+            // Another worker may have filled the backend, or taken the last probe slot of
+            // its half-open circuit, since it was picked: pick again (a few times).
+            let admitted = match backend.try_begin() {
+                Some(in_flight) => {
+                    let admission = backend.circuit.admit(now_us());
+                    if admission == Admission::Refused {
+                        drop(in_flight);
+                        None
+                    } else {
+                        Some((in_flight, admission))
+                    }
+                }
+                None => None,
+            };
+            let Some((in_flight, admission)) = admitted else {
+                refusals += 1;
+                if refusals > 3 {
+                    return Err(errors::NO_BACKEND.into());
+                }
+                backend = Arc::clone(site.queue.pick(&site.pool, head.key).await?);
+                continue;
+            };
             tried.add(&backend);
-            let in_flight = backend.begin();
             let started = Instant::now();
-            let (why, next) = match self.attempt(&backend, &head, client, &mut rest).await? {
+            let result = self.attempt(&backend, &head, client, &mut rest).await;
+            // Passive health: every try's outcome feeds the backend's circuit breaker.
+            match &result {
+                Ok(Attempt::Response { resp, .. }) => {
+                    report(&site, &backend, admission, resp.status < 500)
+                }
+                Ok(Attempt::Failed(_)) => report(&site, &backend, admission, false),
+                Err(Failure::Respond(e)) if e.status >= 500 => {
+                    report(&site, &backend, admission, false)
+                }
+                Err(_) => backend.circuit.release(admission),
+            }
+            let (why, next) = match result? {
                 Attempt::Response {
                     up,
                     resp,

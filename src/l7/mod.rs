@@ -13,6 +13,7 @@ pub mod errors;
 mod exchange;
 pub mod headers;
 pub mod proxy;
+pub mod queue;
 pub mod request;
 pub mod response;
 pub mod retry;

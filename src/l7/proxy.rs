@@ -36,6 +36,8 @@ pub struct Site {
     pub retry: Arc<RetryPolicy>,
     /// Body of the 503 sent when the pool has no available backend, if not the default.
     pub unavailable_body: Option<Arc<str>>,
+    /// The pool's queue for requests waiting for a backend with room.
+    pub queue: Arc<super::queue::Queue>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Limits.

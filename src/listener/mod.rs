@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::balance::{Backend, Pool};
 use crate::config::{Config, ListenerConfig, PoolConfig};
+use crate::l7::queue::Queue;
 use crate::l7::retry::RetryPolicy;
 use crate::l7::{self, Site};
 
@@ -55,18 +56,9 @@ pub struct ListenError {
 
 /// Builds the pools, binds every listener and starts the worker threads.
 pub fn start(config: &Config) -> Result<Running, ListenError> {
-    let pools: Vec<Arc<Pool>> = config.pools.iter().map(build_pool).collect();
     // Per pool, shared by every listener (and worker thread) sending traffic to it.
-    let retries: Vec<Arc<RetryPolicy>> = config
-        .pools
-        .iter()
-        .map(|p| Arc::new(RetryPolicy::new(&p.retries)))
-        .collect();
-    let unavailable: Vec<Option<Arc<str>>> = config
-        .pools
-        .iter()
-        .map(|p| p.unavailable_body.as_deref().map(Arc::from))
-        .collect();
+    let shared: Vec<PoolShared> = config.pools.iter().map(build_pool).collect();
+    let pools: Vec<Arc<Pool>> = shared.iter().map(|s| Arc::clone(&s.pool)).collect();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let socket = bind(l.bind).map_err(|source| ListenError {
@@ -75,11 +67,13 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
             source,
         })?;
         let addr = socket.local_addr().unwrap_or(l.bind);
+        let pool = &shared[l.pool];
         let site = Arc::new(Site {
             name: l.name.as_str().into(),
-            pool: Arc::clone(&pools[l.pool]),
-            retry: Arc::clone(&retries[l.pool]),
-            unavailable_body: unavailable[l.pool].clone(),
+            pool: Arc::clone(&pool.pool),
+            retry: Arc::clone(&pool.retry),
+            unavailable_body: pool.unavailable_body.clone(),
+            queue: Arc::clone(&pool.queue),
             timeouts: config.timeouts,
             limits: config.limits,
             access_log: config.access_log,
@@ -126,23 +120,38 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
     })
 }
 
-fn build_pool(p: &PoolConfig) -> Arc<Pool> {
+/// What every listener sending traffic to one pool shares.
+struct PoolShared {
+    pool: Arc<Pool>,
+    retry: Arc<RetryPolicy>,
+    unavailable_body: Option<Arc<str>>,
+    queue: Arc<Queue>,
+}
+
+fn build_pool(p: &PoolConfig) -> PoolShared {
+    let queue = Arc::new(Queue::new(p.queue, p.queue_timeout));
     let backends = p
         .backends
         .iter()
         .map(|b| {
             let backend = Backend::new(b.name.as_str(), b.address, b.weight, b.backup)
                 .with_circuit(p.breaker)
-                .with_slow_start(p.slow_start);
+                .with_slow_start(p.slow_start)
+                .with_max_in_flight(p.max_in_flight, Arc::clone(&queue.released));
             Arc::new(backend)
         })
         .collect();
-    Arc::new(Pool::new(
-        p.name.as_str(),
-        p.algorithm,
-        p.hash_key.clone(),
-        backends,
-    ))
+    PoolShared {
+        pool: Arc::new(Pool::new(
+            p.name.as_str(),
+            p.algorithm,
+            p.hash_key.clone(),
+            backends,
+        )),
+        retry: Arc::new(RetryPolicy::new(&p.retries)),
+        unavailable_body: p.unavailable_body.as_deref().map(Arc::from),
+        queue,
+    }
 }
 
 fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

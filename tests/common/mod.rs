@@ -31,6 +31,8 @@ pub struct Backend {
     pub in_flight: Arc<AtomicUsize>,
     pub max_in_flight: Arc<AtomicUsize>,
     pub last_head: Arc<Mutex<String>>,
+    /// While set, every response is a 500.
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -59,7 +61,9 @@ impl Backend {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let last_head = Arc::new(Mutex::new(String::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = State {
+            failing: failing.clone(),
             name: name.to_string(),
             requests: requests.clone(),
             in_flight: in_flight.clone(),
@@ -88,6 +92,7 @@ impl Backend {
             in_flight,
             max_in_flight,
             last_head,
+            failing,
             _runtime: runtime,
         }
     }
@@ -105,6 +110,7 @@ struct State {
     max_in_flight: Arc<AtomicUsize>,
     last_head: Arc<Mutex<String>>,
     delay: Duration,
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -172,6 +178,9 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
         Response::new(full(state.name.clone()))
     };
     let mut resp = resp;
+    if state.failing.load(Ordering::SeqCst) {
+        *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    }
     resp.headers_mut()
         .insert("x-backend", state.name.parse().unwrap());
     state.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -134,7 +134,13 @@ impl Backend {
     /// Starts or stops draining: a draining backend gets no new requests (nor sticky
     /// sessions), while the ones in flight finish.
     pub fn set_draining(&self, draining: bool) {
-        self.draining.store(draining, Ordering::Relaxed);
+        if self.draining.swap(draining, Ordering::Relaxed) != draining {
+            if draining {
+                tracing::info!(backend = %self.name, in_flight = self.in_flight(), "backend is DRAINING: no new requests");
+            } else {
+                tracing::info!(backend = %self.name, "backend stopped draining: back in rotation");
+            }
+        }
     }
 
     /// Whether the backend is draining.

@@ -1,8 +1,10 @@
 //! Fulcrum: a layer 7 / layer 4 load balancer.
 //!
 //! The crate is cut by concern: `config` parses and validates the TOML file, `balance`
-//! holds the selection algorithms, `l7` is the HTTP/1.1 proxy, `listener` accepts
-//! connections and runs the worker threads, `cli` and `demo` are the command line.
+//! holds the selection algorithms and each backend's live state (including its circuit
+//! breaker), `health` runs the active checks, `l7` is the HTTP/1.1 proxy (retries and the
+//! overload queue included), `listener` accepts connections and runs the worker threads,
+//! `cli` and `demo` are the command line.
 
 pub mod balance;
 pub mod cli;

@@ -35,6 +35,10 @@ static LAST_SAMPLE_US: AtomicU64 = AtomicU64::new(0);
 /// Weight of a backend relative to the others of its pool (1..=1000).
 pub const MAX_WEIGHT: u32 = 1000;
 
+/// [`Backend::effective_weight`] counts in 1/16 of a weight unit, so that slow start
+/// can ramp a backend of weight 1 (as HAProxy scales weights internally).
+pub const WEIGHT_SCALE: u32 = 16;
+
 /// A backend server with its live state.
 #[derive(Debug)]
 pub struct Backend {
@@ -148,20 +152,22 @@ impl Backend {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// The weight selectors should use now: during slow start, the configured weight
-    /// scaled by the share of the ramp elapsed (at least 1); otherwise the weight.
+    /// The weight selectors should use now, in units of 1/[`WEIGHT_SCALE`]: during slow
+    /// start, the configured weight times the share of the ramp elapsed (at least 1 unit,
+    /// so a backend of weight 1 ramps too, from 1/16); otherwise the weight.
     #[inline]
     pub fn effective_weight(&self) -> u32 {
+        let full = self.weight * WEIGHT_SCALE;
         let from = self.ramp_from_us.load(Ordering::Relaxed);
         if from == 0 {
-            return self.weight;
+            return full;
         }
         let elapsed = coarse_now_us().saturating_sub(from);
         if elapsed >= self.slow_start_us {
             self.ramp_from_us.store(0, Ordering::Relaxed);
-            return self.weight;
+            return full;
         }
-        ((u64::from(self.weight) * elapsed / self.slow_start_us.max(1)) as u32).max(1)
+        ((u64::from(full) * elapsed / self.slow_start_us.max(1)) as u32).max(1)
     }
 
     /// The backend just came back (health check or circuit): start its slow start ramp.
@@ -305,7 +311,7 @@ mod tests {
         let b = backend(10).with_slow_start(Duration::from_secs(3600));
         assert_eq!(
             b.effective_weight(),
-            10,
+            10 * WEIGHT_SCALE,
             "no ramp before the backend comes back"
         );
         b.start_ramp();
@@ -314,12 +320,15 @@ mod tests {
         quick.start_ramp();
         std::thread::sleep(Duration::from_millis(5));
         now_us();
-        assert_eq!(quick.effective_weight(), 10, "the ramp is over");
+        assert_eq!(quick.effective_weight(), 160, "the ramp is over");
+        let one = backend(1).with_slow_start(Duration::from_secs(3600));
+        one.start_ramp();
+        assert!(one.effective_weight() < WEIGHT_SCALE, "weight 1 ramps too");
         let none = backend(10);
         none.start_ramp();
         assert_eq!(
             none.effective_weight(),
-            10,
+            160,
             "without slow start, full weight at once"
         );
     }

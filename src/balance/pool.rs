@@ -66,10 +66,18 @@ impl Pool {
         self.algorithm.uses_key()
     }
 
-    /// Picks an available primary, else an available backup, else `None`.
+    /// Picks an available primary; else, only if no primary is up at all, an available
+    /// backup (as in HAProxy, backups replace primaries that are down, they do not take
+    /// the overflow of primaries that are merely full); else `None`.
     #[inline]
     pub fn pick(&self, key: u64) -> Option<&Arc<Backend>> {
-        self.primaries.pick(key).or_else(|| self.backups.pick(key))
+        self.primaries.pick(key).or_else(|| {
+            if self.primaries.backends.iter().any(|b| b.is_up()) {
+                None
+            } else {
+                self.backups.pick(key)
+            }
+        })
     }
 
     /// Whether some backend is up but none has room for another request: a request
@@ -89,5 +97,40 @@ impl Pool {
             .backends
             .iter()
             .chain(self.backups.backends.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(name: &str, port: u16, backup: bool) -> Arc<Backend> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        Arc::new(
+            Backend::new(name, ([127, 0, 0, 1], port).into(), 1, backup)
+                .with_max_in_flight(1, notify),
+        )
+    }
+
+    #[test]
+    fn backups_replace_primaries_that_are_down_not_full_ones() {
+        let primary = backend("p", 1, false);
+        let backup = backend("b", 2, true);
+        let pool = Pool::new(
+            "app",
+            Algorithm::RoundRobin,
+            HashKey::default(),
+            vec![Arc::clone(&primary), Arc::clone(&backup)],
+        );
+        assert_eq!(&*pool.pick(0).unwrap().name, "p");
+        let busy = primary.try_begin().unwrap();
+        assert!(
+            pool.pick(0).is_none(),
+            "a full primary does not spill to the backup"
+        );
+        assert!(pool.is_saturated());
+        drop(busy);
+        primary.set_available(false);
+        assert_eq!(&*pool.pick(0).unwrap().name, "b");
     }
 }

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use super::backend::WEIGHT_SCALE;
 use super::weight_ranges::WeightRanges;
 use super::{Backend, Selector};
 
@@ -54,8 +55,8 @@ impl Selector for Random {
             let b = &backends[i];
             // A backend in slow start keeps its draw with probability effective/weight.
             if b.is_available() && {
-                let w = b.effective_weight();
-                w == b.weight || fastrand::u32(..b.weight) < w
+                let (w, full) = (b.effective_weight(), b.weight * WEIGHT_SCALE);
+                w == full || fastrand::u32(..full) < w
             } {
                 return Some(i);
             }

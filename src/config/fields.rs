@@ -35,6 +35,18 @@ pub fn duration(
     }
 }
 
+/// A duration that may be zero ("0s" turns the feature off); `Duration::ZERO` when absent.
+pub fn duration_or_zero(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    problems: &mut Problems<'_>,
+) -> Duration {
+    match value {
+        Some(v) if parse_duration(v.get_ref()).is_some_and(|d| d.is_zero()) => Duration::ZERO,
+        _ => duration(value, key, Duration::ZERO, problems),
+    }
+}
+
 /// An integer within `range`; `default` when absent or out of range (then reported).
 pub fn integer(
     value: &Option<Spanned<i64>>,

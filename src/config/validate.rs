@@ -8,7 +8,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::error::{ConfigError, Problems, closest};
-use super::fields::{duration, integer};
+use super::fields::{duration, duration_or_zero, integer};
 use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
 use super::resilience;
 use super::units::parse_size;
@@ -254,17 +254,11 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
         breaker: pool.breaker.as_ref().map_or(CircuitPolicy::DISABLED, |b| {
             resilience::check_breaker(b, name.get_ref(), problems)
         }),
-        slow_start: pool
-            .slow_start
-            .as_ref()
-            .map_or(std::time::Duration::ZERO, |_| {
-                duration(
-                    &pool.slow_start,
-                    &format!("pools.{}.slow_start", name.get_ref()),
-                    std::time::Duration::ZERO,
-                    problems,
-                )
-            }),
+        slow_start: duration_or_zero(
+            &pool.slow_start,
+            &format!("pools.{}.slow_start", name.get_ref()),
+            problems,
+        ),
         max_in_flight: integer(
             &pool.max_in_flight,
             &format!("pools.{}.max_in_flight", name.get_ref()),

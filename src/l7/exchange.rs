@@ -66,9 +66,10 @@ enum Attempt {
         resp: ResponseHead,
         keep_client: bool,
     },
-    /// No response byte came back, and the request can be sent elsewhere; the error is
-    /// what the client gets if it is not.
-    Failed(ProxyError),
+    /// No response byte came back, and the request can be sent elsewhere; `error` is
+    /// what the client gets if it is not. `unsent`: the request never reached the
+    /// backend (connecting failed), so repeating it costs the backends nothing.
+    Failed { error: ProxyError, unsent: bool },
 }
 
 /// Why a try is repeated, for the log.
@@ -160,7 +161,7 @@ impl Conn {
                 Ok(Attempt::Response { resp, .. }) => {
                     report(&site, &backend, admission, resp.status < 500)
                 }
-                Ok(Attempt::Failed(_)) => report(&site, &backend, admission, false),
+                Ok(Attempt::Failed { .. }) => report(&site, &backend, admission, false),
                 Err(Failure::Respond(e)) if e.status >= 500 => {
                     report(&site, &backend, admission, false)
                 }
@@ -175,14 +176,16 @@ impl Conn {
                     if !site.retry.retries_status(resp.status) {
                         break (up, resp, keep_client, in_flight);
                     }
-                    let Some(next) = self.retry_to(&head, retryable, &tried) else {
+                    let Some(next) = self.retry_to(&head, retryable, &tried, true) else {
                         break (up, resp, keep_client, in_flight);
                     };
                     self.discard(&backend, up, &resp);
                     (Why::Status(resp.status), next)
                 }
-                Attempt::Failed(e) => {
-                    let Some(next) = self.retry_to(&head, retryable, &tried) else {
+                Attempt::Failed { error: e, unsent } => {
+                    // A request that never reached the backend adds no load when sent
+                    // elsewhere: it does not draw on the retry budget.
+                    let Some(next) = self.retry_to(&head, retryable, &tried, !unsent) else {
                         return Err(e.into());
                     };
                     // As for a failure the client sees: at least as slow as the connect
@@ -193,7 +196,7 @@ impl Conn {
             };
             drop(in_flight);
             self.retries += 1;
-            tracing::info!(
+            tracing::debug!(
                 pool = %site.pool.name,
                 from = %backend.name,
                 to = %next.name,
@@ -217,13 +220,20 @@ impl Conn {
     }
 
     /// The backend for another try, if the request may have one: `retryable` (see
-    /// [`exchange`](Self::exchange)), retries left, and a retry in the pool's budget.
-    fn retry_to(&self, head: &RequestHead, retryable: bool, tried: &Tried) -> Option<Arc<Backend>> {
+    /// [`exchange`](Self::exchange)), retries left, and, when `charge`, a retry in the
+    /// pool's budget.
+    fn retry_to(
+        &self,
+        head: &RequestHead,
+        retryable: bool,
+        tried: &Tried,
+        charge: bool,
+    ) -> Option<Arc<Backend>> {
         let policy = &self.site.retry;
         if !retryable || self.retries >= policy.attempts {
             return None;
         }
-        if !policy.budget.try_withdraw() {
+        if charge && !policy.budget.try_withdraw() {
             tracing::debug!(pool = %self.site.pool.name, "retry budget exhausted: not retrying");
             return None;
         }
@@ -258,7 +268,12 @@ impl Conn {
         let whole_request_in_out = rest.is_none();
         let mut up = match self.send_head(backend, false).await {
             Ok(up) => up,
-            Err(e) => return Ok(Attempt::Failed(e)),
+            Err(error) => {
+                return Ok(Attempt::Failed {
+                    error,
+                    unsent: true,
+                });
+            }
         };
         if let Some((remaining, decoder)) = rest.take() {
             if head.expect_continue && self.cbuf.is_empty() {
@@ -329,12 +344,20 @@ impl Conn {
                         // request timeout is not restarted).
                         up = match self.send_head(backend, true).await {
                             Ok(up) => up,
-                            Err(e) => return Ok(Attempt::Failed(e)),
+                            Err(error) => {
+                                return Ok(Attempt::Failed {
+                                    error,
+                                    unsent: true,
+                                });
+                            }
                         };
                         continue;
                     }
                     // Nothing came back: another backend may be tried.
-                    return Ok(Attempt::Failed(e));
+                    return Ok(Attempt::Failed {
+                        error: e,
+                        unsent: false,
+                    });
                 }
             }
         }

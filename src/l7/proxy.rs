@@ -424,7 +424,7 @@ fn backend_broke(_: Failure) -> Failure {
 /// is not retried elsewhere.
 pub(super) async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, ProxyError> {
     upstream::connect(backend.addr, limit).await.map_err(|e| {
-        tracing::warn!(backend = %backend.name, error = ?e, "cannot connect to backend");
+        tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
         match e {
             ConnectError::Timeout => {
                 ProxyError::gateway_timeout("connecting to the backend timed out")

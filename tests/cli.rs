@@ -169,6 +169,19 @@ fn several_problems_are_all_reported() {
     assert!(out.contains(":6:49: weight must be between"), "{out}");
 }
 
+/// Runs `fulcrum run` on `text` until it exits (for files that make it exit).
+fn run_file(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(bin())
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn run_with_a_bad_file_exits_2_and_listens_on_nothing() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -176,19 +189,9 @@ fn run_with_a_bad_file_exits_2_and_listens_on_nothing() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lb.toml");
-    std::fs::write(
-        &path,
-        format!("[[listeners]]\nbind = \"127.0.0.1:{port}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\", weight = 0 }}]\n"),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("run")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_file(&format!(
+        "[[listeners]]\nbind = \"127.0.0.1:{port}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\", weight = 0 }}]\n"
+    ));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("weight must be between"));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
@@ -198,19 +201,9 @@ fn run_with_a_bad_file_exits_2_and_listens_on_nothing() {
 fn run_reports_a_port_in_use() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lb.toml");
-    std::fs::write(
-        &path,
-        format!("[[listeners]]\nbind = \"{addr}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\" }}]\n"),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("run")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_file(&format!(
+        "[[listeners]]\nbind = \"{addr}\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"127.0.0.1:1\" }}]\n"
+    ));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

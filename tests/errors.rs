@@ -104,15 +104,9 @@ fn backup_serves_only_while_primaries_are_down_then_503() {
     // In-process, so that the test can take backends out of service.
     let primary = Backend::start("primary");
     let backup = Backend::start("backup");
-    let backend = |b: &Backend, is_backup: bool| fulcrum::config::BackendConfig {
-        name: b.name.clone(),
-        address: b.addr,
-        weight: 1,
-        backup: is_backup,
-    };
     let config = fulcrum::cli::single_pool_config(
         "127.0.0.1:0".parse().unwrap(),
-        vec![backend(&primary, false), backend(&backup, true)],
+        vec![primary.config(false), backup.config(true)],
         fulcrum::balance::Algorithm::RoundRobin,
         Some(1),
         false,

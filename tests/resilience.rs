@@ -161,15 +161,9 @@ fn a_draining_backend_gets_no_new_requests_and_nothing_fails() {
     // In-process, so that the test can set the backend to drain.
     let a = Backend::start_slow("a", Duration::from_millis(50));
     let b = Backend::start_slow("b", Duration::from_millis(50));
-    let backend = |x: &Backend| fulcrum::config::BackendConfig {
-        name: x.name.clone(),
-        address: x.addr,
-        weight: 1,
-        backup: false,
-    };
     let config = fulcrum::cli::single_pool_config(
         "127.0.0.1:0".parse().unwrap(),
-        vec![backend(&a), backend(&b)],
+        vec![a.config(false), b.config(false)],
         fulcrum::balance::Algorithm::RoundRobin,
         Some(2),
         false,

@@ -263,12 +263,7 @@ fn unavailable_body_is_sent_with_the_503() {
     let only = Backend::start("only");
     let mut config = fulcrum::cli::single_pool_config(
         "127.0.0.1:0".parse().unwrap(),
-        vec![fulcrum::config::BackendConfig {
-            name: only.name.clone(),
-            address: only.addr,
-            weight: 1,
-            backup: false,
-        }],
+        vec![only.config(false)],
         fulcrum::balance::Algorithm::RoundRobin,
         Some(1),
         false,

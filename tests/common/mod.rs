@@ -97,6 +97,16 @@ impl Backend {
         }
     }
 
+    /// This backend as the library's config sees it (for in-process tests).
+    pub fn config(&self, backup: bool) -> fulcrum::config::BackendConfig {
+        fulcrum::config::BackendConfig {
+            name: self.name.clone(),
+            address: self.addr,
+            weight: 1,
+            backup,
+        }
+    }
+
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }

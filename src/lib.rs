@@ -11,5 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod l4;
 pub mod l7;
 pub mod listener;

@@ -90,6 +90,8 @@ impl Default for Limits {
 pub enum Protocol {
     /// HTTP/1.1 (and 1.0) in clear text.
     Http,
+    /// Any TCP stream, relayed as is to a backend (layer 4).
+    Tcp,
 }
 
 /// One listening socket and the pool it sends traffic to.

@@ -17,7 +17,7 @@ use crate::balance::backend::MAX_WEIGHT;
 use crate::balance::circuit::CircuitPolicy;
 use crate::balance::{Algorithm, HashKey};
 
-const PROTOCOLS: &[&str] = &["http"];
+const PROTOCOLS: &[&str] = &["http", "tcp"];
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -382,6 +382,23 @@ fn check_listeners(
         let protocol = match &l.protocol {
             None => Protocol::Http,
             Some(p) if p.get_ref() == "http" => Protocol::Http,
+            Some(p) if p.get_ref() == "tcp" => {
+                // A TCP listener sees no headers, cookies or URI: only the source IP.
+                if let Some(pool) = pools.iter().find(|x| &x.name == l.pool.get_ref())
+                    && pool.algorithm.uses_key()
+                    && pool.hash_key != HashKey::SourceIp
+                {
+                    problems.add(
+                        p.span(),
+                        format!(
+                            "pool `{}` hashes on a request property, which a TCP listener does not see",
+                            pool.name
+                        ),
+                        Some("use hash_key = \"source_ip\" for pools behind TCP listeners".into()),
+                    );
+                }
+                Protocol::Tcp
+            }
             Some(p) => {
                 problems.add(
                     p.span(),

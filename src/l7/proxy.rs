@@ -30,6 +30,8 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 pub struct Site {
     /// The listener's name, for logs.
     pub name: Box<str>,
+    /// What the listener's clients speak.
+    pub protocol: crate::config::Protocol,
     /// The pool requests go to.
     pub pool: Arc<Pool>,
     /// The pool's retry settings and budget (shared by every listener using the pool).

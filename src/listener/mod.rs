@@ -17,7 +17,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::Semaphore;
 
 use crate::balance::{Backend, Pool};
-use crate::config::{Config, ListenerConfig, PoolConfig};
+use crate::config::{Config, ListenerConfig, PoolConfig, Protocol};
 use crate::l7::queue::Queue;
 use crate::l7::retry::RetryPolicy;
 use crate::l7::{self, Site};
@@ -70,6 +70,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         let pool = &shared[l.pool];
         let site = Arc::new(Site {
             name: l.name.as_str().into(),
+            protocol: l.protocol,
             pool: Arc::clone(&pool.pool),
             retry: Arc::clone(&pool.retry),
             unavailable_body: pool.unavailable_body.clone(),
@@ -196,7 +197,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: 
             Ok((stream, peer)) => {
                 let site = Arc::clone(&site);
                 tokio::spawn(async move {
-                    l7::serve(stream, peer, site).await;
+                    match site.protocol {
+                        Protocol::Http => l7::serve(stream, peer, site).await,
+                        Protocol::Tcp => crate::l4::tcp::serve(stream, peer, site).await,
+                    }
                     drop(permit);
                 });
             }

@@ -1,0 +1,135 @@
+//! Layer 4 TCP listeners: bytes relayed both ways with half-close, balanced like HTTP,
+//! failed connects tried on another backend, health checks applied.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::Fulcrum;
+
+/// A TCP backend that reads until the client half-closes, then answers
+/// "NAME:LENGTH:DATA" and closes.
+fn tcp_backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                let _ = s.read_to_end(&mut data);
+                let _ = write!(s, "{name}:{}:", data.len());
+                let _ = s.write_all(&data);
+            });
+        }
+    });
+    addr
+}
+
+fn tcp_config(backends: &[(&str, SocketAddr)], extra: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(n, a)| format!("  {{ name = \"{n}\", address = \"{a}\" }},"))
+        .collect();
+    format!(
+        "threads = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"db\"\n[pools.db]\nalgorithm = \"round_robin\"\nbackends = [\n{}\n]\n{extra}\n",
+        list.join("\n")
+    )
+}
+
+/// Sends `data`, half-closes, reads the whole answer.
+fn exchange(addr: SocketAddr, data: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn bytes_are_relayed_both_ways_with_half_close_and_balanced() {
+    let a = tcp_backend("a");
+    let b = tcp_backend("b");
+    let f = Fulcrum::start(&tcp_config(&[("a", a), ("b", b)], ""));
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..10 {
+        let data = format!("message {i}");
+        let out = exchange(f.addr, data.as_bytes());
+        let (name, rest) = out.split_once(':').unwrap();
+        assert_eq!(rest, format!("{}:{data}", data.len()));
+        *seen.entry(name.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(seen, [("a".to_string(), 5), ("b".to_string(), 5)].into());
+    // A large stream passes whole.
+    let big = vec![b'z'; 3 * 1024 * 1024];
+    let out = exchange(f.addr, &big);
+    assert!(out.ends_with(&"z".repeat(1000)));
+    assert!(out.contains(&format!(":{}:", big.len())));
+    assert!(f.wait_log("tcp listener="), "{}", f.log());
+}
+
+#[test]
+fn a_refused_connect_is_tried_on_another_backend() {
+    let live = tcp_backend("live");
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let f = Fulcrum::start(&tcp_config(&[("dead", dead), ("live", live)], ""));
+    for _ in 0..6 {
+        assert!(exchange(f.addr, b"x").starts_with("live:1:x"));
+    }
+}
+
+#[test]
+fn health_checks_apply_to_tcp_pools() {
+    let live = tcp_backend("live");
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let f = Fulcrum::start(&tcp_config(
+        &[("dead", dead), ("live", live)],
+        "[pools.db.health]\ncheck = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\nfall = 1",
+    ));
+    assert!(
+        f.wait_log("backend is DOWN pool=db backend=dead"),
+        "{}",
+        f.log()
+    );
+    for _ in 0..4 {
+        assert!(exchange(f.addr, b"y").starts_with("live:1:y"));
+    }
+    assert!(!f.log().contains("cannot connect"));
+}
+
+#[test]
+fn tcp_pools_hash_only_on_the_source_ip() {
+    let (code, err) = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.toml");
+        std::fs::write(
+            &path,
+            tcp_config(&[("a", "127.0.0.1:1".parse().unwrap())], "").replace(
+                "algorithm = \"round_robin\"",
+                "algorithm = \"hash\"\nhash_key = \"header:X-User\"",
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(common::bin())
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2));
+    assert!(err.contains("which a TCP listener does not see"), "{err}");
+}

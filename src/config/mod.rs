@@ -92,6 +92,8 @@ pub enum Protocol {
     Http,
     /// Any TCP stream, relayed as is to a backend (layer 4).
     Tcp,
+    /// UDP datagrams, relayed per client flow (layer 4).
+    Udp,
 }
 
 /// One listening socket and the pool it sends traffic to.

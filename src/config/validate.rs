@@ -17,7 +17,7 @@ use crate::balance::backend::MAX_WEIGHT;
 use crate::balance::circuit::CircuitPolicy;
 use crate::balance::{Algorithm, HashKey};
 
-const PROTOCOLS: &[&str] = &["http", "tcp"];
+const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -357,9 +357,11 @@ fn check_listeners(
     let mut out = Vec::new();
     for l in &raw.listeners {
         let bind = parse_address(&l.bind, true, problems);
+        // TCP and UDP ports are separate: a DNS balancer binds port 53 for both.
+        let udp = l.protocol.as_ref().is_some_and(|p| p.get_ref() == "udp");
         if let Some(b) = bind
             && b.port() != 0
-            && !binds.insert(b)
+            && !binds.insert((b, udp))
         {
             problems.add(
                 l.bind.span(),
@@ -382,7 +384,7 @@ fn check_listeners(
         let protocol = match &l.protocol {
             None => Protocol::Http,
             Some(p) if p.get_ref() == "http" => Protocol::Http,
-            Some(p) if p.get_ref() == "tcp" => {
+            Some(p) if p.get_ref() == "tcp" || p.get_ref() == "udp" => {
                 // A TCP listener sees no headers, cookies or URI: only the source IP.
                 if let Some(pool) = pools.iter().find(|x| &x.name == l.pool.get_ref())
                     && pool.algorithm.uses_key()
@@ -391,13 +393,18 @@ fn check_listeners(
                     problems.add(
                         p.span(),
                         format!(
-                            "pool `{}` hashes on a request property, which a TCP listener does not see",
-                            pool.name
+                            "pool `{}` hashes on a request property, which a {} listener does not see",
+                            pool.name,
+                            p.get_ref().to_uppercase()
                         ),
-                        Some("use hash_key = \"source_ip\" for pools behind TCP listeners".into()),
+                        Some("use hash_key = \"source_ip\" for pools behind TCP and UDP listeners".into()),
                     );
                 }
-                Protocol::Tcp
+                if p.get_ref() == "tcp" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                }
             }
             Some(p) => {
                 problems.add(

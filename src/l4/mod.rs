@@ -1,4 +1,5 @@
-//! Layer 4: TCP connections relayed byte for byte to a backend, balanced by the same
-//! pools, algorithms, health checks, circuit breakers and queues as HTTP.
+//! Layer 4: TCP connections relayed byte for byte, and UDP flows relayed datagram by
+//! datagram, to backends balanced by the same pools, algorithms and health checks as HTTP.
 
 pub mod tcp;
+pub mod udp;

@@ -61,7 +61,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
     let pools: Vec<Arc<Pool>> = shared.iter().map(|s| Arc::clone(&s.pool)).collect();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
-        let socket = bind(l.bind).map_err(|source| ListenError {
+        let socket = bind(l.bind, l.protocol).map_err(|source| ListenError {
             name: l.name.clone(),
             addr: l.bind,
             source,
@@ -95,7 +95,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
                 addr: l.bind,
                 source,
             })?;
-            mine.push((clone, Arc::clone(site), Arc::clone(limit)));
+            mine.push((clone, Arc::clone(site), Arc::clone(limit), index == 0));
         }
         let handle = std::thread::Builder::new()
             .name(format!("fulcrum-worker-{index}"))
@@ -155,19 +155,51 @@ fn build_pool(p: &PoolConfig) -> PoolShared {
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+/// A bound listening socket.
+#[derive(Debug)]
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+impl Bound {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Bound::Tcp(s) => s.local_addr(),
+            Bound::Udp(s) => s.local_addr(),
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Bound> {
+        Ok(match self {
+            Bound::Tcp(s) => Bound::Tcp(s.try_clone()?),
+            Bound::Udp(s) => Bound::Udp(s.try_clone()?),
+        })
+    }
+}
+
+fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Bound> {
+    let kind = match protocol {
+        Protocol::Udp => Type::DGRAM,
+        Protocol::Http | Protocol::Tcp => Type::STREAM,
+    };
+    let socket = Socket::new(Domain::for_address(addr), kind, None)?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    if protocol == Protocol::Udp {
+        return Ok(Bound::Udp(socket.into()));
+    }
+    socket.listen(BACKLOG)?;
+    Ok(Bound::Tcp(socket.into()))
 }
 
-type WorkerListener = (std::net::TcpListener, Arc<Site>, Arc<Semaphore>);
+/// A listener as one worker serves it: the socket, the site, the connection limit, and
+/// whether this worker is the one serving UDP sockets (one reader per UDP socket).
+type WorkerListener = (Bound, Arc<Site>, Arc<Semaphore>, bool);
 
 fn run_worker(listeners: Vec<WorkerListener>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -176,10 +208,17 @@ fn run_worker(listeners: Vec<WorkerListener>) {
         .expect("cannot start a worker event loop");
     runtime.block_on(async move {
         let mut tasks = Vec::new();
-        for (socket, site, limit) in listeners {
-            match tokio::net::TcpListener::from_std(socket) {
-                Ok(listener) => tasks.push(tokio::spawn(accept_loop(listener, site, limit))),
-                Err(e) => tracing::error!(error = %e, "cannot register listener"),
+        for (socket, site, limit, first) in listeners {
+            match socket {
+                Bound::Tcp(socket) => match tokio::net::TcpListener::from_std(socket) {
+                    Ok(listener) => tasks.push(tokio::spawn(accept_loop(listener, site, limit))),
+                    Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                },
+                Bound::Udp(socket) if first => match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => tasks.push(tokio::spawn(crate::l4::udp::serve(socket, site))),
+                    Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                },
+                Bound::Udp(_) => {}
             }
         }
         for t in tasks {
@@ -199,7 +238,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: 
                 tokio::spawn(async move {
                     match site.protocol {
                         Protocol::Http => l7::serve(stream, peer, site).await,
-                        Protocol::Tcp => crate::l4::tcp::serve(stream, peer, site).await,
+                        Protocol::Tcp | Protocol::Udp => {
+                            crate::l4::tcp::serve(stream, peer, site).await
+                        }
                     }
                     drop(permit);
                 });

@@ -240,6 +240,7 @@ pub fn single_pool_config(
             max_in_flight: 0,
             queue: 1000,
             queue_timeout: std::time::Duration::from_secs(5),
+            send_proxy: None,
         }],
     }
 }

@@ -109,6 +109,8 @@ pub struct ListenerConfig {
     pub pool: usize,
     /// Most simultaneous client connections; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Every connection starts with a PROXY protocol header from a balancer in front.
+    pub accept_proxy: bool,
 }
 
 /// One named pool.
@@ -139,6 +141,8 @@ pub struct PoolConfig {
     pub queue: u32,
     /// Longest a request waits in the queue before a 503.
     pub queue_timeout: Duration,
+    /// Send a PROXY protocol header to backends (TCP listeners only).
+    pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
 }
 
 /// One backend of a pool.

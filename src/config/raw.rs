@@ -59,6 +59,8 @@ pub struct RawListener {
     pub protocol: Option<Spanned<String>>,
     pub pool: Spanned<String>,
     pub max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub accept_proxy: bool,
 }
 
 /// One `[pools.NAME]` table.
@@ -75,6 +77,7 @@ pub struct RawPool {
     pub max_in_flight: Option<Spanned<i64>>,
     pub queue: Option<Spanned<i64>>,
     pub queue_timeout: Option<Spanned<String>>,
+    pub send_proxy: Option<Spanned<String>>,
     pub unavailable_body: Option<String>,
 }
 

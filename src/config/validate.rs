@@ -273,6 +273,19 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
             1000,
             problems,
         ) as u32,
+        send_proxy: match &pool.send_proxy {
+            None => None,
+            Some(v) if v.get_ref() == "v1" => Some(crate::l4::proxy_protocol::Version::V1),
+            Some(v) if v.get_ref() == "v2" => Some(crate::l4::proxy_protocol::Version::V2),
+            Some(v) => {
+                problems.add(
+                    v.span(),
+                    format!("unknown PROXY protocol version `{}`", v.get_ref()),
+                    Some("use \"v1\" or \"v2\"".into()),
+                );
+                None
+            }
+        },
         queue_timeout: duration(
             &pool.queue_timeout,
             &format!("pools.{}.queue_timeout", name.get_ref()),
@@ -443,6 +456,22 @@ fn check_listeners(
                 limits.max_connections
             }
         };
+        if let Some(p) = pool
+            && pools[p].send_proxy.is_some()
+            && protocol != Protocol::Tcp
+        {
+            problems.add(
+                l.pool.span(),
+                format!(
+                    "pool `{}` sends the PROXY protocol, which only TCP listeners support",
+                    pools[p].name
+                ),
+                Some(
+                    "use this pool from a listener with protocol = \"tcp\", or remove `send_proxy`"
+                        .into(),
+                ),
+            );
+        }
         if let (Some(bind), Some(pool)) = (bind, pool) {
             out.push(ListenerConfig {
                 name,
@@ -450,6 +479,7 @@ fn check_listeners(
                 protocol,
                 pool,
                 max_connections,
+                accept_proxy: l.accept_proxy,
             });
         }
     }

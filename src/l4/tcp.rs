@@ -5,7 +5,8 @@
 //! A side that finishes sending (EOF) is half-closed on the other side, so protocols that
 //! close their write side first (e.g. a client sending a request then `shutdown(WR)`)
 //! work; the connection ends when both directions are done, or after `timeouts.idle` with
-//! no byte in either direction. Not done here: zero-copy splice, PROXY protocol.
+//! no byte in either direction. With the pool's `send_proxy`, the backend first gets a
+//! PROXY protocol header naming the client. Not done here: zero-copy splice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::proxy_protocol;
 use crate::balance::Backend;
 use crate::balance::backend::now_us;
 use crate::balance::circuit::Admission;
@@ -31,6 +33,15 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
     let Some((mut upstream, backend, admission, _in_flight)) = connect(&site, key).await else {
         return;
     };
+    if let Some(version) = site.send_proxy {
+        let mut header = Vec::with_capacity(64);
+        let local = client.local_addr().unwrap_or(peer);
+        proxy_protocol::encode(version, peer, local, &mut header);
+        if upstream.write_all(&header).await.is_err() {
+            let _ = backend.circuit.record(admission, false, now_us());
+            return;
+        }
+    }
     let outcome = relay(&mut client, &mut upstream, site.timeouts.idle).await;
     let _ = backend.circuit.record(admission, outcome.is_ok(), now_us());
     if site.access_log {

@@ -32,6 +32,10 @@ pub struct Site {
     pub name: Box<str>,
     /// What the listener's clients speak.
     pub protocol: crate::config::Protocol,
+    /// Connections start with a PROXY protocol header naming the real client.
+    pub accept_proxy: bool,
+    /// Send a PROXY protocol header to backends (TCP listeners).
+    pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
     /// The pool requests go to.
     pub pool: Arc<Pool>,
     /// The pool's retry settings and budget (shared by every listener using the pool).

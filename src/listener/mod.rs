@@ -71,6 +71,8 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         let site = Arc::new(Site {
             name: l.name.as_str().into(),
             protocol: l.protocol,
+            accept_proxy: l.accept_proxy,
+            send_proxy: pool.send_proxy,
             pool: Arc::clone(&pool.pool),
             retry: Arc::clone(&pool.retry),
             unavailable_body: pool.unavailable_body.clone(),
@@ -127,6 +129,7 @@ struct PoolShared {
     retry: Arc<RetryPolicy>,
     unavailable_body: Option<Arc<str>>,
     queue: Arc<Queue>,
+    send_proxy: Option<crate::l4::proxy_protocol::Version>,
 }
 
 fn build_pool(p: &PoolConfig) -> PoolShared {
@@ -152,6 +155,7 @@ fn build_pool(p: &PoolConfig) -> PoolShared {
         retry: Arc::new(RetryPolicy::new(&p.retries)),
         unavailable_body: p.unavailable_body.as_deref().map(Arc::from),
         queue,
+        send_proxy: p.send_proxy,
     }
 }
 
@@ -233,9 +237,22 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: 
             return;
         };
         match listener.accept().await {
-            Ok((stream, peer)) => {
+            Ok((mut stream, peer)) => {
                 let site = Arc::clone(&site);
                 tokio::spawn(async move {
+                    // Behind another balancer, the client is who its PROXY header says.
+                    let peer = if site.accept_proxy {
+                        let limit = site.timeouts.request_header;
+                        match crate::l4::proxy_protocol::read_header(&mut stream, limit).await {
+                            Ok(source) => source.unwrap_or(peer),
+                            Err(e) => {
+                                tracing::debug!(listener = %site.name, client = %peer, error = %e, "connection refused");
+                                return;
+                            }
+                        }
+                    } else {
+                        peer
+                    };
                     match site.protocol {
                         Protocol::Http => l7::serve(stream, peer, site).await,
                         Protocol::Tcp | Protocol::Udp => {
@@ -268,6 +285,7 @@ impl ListenerConfig {
             protocol: crate::config::Protocol::Http,
             pool,
             max_connections,
+            accept_proxy: false,
         }
     }
 }

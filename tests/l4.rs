@@ -133,3 +133,102 @@ fn tcp_pools_hash_only_on_the_source_ip() {
     assert_eq!(code, Some(2));
     assert!(err.contains("which a TCP listener does not see"), "{err}");
 }
+
+#[test]
+fn tls_passthrough_is_routed_by_the_server_name() {
+    let a = tcp_backend("a");
+    let b = tcp_backend("b");
+    let other = tcp_backend("other");
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"other\"\nsni_routes = {{ \"a.example\" = \"a\", \"*.b.example\" = \"b\" }}\n[pools.a]\nbackends = [{{ address = \"{a}\" }}]\n[pools.b]\nbackends = [{{ address = \"{b}\" }}]\n[pools.other]\nbackends = [{{ address = \"{other}\" }}]\n"
+    ));
+    for (name, expected) in [
+        ("a.example", "a"),
+        ("A.Example", "a"),
+        ("api.b.example", "b"),
+        ("b.example", "other"),
+        ("c.example", "other"),
+    ] {
+        let hello = fulcrum::l4::sni::client_hello(name);
+        let out = exchange(f.addr, &hello);
+        let (backend, rest) = out.split_once(':').unwrap();
+        assert_eq!(backend, expected, "{name}");
+        // The ClientHello itself was relayed untouched.
+        assert_eq!(rest.split_once(':').unwrap().0, hello.len().to_string());
+    }
+    // Not TLS at all: the default pool.
+    assert!(exchange(f.addr, b"plain").starts_with("other:5:plain"));
+}
+
+#[test]
+fn a_real_tls_handshake_passes_through_to_the_named_backend() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=api.b.example", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-naccept",
+            "1",
+            "-www",
+            "-cert",
+        ])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let other = tcp_backend("other");
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"other\"\nsni_routes = {{ \"*.b.example\" = \"tls\" }}\n[pools.tls]\nbackends = [{{ address = \"127.0.0.1:{port}\" }}]\n[pools.other]\nbackends = [{{ address = \"{other}\" }}]\n"
+    ));
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &f.addr.to_string(),
+            "-servername",
+            "api.b.example",
+            "-brief",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CONNECTION ESTABLISHED"), "{text}");
+    assert!(text.contains("api.b.example"), "{text}");
+}

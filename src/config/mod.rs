@@ -111,6 +111,9 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// Every connection starts with a PROXY protocol header from a balancer in front.
     pub accept_proxy: bool,
+    /// TLS passthrough routing (TCP listeners): server-name patterns and the index of the
+    /// pool each sends to, exact names first; unmatched connections use `pool`.
+    pub sni_routes: Vec<(String, usize)>,
 }
 
 /// One named pool.

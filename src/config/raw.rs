@@ -61,6 +61,7 @@ pub struct RawListener {
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
     pub accept_proxy: bool,
+    pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// One `[pools.NAME]` table.

@@ -480,9 +480,62 @@ fn check_listeners(
                 pool,
                 max_connections,
                 accept_proxy: l.accept_proxy,
+                sni_routes: check_sni_routes(l, protocol, pools, problems),
             });
         }
     }
+    out
+}
+
+/// Checks a listener's `sni_routes`: TCP listeners only, valid names, defined pools.
+fn check_sni_routes(
+    l: &super::raw::RawListener,
+    protocol: Protocol,
+    pools: &[PoolConfig],
+    problems: &mut Problems<'_>,
+) -> Vec<(String, usize)> {
+    let Some(routes) = &l.sni_routes else {
+        return Vec::new();
+    };
+    if protocol != Protocol::Tcp {
+        problems.add(
+            routes.span(),
+            "`sni_routes` needs protocol = \"tcp\" (TLS passthrough)",
+            Some(
+                "route TLS by server name on a TCP listener; HTTP listeners do not see TLS".into(),
+            ),
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (pattern, pool) in routes.get_ref() {
+        let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            problems.add(
+                routes.span(),
+                format!("bad server name pattern `{pattern}` in `sni_routes`"),
+                Some("lower-case host names, optionally starting with `*.`".into()),
+            );
+        }
+        match pools.iter().position(|p| &p.name == pool.get_ref()) {
+            Some(index) => out.push((pattern.clone(), index)),
+            None => problems.add(
+                pool.span(),
+                format!(
+                    "`sni_routes` sends `{pattern}` to pool `{}`, which is not defined",
+                    pool.get_ref()
+                ),
+                closest(pool.get_ref(), pools.iter().map(|p| p.name.as_str()))
+                    .map(|best| format!("did you mean `{best}`?")),
+            ),
+        }
+    }
+    // Exact names first, then wildcards from the most specific.
+    out.sort_by_key(|(p, _)| (p.starts_with("*."), std::cmp::Reverse(p.len())));
     out
 }
 

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::proxy_protocol;
+use super::{proxy_protocol, sni};
 use crate::balance::Backend;
 use crate::balance::backend::now_us;
 use crate::balance::circuit::Admission;
@@ -29,6 +29,19 @@ const BUFFER: usize = 16 * 1024;
 /// Relays one client connection until it ends.
 pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
     let _ = client.set_nodelay(true);
+    // TLS passthrough: the ClientHello's server name picks the pool.
+    let site = if site.sni_routes.is_empty() {
+        site
+    } else {
+        let name = sni::peek_name(&client, site.timeouts.request_header).await;
+        name.and_then(|name| {
+            site.sni_routes
+                .iter()
+                .find(|(pattern, _)| sni::matches(pattern, &name))
+                .map(|(_, routed)| Arc::clone(routed))
+        })
+        .unwrap_or(site)
+    };
     let key = hash_ip(peer.ip());
     let Some((mut upstream, backend, admission, _in_flight)) = connect(&site, key).await else {
         return;

@@ -36,6 +36,8 @@ pub struct Site {
     pub accept_proxy: bool,
     /// Send a PROXY protocol header to backends (TCP listeners).
     pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
+    /// TLS passthrough (TCP listeners): server-name patterns and where they go instead.
+    pub sni_routes: Vec<(Box<str>, Arc<Site>)>,
     /// The pool requests go to.
     pub pool: Arc<Pool>,
     /// The pool's retry settings and budget (shared by every listener using the pool).

@@ -67,19 +67,16 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
             source,
         })?;
         let addr = socket.local_addr().unwrap_or(l.bind);
-        let pool = &shared[l.pool];
         let site = Arc::new(Site {
-            name: l.name.as_str().into(),
-            protocol: l.protocol,
-            accept_proxy: l.accept_proxy,
-            send_proxy: pool.send_proxy,
-            pool: Arc::clone(&pool.pool),
-            retry: Arc::clone(&pool.retry),
-            unavailable_body: pool.unavailable_body.clone(),
-            queue: Arc::clone(&pool.queue),
-            timeouts: config.timeouts,
-            limits: config.limits,
-            access_log: config.access_log,
+            sni_routes: l
+                .sni_routes
+                .iter()
+                .map(|(pattern, pool)| {
+                    let routed = site(l, &shared[*pool], config);
+                    (pattern.as_str().into(), Arc::new(routed))
+                })
+                .collect(),
+            ..site(l, &shared[l.pool], config)
         });
         let limit = Arc::new(Semaphore::new(l.max_connections));
         bound.push((l.clone(), addr, socket, site, limit));
@@ -121,6 +118,24 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         workers,
         health,
     })
+}
+
+/// The shared context of `l`'s connections when they go to `pool`.
+fn site(l: &ListenerConfig, pool: &PoolShared, config: &Config) -> Site {
+    Site {
+        name: l.name.as_str().into(),
+        protocol: l.protocol,
+        accept_proxy: l.accept_proxy,
+        send_proxy: pool.send_proxy,
+        sni_routes: Vec::new(),
+        pool: Arc::clone(&pool.pool),
+        retry: Arc::clone(&pool.retry),
+        unavailable_body: pool.unavailable_body.clone(),
+        queue: Arc::clone(&pool.queue),
+        timeouts: config.timeouts,
+        limits: config.limits,
+        access_log: config.access_log,
+    }
 }
 
 /// What every listener sending traffic to one pool shares.
@@ -286,6 +301,7 @@ impl ListenerConfig {
             pool,
             max_connections,
             accept_proxy: false,
+            sni_routes: Vec::new(),
         }
     }
 }

@@ -14,11 +14,36 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::balance::backend::now_us;
+use crate::balance::circuit::{Admission, CircuitChange};
 use crate::balance::{Backend, Pool};
 use crate::config::HealthCheck;
 
 pub use check::Outcome;
 use state::{RiseFall, Transition};
+
+/// Passive health: feeds one request's (or connection's) outcome to the backend's circuit
+/// breaker, and logs the change of state it causes, if any.
+pub fn report(pool: &Pool, backend: &Backend, admission: Admission, success: bool) {
+    match backend.circuit.record(admission, success, now_us()) {
+        Some(CircuitChange::Opened { for_us, why }) => tracing::warn!(
+            pool = %pool.name,
+            backend = %backend.name,
+            reason = %why,
+            open_ms = for_us / 1000,
+            "circuit OPEN: backend ejected"
+        ),
+        Some(CircuitChange::Closed) => {
+            backend.start_ramp();
+            tracing::info!(
+                pool = %pool.name,
+                backend = %backend.name,
+                "circuit CLOSED: backend back in rotation"
+            );
+        }
+        None => {}
+    }
+}
 
 /// Starts checking every backend of the given pools; `None` when no pool has checks.
 pub fn start(pools: Vec<(Arc<Pool>, HealthCheck)>) -> Option<JoinHandle<()>> {

@@ -20,6 +20,7 @@ use super::{proxy_protocol, sni};
 use crate::balance::Backend;
 use crate::balance::backend::now_us;
 use crate::balance::circuit::Admission;
+use crate::health;
 use crate::l7::Site;
 use crate::l7::request::hash_ip;
 use crate::l7::upstream;
@@ -51,12 +52,12 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
         let local = client.local_addr().unwrap_or(peer);
         proxy_protocol::encode(version, peer, local, &mut header);
         if upstream.write_all(&header).await.is_err() {
-            let _ = backend.circuit.record(admission, false, now_us());
+            health::report(&site.pool, &backend, admission, false);
             return;
         }
     }
     let outcome = relay(&mut client, &mut upstream, site.timeouts.idle).await;
-    let _ = backend.circuit.record(admission, outcome.is_ok(), now_us());
+    health::report(&site.pool, &backend, admission, outcome.is_ok());
     if site.access_log {
         let (up, down) = outcome.unwrap_or((0, 0));
         tracing::info!(
@@ -108,7 +109,7 @@ async fn connect(site: &Site, key: u64) -> Option<Connected> {
         match upstream::connect(backend.addr, site.timeouts.connect).await {
             Ok(up) => return Some((up.stream, backend, admission, in_flight)),
             Err(e) => {
-                let _ = backend.circuit.record(admission, false, now_us());
+                health::report(&site.pool, &backend, admission, false);
                 backend.record_latency(site.timeouts.connect);
                 tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
                 drop(in_flight);

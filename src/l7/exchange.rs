@@ -21,7 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::ChunkedDecoder;
 use super::errors::{self, ProxyError};
-use super::proxy::Site;
 use super::proxy::{Conn, Failure, READ_CHUNK, connect};
 use super::request::{BodyFraming, RequestHead};
 use super::response::{self, ClientSide, ResponseError, ResponseFraming, ResponseHead};
@@ -29,29 +28,8 @@ use super::retry::{self, Tried};
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
 use crate::balance::backend::now_us;
-use crate::balance::circuit::{Admission, CircuitChange};
-
-/// Feeds one try's outcome to the backend's circuit breaker and logs what changed.
-fn report(site: &Site, backend: &Backend, admission: Admission, success: bool) {
-    match backend.circuit.record(admission, success, now_us()) {
-        Some(CircuitChange::Opened { for_us, why }) => tracing::warn!(
-            pool = %site.pool.name,
-            backend = %backend.name,
-            reason = %why,
-            open_ms = for_us / 1000,
-            "circuit OPEN: backend ejected"
-        ),
-        Some(CircuitChange::Closed) => {
-            backend.start_ramp();
-            tracing::info!(
-                pool = %site.pool.name,
-                backend = %backend.name,
-                "circuit CLOSED: backend back in rotation"
-            );
-        }
-        None => {}
-    }
-}
+use crate::balance::circuit::Admission;
+use crate::health;
 
 /// The part of the request body that had not arrived with the head: the bytes still
 /// expected (with a length) or the chunked decoder's state.
@@ -159,11 +137,13 @@ impl Conn {
             // Passive health: every try's outcome feeds the backend's circuit breaker.
             match &result {
                 Ok(Attempt::Response { resp, .. }) => {
-                    report(&site, &backend, admission, resp.status < 500)
+                    health::report(&site.pool, &backend, admission, resp.status < 500)
                 }
-                Ok(Attempt::Failed { .. }) => report(&site, &backend, admission, false),
+                Ok(Attempt::Failed { .. }) => {
+                    health::report(&site.pool, &backend, admission, false)
+                }
                 Err(Failure::Respond(e)) if e.status >= 500 => {
-                    report(&site, &backend, admission, false)
+                    health::report(&site.pool, &backend, admission, false)
                 }
                 Err(_) => backend.circuit.release(admission),
             }

@@ -14,12 +14,7 @@ fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lb.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::check_file(&path);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -52,12 +47,7 @@ fn every_example_config_checks_ok() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = Command::new(bin())
-                .arg("check")
-                .arg("-c")
-                .arg(&path)
-                .output()
-                .unwrap();
+            let out = common::check_file(&path);
             assert!(
                 out.status.success(),
                 "{}: {}",

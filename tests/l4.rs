@@ -120,11 +120,7 @@ fn tcp_pools_hash_only_on_the_source_ip() {
             ),
         )
         .unwrap();
-        let out = std::process::Command::new(common::bin())
-            .args(["check", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = common::check_file(&path);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -164,32 +164,20 @@ pub async fn read_header(
     stream: &mut TcpStream,
     limit: Duration,
 ) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    let mut buf = [0u8; V2_MAX];
-    let read = async {
-        loop {
-            let n = stream
-                .peek(&mut buf)
-                .await
-                .map_err(|_| ProxyHeaderError::Missing)?;
-            if n == 0 {
-                return Err(ProxyHeaderError::Missing);
-            }
-            match parse(&buf[..n])? {
-                Some((source, len)) => {
-                    stream
-                        .read_exact(&mut buf[..len])
-                        .await
-                        .map_err(|_| ProxyHeaderError::Malformed)?;
-                    return Ok(source);
-                }
-                // Part of a header: peeking again at once would spin, so wait a little.
-                None => tokio::time::sleep(Duration::from_millis(1)).await,
-            }
-        }
-    };
-    tokio::time::timeout(limit, read)
+    let decided = super::peek_until(stream, V2_MAX, limit, |buf| match parse(buf) {
+        Ok(None) => None,
+        done => Some(done),
+    });
+    let (source, len) = decided
         .await
-        .unwrap_or(Err(ProxyHeaderError::Missing))
+        .ok_or(ProxyHeaderError::Missing)??
+        .ok_or(ProxyHeaderError::Missing)?;
+    let mut header = [0u8; V2_MAX];
+    stream
+        .read_exact(&mut header[..len])
+        .await
+        .map_err(|_| ProxyHeaderError::Malformed)?;
+    Ok(source)
 }
 
 #[cfg(test)]

@@ -115,22 +115,12 @@ impl<'a> Reader<'a> {
 /// Peeks at the start of `stream` (consuming nothing) until the ClientHello's server name
 /// is known, within `limit`. `None`: no name (not TLS, no SNI, or too slow).
 pub async fn peek_name(stream: &TcpStream, limit: Duration) -> Option<String> {
-    let mut buf = vec![0u8; MAX_PEEK];
-    let read = async {
-        loop {
-            let n = stream.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            match parse(&buf[..n]) {
-                Hello::Name(name) => return Some(name),
-                Hello::NoName => return None,
-                // Part of the record: peeking again at once would spin, so wait a little.
-                Hello::Partial => tokio::time::sleep(Duration::from_millis(1)).await,
-            }
-        }
-    };
-    tokio::time::timeout(limit, read).await.ok().flatten()
+    let decided = super::peek_until(stream, MAX_PEEK, limit, |buf| match parse(buf) {
+        Hello::Partial => None,
+        Hello::Name(name) => Some(Some(name)),
+        Hello::NoName => Some(None),
+    });
+    decided.await.flatten()
 }
 
 /// Whether `name` matches `pattern`: exact, or `*.example.com` for any one-or-more-label

@@ -209,6 +209,16 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fulcrum")
 }
 
+/// Runs `fulcrum check -c PATH` to completion.
+pub fn check_file(path: &std::path::Path) -> std::process::Output {
+    Command::new(bin())
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 impl Fulcrum {
     /// Starts `fulcrum run` on `config` (listen on 127.0.0.1:0) and waits until it listens.
     pub fn start(config: &str) -> Fulcrum {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-use super::circuit::{Circuit, CircuitPolicy};
+use super::circuit::{Admission, Circuit, CircuitPolicy};
 
 /// Microseconds since the first call: a monotonic clock cheap to store in an atomic.
 #[inline]
@@ -230,6 +230,18 @@ impl Backend {
             });
         }
         Some(self.begin())
+    }
+
+    /// Admits one request that is about to be sent: room under `max_in_flight` and, if
+    /// the circuit is half-open, a probe slot. `None`: another worker took the room or
+    /// the last slot since the backend was picked; pick again.
+    #[inline]
+    pub fn try_admit(self: &Arc<Self>) -> Option<(InFlight, Admission)> {
+        let in_flight = self.try_begin()?;
+        match self.circuit.admit(now_us()) {
+            Admission::Refused => None,
+            admission => Some((in_flight, admission)),
+        }
     }
 
     /// Counts a request as started; the returned guard counts it as finished when dropped.

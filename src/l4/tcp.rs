@@ -18,7 +18,6 @@ use tokio::time::Instant;
 
 use super::{proxy_protocol, sni};
 use crate::balance::Backend;
-use crate::balance::backend::now_us;
 use crate::balance::circuit::Admission;
 use crate::health;
 use crate::l7::Site;
@@ -93,19 +92,12 @@ async fn connect(site: &Site, key: u64) -> Option<Connected> {
         };
         tried += 1;
         // Filled up, or its last probe slot taken, since it was picked: pick again.
-        let Some(in_flight) = backend.try_begin() else {
+        let Some((in_flight, admission)) = backend.try_admit() else {
             if tried > site.retry.attempts + 3 {
                 return None;
             }
             continue;
         };
-        let admission = backend.circuit.admit(now_us());
-        if admission == Admission::Refused {
-            if tried > site.retry.attempts + 3 {
-                return None;
-            }
-            continue;
-        }
         match upstream::connect(backend.addr, site.timeouts.connect).await {
             Ok(up) => return Some((up.stream, backend, admission, in_flight)),
             Err(e) => {

@@ -27,8 +27,6 @@ use super::response::{self, ClientSide, ResponseError, ResponseFraming, Response
 use super::retry::{self, Tried};
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
-use crate::balance::backend::now_us;
-use crate::balance::circuit::Admission;
 use crate::health;
 
 /// The part of the request body that had not arrived with the head: the bytes still
@@ -111,19 +109,7 @@ impl Conn {
             self.backend = Some(Arc::clone(&backend));
             // Another worker may have filled the backend, or taken the last probe slot of
             // its half-open circuit, since it was picked: pick again (a few times).
-            let admitted = match backend.try_begin() {
-                Some(in_flight) => {
-                    let admission = backend.circuit.admit(now_us());
-                    if admission == Admission::Refused {
-                        drop(in_flight);
-                        None
-                    } else {
-                        Some((in_flight, admission))
-                    }
-                }
-                None => None,
-            };
-            let Some((in_flight, admission)) = admitted else {
+            let Some((in_flight, admission)) = backend.try_admit() else {
                 refusals += 1;
                 if refusals > 3 {
                     return Err(errors::NO_BACKEND.into());

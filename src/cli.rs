@@ -241,6 +241,8 @@ pub fn single_pool_config(
             queue: 1000,
             queue_timeout: std::time::Duration::from_secs(5),
             send_proxy: None,
+            http_version: crate::config::HttpVersion::Http1,
+            tls: None,
         }],
     }
 }

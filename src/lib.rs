@@ -14,3 +14,4 @@ pub mod health;
 pub mod l4;
 pub mod l7;
 pub mod listener;
+pub mod tls;

@@ -7,8 +7,10 @@
 
 mod error;
 mod fields;
+mod listeners;
 mod raw;
 mod resilience;
+pub mod tls;
 mod units;
 mod validate;
 
@@ -73,6 +75,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Default for each listener's maximum of simultaneous client connections.
     pub max_connections: usize,
+    /// Most concurrent streams (requests) one HTTP/2 client connection may open.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -81,6 +85,7 @@ impl Default for Limits {
             max_header_size: 16 * 1024,
             max_headers: 100,
             max_connections: 10_000,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -88,7 +93,7 @@ impl Default for Limits {
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// HTTP/1.1 (and 1.0) in clear text.
+    /// HTTP/1.1 (and 1.0), and HTTP/2; in clear text or over TLS.
     Http,
     /// Any TCP stream, relayed as is to a backend (layer 4).
     Tcp,
@@ -114,6 +119,8 @@ pub struct ListenerConfig {
     /// TLS passthrough routing (TCP listeners): server-name patterns and the index of the
     /// pool each sends to, exact names first; unmatched connections use `pool`.
     pub sni_routes: Vec<(String, usize)>,
+    /// TLS termination, if the listener is HTTPS.
+    pub tls: Option<tls::ListenerTls>,
 }
 
 /// One named pool.
@@ -146,6 +153,20 @@ pub struct PoolConfig {
     pub queue_timeout: Duration,
     /// Send a PROXY protocol header to backends (TCP listeners only).
     pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
+    /// The HTTP version spoken to backends.
+    pub http_version: HttpVersion,
+    /// TLS to the backends, if configured.
+    pub tls: Option<tls::BackendTls>,
+}
+
+/// The HTTP version a pool speaks to its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/1.1 with keep-alive (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge in clear text, ALPN `h2` over TLS.
+    Http2,
 }
 
 /// One backend of a pool.

@@ -40,6 +40,7 @@ pub struct RawLimits {
     pub max_header_size: Option<Spanned<RawSize>>,
     pub max_headers: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 /// A size: a number of bytes, or a string with a unit ("16k", "1m").
@@ -62,6 +63,7 @@ pub struct RawListener {
     #[serde(default)]
     pub accept_proxy: bool,
     pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub tls: Option<super::tls::RawListenerTls>,
 }
 
 /// One `[pools.NAME]` table.
@@ -80,6 +82,8 @@ pub struct RawPool {
     pub queue_timeout: Option<Spanned<String>>,
     pub send_proxy: Option<Spanned<String>>,
     pub unavailable_body: Option<String>,
+    pub http_version: Option<Spanned<String>>,
+    pub tls: Option<super::tls::RawPoolTls>,
 }
 
 /// One backend of a pool.

@@ -12,12 +12,10 @@ use super::fields::{duration, duration_or_zero, integer};
 use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
 use super::resilience;
 use super::units::parse_size;
-use super::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Protocol, Timeouts};
+use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
 use crate::balance::backend::MAX_WEIGHT;
 use crate::balance::circuit::CircuitPolicy;
 use crate::balance::{Algorithm, HashKey};
-
-const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -29,7 +27,8 @@ pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError>
             return Err(problems.into_error(path));
         }
     };
-    let config = check(&raw, &mut problems);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let config = check(&raw, base, &mut problems);
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -68,7 +67,7 @@ fn explain_toml_error(message: &str) -> (String, Option<String>) {
     (message, None)
 }
 
-fn check(raw: &RawConfig, problems: &mut Problems<'_>) -> Config {
+fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
     let threads = match &raw.threads {
         None => super::default_threads(),
         Some(t) => match *t.get_ref() {
@@ -89,9 +88,9 @@ fn check(raw: &RawConfig, problems: &mut Problems<'_>) -> Config {
     let pools: Vec<PoolConfig> = raw
         .pools
         .iter()
-        .map(|(name, pool)| check_pool(name, pool, problems))
+        .map(|(name, pool)| check_pool(name, pool, base, problems))
         .collect();
-    let listeners = check_listeners(raw, &pools, limits, problems);
+    let listeners = super::listeners::check_listeners(raw, &pools, limits, base, problems);
     Config {
         threads,
         access_log: raw.access_log.unwrap_or(true),
@@ -157,10 +156,22 @@ fn check_limits(raw: &RawConfig, problems: &mut Problems<'_>) -> Limits {
             d.max_connections as i64,
             problems,
         ) as usize,
+        max_concurrent_streams: integer(
+            &l.max_concurrent_streams,
+            "limits.max_concurrent_streams",
+            1..=10_000,
+            i64::from(d.max_concurrent_streams),
+            problems,
+        ) as u32,
     }
 }
 
-fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_>) -> PoolConfig {
+fn check_pool(
+    name: &Spanned<String>,
+    pool: &RawPool,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> PoolConfig {
     let algorithm = match &pool.algorithm {
         None => Algorithm::default(),
         Some(a) => Algorithm::from_name(a.get_ref()).unwrap_or_else(|| {
@@ -286,6 +297,23 @@ fn check_pool(name: &Spanned<String>, pool: &RawPool, problems: &mut Problems<'_
                 None
             }
         },
+        http_version: match &pool.http_version {
+            None => HttpVersion::Http1,
+            Some(v) if v.get_ref() == "1.1" => HttpVersion::Http1,
+            Some(v) if v.get_ref() == "2" => HttpVersion::Http2,
+            Some(v) => {
+                problems.add(
+                    v.span(),
+                    format!("unknown HTTP version `{}`", v.get_ref()),
+                    Some("use \"1.1\" (the default) or \"2\"".into()),
+                );
+                HttpVersion::Http1
+            }
+        },
+        tls: pool
+            .tls
+            .as_ref()
+            .map(|t| super::tls::check_pool_tls(t, name, base, problems)),
         queue_timeout: duration(
             &pool.queue_timeout,
             &format!("pools.{}.queue_timeout", name.get_ref()),
@@ -352,195 +380,8 @@ fn check_backends(list: &[RawBackend], problems: &mut Problems<'_>) -> Vec<Backe
     out
 }
 
-fn check_listeners(
-    raw: &RawConfig,
-    pools: &[PoolConfig],
-    limits: Limits,
-    problems: &mut Problems<'_>,
-) -> Vec<ListenerConfig> {
-    if raw.listeners.is_empty() {
-        problems.add(
-            0..0,
-            "no listeners: Fulcrum would accept no traffic",
-            Some("add [[listeners]] with `bind = \"127.0.0.1:8080\"` and `pool = \"NAME\"`".into()),
-        );
-    }
-    let mut binds = HashSet::new();
-    let mut names = HashSet::new();
-    let mut out = Vec::new();
-    for l in &raw.listeners {
-        let bind = parse_address(&l.bind, true, problems);
-        // TCP and UDP ports are separate: a DNS balancer binds port 53 for both.
-        let udp = l.protocol.as_ref().is_some_and(|p| p.get_ref() == "udp");
-        if let Some(b) = bind
-            && b.port() != 0
-            && !binds.insert((b, udp))
-        {
-            problems.add(
-                l.bind.span(),
-                format!("two listeners bind {b}"),
-                Some("each listener needs its own address or port".into()),
-            );
-        }
-        let name = l
-            .name
-            .as_ref()
-            .map_or_else(|| l.bind.get_ref().clone(), |n| n.get_ref().clone());
-        if !names.insert(name.clone()) {
-            let span = l.name.as_ref().map_or(l.bind.span(), |n| n.span());
-            problems.add(
-                span,
-                format!("duplicate listener name `{name}`"),
-                Some("give each listener a distinct `name`".into()),
-            );
-        }
-        let protocol = match &l.protocol {
-            None => Protocol::Http,
-            Some(p) if p.get_ref() == "http" => Protocol::Http,
-            Some(p) if p.get_ref() == "tcp" || p.get_ref() == "udp" => {
-                // A TCP listener sees no headers, cookies or URI: only the source IP.
-                if let Some(pool) = pools.iter().find(|x| &x.name == l.pool.get_ref())
-                    && pool.algorithm.uses_key()
-                    && pool.hash_key != HashKey::SourceIp
-                {
-                    problems.add(
-                        p.span(),
-                        format!(
-                            "pool `{}` hashes on a request property, which a {} listener does not see",
-                            pool.name,
-                            p.get_ref().to_uppercase()
-                        ),
-                        Some("use hash_key = \"source_ip\" for pools behind TCP and UDP listeners".into()),
-                    );
-                }
-                if p.get_ref() == "tcp" {
-                    Protocol::Tcp
-                } else {
-                    Protocol::Udp
-                }
-            }
-            Some(p) => {
-                problems.add(
-                    p.span(),
-                    format!("unknown protocol `{}`", p.get_ref()),
-                    Some(format!("protocols: {}", PROTOCOLS.join(", "))),
-                );
-                Protocol::Http
-            }
-        };
-        let pool = pools.iter().position(|p| &p.name == l.pool.get_ref());
-        if pool.is_none() {
-            let names = pools.iter().map(|p| p.name.as_str());
-            let hint = match closest(l.pool.get_ref(), names) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => "define it as [pools.NAME] with backends".into(),
-            };
-            problems.add(
-                l.pool.span(),
-                format!(
-                    "listener uses pool `{}`, which is not defined",
-                    l.pool.get_ref()
-                ),
-                Some(hint),
-            );
-        }
-        let max_connections = match &l.max_connections {
-            None => limits.max_connections,
-            Some(m) if (1..=10_000_000).contains(m.get_ref()) => *m.get_ref() as usize,
-            Some(m) => {
-                problems.add(
-                    m.span(),
-                    "`max_connections` must be between 1 and 10000000",
-                    None,
-                );
-                limits.max_connections
-            }
-        };
-        if let Some(p) = pool
-            && pools[p].send_proxy.is_some()
-            && protocol != Protocol::Tcp
-        {
-            problems.add(
-                l.pool.span(),
-                format!(
-                    "pool `{}` sends the PROXY protocol, which only TCP listeners support",
-                    pools[p].name
-                ),
-                Some(
-                    "use this pool from a listener with protocol = \"tcp\", or remove `send_proxy`"
-                        .into(),
-                ),
-            );
-        }
-        if let (Some(bind), Some(pool)) = (bind, pool) {
-            out.push(ListenerConfig {
-                name,
-                bind,
-                protocol,
-                pool,
-                max_connections,
-                accept_proxy: l.accept_proxy,
-                sni_routes: check_sni_routes(l, protocol, pools, problems),
-            });
-        }
-    }
-    out
-}
-
-/// Checks a listener's `sni_routes`: TCP listeners only, valid names, defined pools.
-fn check_sni_routes(
-    l: &super::raw::RawListener,
-    protocol: Protocol,
-    pools: &[PoolConfig],
-    problems: &mut Problems<'_>,
-) -> Vec<(String, usize)> {
-    let Some(routes) = &l.sni_routes else {
-        return Vec::new();
-    };
-    if protocol != Protocol::Tcp {
-        problems.add(
-            routes.span(),
-            "`sni_routes` needs protocol = \"tcp\" (TLS passthrough)",
-            Some(
-                "route TLS by server name on a TCP listener; HTTP listeners do not see TLS".into(),
-            ),
-        );
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for (pattern, pool) in routes.get_ref() {
-        let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !valid {
-            problems.add(
-                routes.span(),
-                format!("bad server name pattern `{pattern}` in `sni_routes`"),
-                Some("lower-case host names, optionally starting with `*.`".into()),
-            );
-        }
-        match pools.iter().position(|p| &p.name == pool.get_ref()) {
-            Some(index) => out.push((pattern.clone(), index)),
-            None => problems.add(
-                pool.span(),
-                format!(
-                    "`sni_routes` sends `{pattern}` to pool `{}`, which is not defined",
-                    pool.get_ref()
-                ),
-                closest(pool.get_ref(), pools.iter().map(|p| p.name.as_str()))
-                    .map(|best| format!("did you mean `{best}`?")),
-            ),
-        }
-    }
-    // Exact names first, then wildcards from the most specific.
-    out.sort_by_key(|(p, _)| (p.starts_with("*."), std::cmp::Reverse(p.len())));
-    out
-}
-
 /// Parses `IP:PORT` (or `HOST:PORT`, resolved now); a listener may use port 0.
-fn parse_address(
+pub(super) fn parse_address(
     text: &Spanned<String>,
     is_bind: bool,
     problems: &mut Problems<'_>,

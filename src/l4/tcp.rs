@@ -98,8 +98,8 @@ async fn connect(site: &Site, key: u64) -> Option<Connected> {
             }
             continue;
         };
-        match upstream::connect(backend.addr, site.timeouts.connect).await {
-            Ok(up) => return Some((up.stream, backend, admission, in_flight)),
+        match upstream::connect_tcp(backend.addr, site.timeouts.connect).await {
+            Ok(up) => return Some((up, backend, admission, in_flight)),
             Err(e) => {
                 health::report(&site.pool, &backend, admission, false);
                 backend.record_latency(site.timeouts.connect);

@@ -71,6 +71,21 @@ pub const QUEUE_TIMEOUT: ProxyError = ProxyError {
     reason: "every backend stayed busy for the whole queue timeout",
 };
 
+/// What the client gets when `backend` could not be reached (and the request is not
+/// retried elsewhere); logged at debug level.
+pub(crate) fn cannot_connect(
+    backend: &crate::balance::Backend,
+    e: &super::upstream::ConnectError,
+) -> ProxyError {
+    use super::upstream::ConnectError;
+    tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
+    match e {
+        ConnectError::Timeout => ProxyError::gateway_timeout("connecting to the backend timed out"),
+        ConnectError::Failed(_) => ProxyError::bad_gateway("the backend refused the connection"),
+        ConnectError::Tls(_) => ProxyError::bad_gateway("the TLS handshake with the backend failed"),
+    }
+}
+
 fn write_head(status: u16, body_len: usize, out: &mut Vec<u8>) {
     use std::io::Write as _;
     // A 503 is temporary: tell clients when to come back, as HAProxy's and NGINX's
@@ -87,7 +102,7 @@ fn write_head(status: u16, body_len: usize, out: &mut Vec<u8>) {
     );
 }
 
-fn status_title(status: u16) -> &'static str {
+pub(crate) fn status_title(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         405 => "Method Not Allowed",

@@ -341,7 +341,7 @@ impl Conn {
         };
         let mut up = match idle {
             Some(up) => up,
-            None => connect(backend, timeouts.connect).await?,
+            None => connect(backend, timeouts.connect, self.site.backend_tls.as_ref()).await?,
         };
         if up.stream.write_all(&self.out).await.is_ok() {
             return Ok(up);
@@ -350,7 +350,7 @@ impl Conn {
         if !up.reused {
             return Err(reset);
         }
-        up = connect(backend, timeouts.connect).await?;
+        up = connect(backend, timeouts.connect, self.site.backend_tls.as_ref()).await?;
         match up.stream.write_all(&self.out).await {
             Ok(()) => Ok(up),
             Err(_) => Err(reset),

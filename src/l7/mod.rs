@@ -12,6 +12,7 @@ pub mod chunked;
 pub mod errors;
 mod exchange;
 pub mod headers;
+pub mod http2;
 pub mod proxy;
 pub mod queue;
 pub mod request;

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::chunked::ChunkedDecoder;
@@ -19,9 +18,11 @@ use super::errors::{self, ProxyError};
 use super::request::{self, Forwarding, HeadError, RequestHead};
 use super::response::ResponseFraming;
 use super::retry::RetryPolicy;
-use super::upstream::{self, ConnectError, Upstream};
+use super::upstream::{self, Upstream};
 use crate::balance::{Backend, Pool};
 use crate::config::{Limits, Timeouts};
+use crate::tls::Stream;
+use crate::tls::client::BackendConnector;
 
 pub(super) const READ_CHUNK: usize = 64 * 1024;
 
@@ -36,6 +37,12 @@ pub struct Site {
     pub accept_proxy: bool,
     /// Send a PROXY protocol header to backends (TCP listeners).
     pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
+    /// TLS termination (HTTPS listeners).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS to the pool's backends.
+    pub backend_tls: Option<BackendConnector>,
+    /// The HTTP version spoken to the pool's backends.
+    pub http_version: crate::config::HttpVersion,
     /// TLS passthrough (TCP listeners): server-name patterns and where they go instead.
     pub sni_routes: Vec<(Box<str>, Arc<Site>)>,
     /// The pool requests go to.
@@ -70,7 +77,7 @@ impl From<ProxyError> for Failure {
 
 /// One client connection and the buffers it reuses for every request.
 pub(super) struct Conn {
-    pub(super) client: TcpStream,
+    pub(super) client: Stream,
     pub(super) peer: SocketAddr,
     pub(super) site: Arc<Site>,
     /// Bytes read from the client, not yet forwarded.
@@ -90,11 +97,12 @@ pub(super) struct Conn {
     pub(super) backend: Option<Arc<Backend>>,
     /// Retries made for the current request.
     pub(super) retries: u32,
+    /// The client sent the HTTP/2 preface: serve it as HTTP/2.
+    h2_preface: bool,
 }
 
 /// Serves one client connection until it closes, times out or errs.
-pub async fn serve(client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
-    let _ = client.set_nodelay(true);
+pub async fn serve(client: Stream, peer: SocketAddr, site: Arc<Site>) {
     let mut conn = Conn {
         client,
         peer,
@@ -108,8 +116,14 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
         status: 0,
         backend: None,
         retries: 0,
+        h2_preface: false,
     };
     conn.run().await;
+    if conn.h2_preface {
+        let tls = conn.client.is_tls();
+        let io = super::http2::Prefixed::new(conn.cbuf.split().freeze(), conn.client);
+        Box::pin(super::http2::serve_h2(io, conn.peer, tls, conn.site)).await;
+    }
 }
 
 impl Conn {
@@ -155,10 +169,19 @@ impl Conn {
         let timeouts = self.site.timeouts;
         let mut deadline = None;
         loop {
-            if !self.cbuf.is_empty() {
+            let preface = &super::http2::PREFACE;
+            let n = self.cbuf.len().min(preface.len());
+            if first && n > 0 && self.cbuf[..n] == preface[..n] {
+                // HTTP/2 with prior knowledge: hand the connection over once the whole
+                // preface is here.
+                if n == preface.len() {
+                    self.h2_preface = true;
+                    return Ok(None);
+                }
+            } else if !self.cbuf.is_empty() {
                 let fwd = Forwarding {
                     client_ip: self.peer.ip(),
-                    proto: "http",
+                    proto: if self.client.is_tls() { "https" } else { "http" },
                     hash_key: self
                         .site
                         .pool
@@ -240,7 +263,7 @@ impl Conn {
     /// (which ends with the blank line), for HTTP/1.0 requests that had none.
     fn add_host(&mut self) {
         use std::io::Write as _;
-        let Ok(local) = self.client.local_addr() else {
+        let Ok(local) = self.client.tcp().local_addr() else {
             return;
         };
         self.out.truncate(self.out.len() - 2);
@@ -250,7 +273,7 @@ impl Conn {
     /// Streams the rest of the request body from the client to the backend.
     pub(super) async fn stream_request_body(
         &mut self,
-        to: &mut TcpStream,
+        to: &mut Stream,
         mut remaining: u64,
         mut decoder: Option<ChunkedDecoder>,
     ) -> Result<(), Failure> {
@@ -296,7 +319,7 @@ impl Conn {
     /// the rest. Returns whether the body ended where its framing said.
     pub(super) async fn stream_response_body(
         &mut self,
-        from: &mut TcpStream,
+        from: &mut Stream,
         framing: ResponseFraming,
         http10: bool,
     ) -> Result<bool, Failure> {
@@ -430,21 +453,21 @@ fn backend_broke(_: Failure) -> Failure {
 
 /// Opens a new connection to `backend`; the error is what the client gets if the request
 /// is not retried elsewhere.
-pub(super) async fn connect(backend: &Backend, limit: Duration) -> Result<Upstream, ProxyError> {
-    upstream::connect(backend.addr, limit).await.map_err(|e| {
-        tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
-        match e {
-            ConnectError::Timeout => {
-                ProxyError::gateway_timeout("connecting to the backend timed out")
-            }
-            ConnectError::Failed(_) => {
-                ProxyError::bad_gateway("the backend refused the connection")
-            }
-        }
-    })
+pub(super) async fn connect(
+    backend: &Backend,
+    limit: Duration,
+    tls: Option<&BackendConnector>,
+) -> Result<Upstream, ProxyError> {
+    upstream::connect(backend.addr, limit, tls)
+        .await
+        .map_err(|e| errors::cannot_connect(backend, &e))
 }
 
-async fn write_timed(to: &mut TcpStream, bytes: &[u8], limit: Duration) -> Result<(), Failure> {
+async fn write_timed<S: AsyncWrite + Unpin>(
+    to: &mut S,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), Failure> {
     match timeout(limit, to.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Failure::Abort),

@@ -308,7 +308,7 @@ fn write_forwarding(
 }
 
 /// The value of cookie `name` in a `Cookie` header value.
-fn find_cookie<'v>(header: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
+pub(crate) fn find_cookie<'v>(header: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;

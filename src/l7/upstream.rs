@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::tls::Stream;
+use crate::tls::client::BackendConnector;
+
 /// How long an idle backend connection is kept for reuse.
 pub const IDLE_TTL: Duration = Duration::from_secs(15);
 /// Most idle connections kept per backend per worker thread.
 pub const MAX_IDLE_PER_BACKEND: usize = 128;
 
 struct Idle {
-    stream: TcpStream,
+    stream: Stream,
     since: Instant,
 }
 
@@ -30,8 +33,8 @@ thread_local! {
 /// A connection to a backend, and whether it came from the pool (so may be stale).
 #[derive(Debug)]
 pub struct Upstream {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection (TLS if the pool encrypts).
+    pub stream: Stream,
     /// Taken from the idle pool rather than newly connected.
     pub reused: bool,
 }
@@ -43,6 +46,8 @@ pub enum ConnectError {
     Timeout,
     /// The connection was refused or failed.
     Failed(io::Error),
+    /// The TLS handshake failed (for instance the certificate did not verify).
+    Tls(io::Error),
 }
 
 /// A pooled connection to `addr` that the backend has not closed, if any.
@@ -62,23 +67,42 @@ pub fn take_idle(addr: SocketAddr) -> Option<Upstream> {
     })
 }
 
-/// Opens a new connection to `addr` within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Upstream, ConnectError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// Opens a new connection to `addr`, with its TLS handshake if `tls`, within `timeout`.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&BackendConnector>,
+) -> Result<Upstream, ConnectError> {
+    let connecting = async {
+        let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Failed)?;
+        let _ = tcp.set_nodelay(true);
+        Ok::<_, ConnectError>(match tls {
+            None => Stream::Tcp(tcp),
+            Some(tls) => Stream::Client(Box::new(
+                tls.connect(addr.ip(), tcp).await.map_err(ConnectError::Tls)?,
+            )),
+        })
+    };
+    match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(ConnectError::Timeout),
-        Ok(Err(e)) => Err(ConnectError::Failed(e)),
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(Upstream {
-                stream,
-                reused: false,
-            })
-        }
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(stream)) => Ok(Upstream {
+            stream,
+            reused: false,
+        }),
+    }
+}
+
+/// Opens a new plain TCP connection to `addr` within `timeout` (layer 4).
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match connect(addr, timeout, None).await?.stream {
+        Stream::Tcp(tcp) => Ok(tcp),
+        _ => unreachable!("no TLS was asked for"),
     }
 }
 
 /// Returns a connection whose last exchange completed cleanly to the idle pool.
-pub fn put_idle(addr: SocketAddr, stream: TcpStream) {
+pub fn put_idle(addr: SocketAddr, stream: Stream) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
@@ -97,7 +121,8 @@ pub fn put_idle(addr: SocketAddr, stream: TcpStream) {
 }
 
 /// Whether an idle connection still looks open: no EOF and no stray bytes pending.
-fn is_open(stream: &TcpStream) -> bool {
+/// (A TLS connection with bytes pending, such as a close_notify, is not kept either.)
+fn is_open(stream: &Stream) -> bool {
     let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    matches!(stream.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }

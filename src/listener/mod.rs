@@ -17,10 +17,14 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::Semaphore;
 
 use crate::balance::{Backend, Pool};
-use crate::config::{Config, ListenerConfig, PoolConfig, Protocol};
+use crate::config::{Config, HttpVersion, ListenerConfig, PoolConfig, Protocol};
 use crate::l7::queue::Queue;
 use crate::l7::retry::RetryPolicy;
 use crate::l7::{self, Site};
+use crate::tls::Stream;
+use crate::tls::client::BackendConnector;
+use crate::tls::server::{CertStore, server_config};
+use tokio_rustls::TlsAcceptor;
 
 /// Length of the kernel's queue of connections not yet accepted.
 const BACKLOG: i32 = 4096;
@@ -47,36 +51,61 @@ impl Running {
 
 /// Why listening failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} (listener `{name}`): {source}")]
-pub struct ListenError {
-    name: String,
-    addr: SocketAddr,
-    source: io::Error,
+pub enum ListenError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} (listener `{name}`): {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    /// Certificates, keys or CA files could not be loaded (they changed since `check`).
+    #[error("cannot set up TLS for `{name}`: {message}")]
+    Tls { name: String, message: String },
 }
 
 /// Builds the pools, binds every listener and starts the worker threads.
 pub fn start(config: &Config) -> Result<Running, ListenError> {
     // Per pool, shared by every listener (and worker thread) sending traffic to it.
-    let shared: Vec<PoolShared> = config.pools.iter().map(build_pool).collect();
+    let shared = config
+        .pools
+        .iter()
+        .map(build_pool)
+        .collect::<Result<Vec<PoolShared>, _>>()?;
+    let mut cert_stores = Vec::new();
     let pools: Vec<Arc<Pool>> = shared.iter().map(|s| Arc::clone(&s.pool)).collect();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
-        let socket = bind(l.bind, l.protocol).map_err(|source| ListenError {
+        let socket = bind(l.bind, l.protocol).map_err(|source| ListenError::Bind {
             name: l.name.clone(),
             addr: l.bind,
             source,
         })?;
         let addr = socket.local_addr().unwrap_or(l.bind);
+        let tls = match &l.tls {
+            None => None,
+            Some(tls) => {
+                let store = CertStore::load(&l.name, &tls.certificates).map_err(|e| {
+                    ListenError::Tls {
+                        name: l.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let store = Arc::new(store);
+                cert_stores.push((Arc::clone(&store), tls.reload_interval));
+                Some(server_config(tls, store))
+            }
+        };
         let site = Arc::new(Site {
             sni_routes: l
                 .sni_routes
                 .iter()
                 .map(|(pattern, pool)| {
-                    let routed = site(l, &shared[*pool], config);
+                    let routed = site(l, &shared[*pool], config, None);
                     (pattern.as_str().into(), Arc::new(routed))
                 })
                 .collect(),
-            ..site(l, &shared[l.pool], config)
+            ..site(l, &shared[l.pool], config, tls)
         });
         let limit = Arc::new(Semaphore::new(l.max_connections));
         bound.push((l.clone(), addr, socket, site, limit));
@@ -89,7 +118,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
     for index in 0..config.threads.max(1) {
         let mut mine = Vec::with_capacity(bound.len());
         for (l, _, socket, site, limit) in &bound {
-            let clone = socket.try_clone().map_err(|source| ListenError {
+            let clone = socket.try_clone().map_err(|source| ListenError::Bind {
                 name: l.name.clone(),
                 addr: l.bind,
                 source,
@@ -109,6 +138,7 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         .filter_map(|(c, p)| c.health.clone().map(|h| (Arc::clone(p), h)))
         .collect();
     let health = crate::health::start(checked);
+    crate::tls::server::watch(cert_stores);
     for (name, addr) in &listeners {
         tracing::info!(listener = %name, %addr, threads = config.threads, "listening");
     }
@@ -121,8 +151,16 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
 }
 
 /// The shared context of `l`'s connections when they go to `pool`.
-fn site(l: &ListenerConfig, pool: &PoolShared, config: &Config) -> Site {
+fn site(
+    l: &ListenerConfig,
+    pool: &PoolShared,
+    config: &Config,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Site {
     Site {
+        tls,
+        backend_tls: pool.backend_tls.clone(),
+        http_version: pool.http_version,
         name: l.name.as_str().into(),
         protocol: l.protocol,
         accept_proxy: l.accept_proxy,
@@ -145,9 +183,22 @@ struct PoolShared {
     unavailable_body: Option<Arc<str>>,
     queue: Arc<Queue>,
     send_proxy: Option<crate::l4::proxy_protocol::Version>,
+    backend_tls: Option<BackendConnector>,
+    http_version: HttpVersion,
 }
 
-fn build_pool(p: &PoolConfig) -> PoolShared {
+fn build_pool(p: &PoolConfig) -> Result<PoolShared, ListenError> {
+    let backend_tls = match &p.tls {
+        None => None,
+        Some(tls) => Some(
+            BackendConnector::new(tls, p.http_version == HttpVersion::Http2).map_err(|message| {
+                ListenError::Tls {
+                    name: format!("pool {}", p.name),
+                    message,
+                }
+            })?,
+        ),
+    };
     let queue = Arc::new(Queue::new(p.queue, p.queue_timeout));
     let backends = p
         .backends
@@ -160,7 +211,9 @@ fn build_pool(p: &PoolConfig) -> PoolShared {
             Arc::new(backend)
         })
         .collect();
-    PoolShared {
+    Ok(PoolShared {
+        backend_tls,
+        http_version: p.http_version,
         pool: Arc::new(Pool::new(
             p.name.as_str(),
             p.algorithm,
@@ -171,7 +224,7 @@ fn build_pool(p: &PoolConfig) -> PoolShared {
         unavailable_body: p.unavailable_body.as_deref().map(Arc::from),
         queue,
         send_proxy: p.send_proxy,
-    }
+    })
 }
 
 /// A bound listening socket.
@@ -269,7 +322,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: 
                         peer
                     };
                     match site.protocol {
-                        Protocol::Http => l7::serve(stream, peer, site).await,
+                        Protocol::Http => serve_http(stream, peer, site).await,
                         Protocol::Tcp | Protocol::Udp => {
                             crate::l4::tcp::serve(stream, peer, site).await
                         }
@@ -283,6 +336,39 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limit: 
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Serves an HTTP connection: TLS handshake first on HTTPS listeners, then HTTP/2 if
+/// the client chose it with ALPN, else HTTP/1.1 (which hands over to HTTP/2 when the
+/// connection starts with the HTTP/2 preface).
+async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Site>) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match &site.tls {
+        None => Stream::Tcp(tcp),
+        Some(config) => {
+            let acceptor = TlsAcceptor::from(Arc::clone(config));
+            let limit = site.timeouts.request_header;
+            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %site.name, client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = %site.name, client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let tls = stream.is_tls();
+    if stream.alpn() == Some(b"h2") {
+        l7::http2::serve_h2(stream, peer, tls, site).await
+    } else if site.http_version == HttpVersion::Http2 {
+        l7::http2::serve_h1(stream, peer, tls, site).await
+    } else {
+        l7::serve(stream, peer, site).await
     }
 }
 
@@ -302,6 +388,7 @@ impl ListenerConfig {
             max_connections,
             accept_proxy: false,
             sni_routes: Vec::new(),
+            tls: None,
         }
     }
 }

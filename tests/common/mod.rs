@@ -2,6 +2,8 @@
 //! `fulcrum` binary started on a config file, and raw TCP clients for hostile input.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,10 +16,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 
 /// A hyper backend that names itself in every response.
 ///
@@ -48,6 +50,21 @@ impl Backend {
 
     /// A backend listening on `addr` (to restart one where it was).
     pub fn start_at(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
+        Backend::start_with(name, addr, delay, None)
+    }
+
+    /// A backend that speaks TLS with `tls` (HTTP/1.1 or HTTP/2 as agreed with ALPN).
+    pub fn start_tls(name: &str, tls: Arc<rustls::ServerConfig>) -> Backend {
+        Backend::start_with(name, "127.0.0.1:0".parse().unwrap(), Duration::ZERO, Some(tls))
+    }
+
+    /// The general case: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over `tls`).
+    pub fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        delay: Duration,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Backend {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -77,11 +94,26 @@ impl Backend {
                     continue;
                 };
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let server = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = server
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                            else {
+                                return;
+                            };
+                            let _ = server
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });

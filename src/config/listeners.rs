@@ -1,0 +1,224 @@
+//! The `[[listeners]]` entries: address, protocol, pool, limits, TLS passthrough routes
+//! and TLS termination.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::error::{Problems, closest};
+use super::raw::RawConfig;
+use super::validate::parse_address;
+use super::{Limits, ListenerConfig, PoolConfig, Protocol};
+use crate::balance::HashKey;
+
+const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
+
+pub(super) fn check_listeners(
+    raw: &RawConfig,
+    pools: &[PoolConfig],
+    limits: Limits,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Vec<ListenerConfig> {
+    if raw.listeners.is_empty() {
+        problems.add(
+            0..0,
+            "no listeners: Fulcrum would accept no traffic",
+            Some("add [[listeners]] with `bind = \"127.0.0.1:8080\"` and `pool = \"NAME\"`".into()),
+        );
+    }
+    let mut binds = HashSet::new();
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for l in &raw.listeners {
+        let bind = parse_address(&l.bind, true, problems);
+        // TCP and UDP ports are separate: a DNS balancer binds port 53 for both.
+        let udp = l.protocol.as_ref().is_some_and(|p| p.get_ref() == "udp");
+        if let Some(b) = bind
+            && b.port() != 0
+            && !binds.insert((b, udp))
+        {
+            problems.add(
+                l.bind.span(),
+                format!("two listeners bind {b}"),
+                Some("each listener needs its own address or port".into()),
+            );
+        }
+        let name = l
+            .name
+            .as_ref()
+            .map_or_else(|| l.bind.get_ref().clone(), |n| n.get_ref().clone());
+        if !names.insert(name.clone()) {
+            let span = l.name.as_ref().map_or(l.bind.span(), |n| n.span());
+            problems.add(
+                span,
+                format!("duplicate listener name `{name}`"),
+                Some("give each listener a distinct `name`".into()),
+            );
+        }
+        let protocol = match &l.protocol {
+            None => Protocol::Http,
+            Some(p) if p.get_ref() == "http" => Protocol::Http,
+            Some(p) if p.get_ref() == "tcp" || p.get_ref() == "udp" => {
+                // A TCP listener sees no headers, cookies or URI: only the source IP.
+                if let Some(pool) = pools.iter().find(|x| &x.name == l.pool.get_ref())
+                    && pool.algorithm.uses_key()
+                    && pool.hash_key != HashKey::SourceIp
+                {
+                    problems.add(
+                        p.span(),
+                        format!(
+                            "pool `{}` hashes on a request property, which a {} listener does not see",
+                            pool.name,
+                            p.get_ref().to_uppercase()
+                        ),
+                        Some("use hash_key = \"source_ip\" for pools behind TCP and UDP listeners".into()),
+                    );
+                }
+                if p.get_ref() == "tcp" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                }
+            }
+            Some(p) => {
+                problems.add(
+                    p.span(),
+                    format!("unknown protocol `{}`", p.get_ref()),
+                    Some(format!("protocols: {}", PROTOCOLS.join(", "))),
+                );
+                Protocol::Http
+            }
+        };
+        let pool = pools.iter().position(|p| &p.name == l.pool.get_ref());
+        if pool.is_none() {
+            let names = pools.iter().map(|p| p.name.as_str());
+            let hint = match closest(l.pool.get_ref(), names) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "define it as [pools.NAME] with backends".into(),
+            };
+            problems.add(
+                l.pool.span(),
+                format!(
+                    "listener uses pool `{}`, which is not defined",
+                    l.pool.get_ref()
+                ),
+                Some(hint),
+            );
+        }
+        let max_connections = match &l.max_connections {
+            None => limits.max_connections,
+            Some(m) if (1..=10_000_000).contains(m.get_ref()) => *m.get_ref() as usize,
+            Some(m) => {
+                problems.add(
+                    m.span(),
+                    "`max_connections` must be between 1 and 10000000",
+                    None,
+                );
+                limits.max_connections
+            }
+        };
+        if let Some(p) = pool
+            && pools[p].send_proxy.is_some()
+            && protocol != Protocol::Tcp
+        {
+            problems.add(
+                l.pool.span(),
+                format!(
+                    "pool `{}` sends the PROXY protocol, which only TCP listeners support",
+                    pools[p].name
+                ),
+                Some(
+                    "use this pool from a listener with protocol = \"tcp\", or remove `send_proxy`"
+                        .into(),
+                ),
+            );
+        }
+        if let (Some(bind), Some(pool)) = (bind, pool) {
+            let tls = check_tls(l, &name, protocol, base, problems);
+            out.push(ListenerConfig {
+                name,
+                bind,
+                protocol,
+                pool,
+                max_connections,
+                accept_proxy: l.accept_proxy,
+                sni_routes: check_sni_routes(l, protocol, pools, problems),
+                tls,
+            });
+        }
+    }
+    out
+}
+
+/// Checks a listener's `sni_routes`: TCP listeners only, valid names, defined pools.
+fn check_sni_routes(
+    l: &super::raw::RawListener,
+    protocol: Protocol,
+    pools: &[PoolConfig],
+    problems: &mut Problems<'_>,
+) -> Vec<(String, usize)> {
+    let Some(routes) = &l.sni_routes else {
+        return Vec::new();
+    };
+    if protocol != Protocol::Tcp {
+        problems.add(
+            routes.span(),
+            "`sni_routes` needs protocol = \"tcp\" (TLS passthrough)",
+            Some(
+                "route TLS by server name on a TCP listener; HTTP listeners do not see TLS".into(),
+            ),
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (pattern, pool) in routes.get_ref() {
+        let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            problems.add(
+                routes.span(),
+                format!("bad server name pattern `{pattern}` in `sni_routes`"),
+                Some("lower-case host names, optionally starting with `*.`".into()),
+            );
+        }
+        match pools.iter().position(|p| &p.name == pool.get_ref()) {
+            Some(index) => out.push((pattern.clone(), index)),
+            None => problems.add(
+                pool.span(),
+                format!(
+                    "`sni_routes` sends `{pattern}` to pool `{}`, which is not defined",
+                    pool.get_ref()
+                ),
+                closest(pool.get_ref(), pools.iter().map(|p| p.name.as_str()))
+                    .map(|best| format!("did you mean `{best}`?")),
+            ),
+        }
+    }
+    // Exact names first, then wildcards from the most specific.
+    out.sort_by_key(|(p, _)| (p.starts_with("*."), std::cmp::Reverse(p.len())));
+    out
+}
+
+
+/// Checks a listener's TLS termination (HTTP listeners only).
+fn check_tls(
+    l: &super::raw::RawListener,
+    name: &str,
+    protocol: Protocol,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<super::tls::ListenerTls> {
+    let tls = l.tls.as_ref()?;
+    if protocol != Protocol::Http {
+        problems.add(
+            tls.certificates.span(),
+            "TLS termination needs protocol = \"http\"",
+            Some("for TLS passthrough on a TCP listener, route by name with `sni_routes`".into()),
+        );
+        return None;
+    }
+    Some(super::tls::check_listener_tls(tls, name, base, problems))
+}

@@ -1,0 +1,143 @@
+//! HTTP/2 from clients, and HTTP/2 to backends, on hyper.
+//!
+//! A client speaks HTTP/2 when it chose `h2` with ALPN on a TLS listener, or when its
+//! clear-text connection starts with the HTTP/2 preface (prior knowledge, "h2c"): the
+//! HTTP/1.1 engine notices the preface and hands the connection over with the bytes it
+//! has read ([`Prefixed`]). HTTP/1.1 clients of a pool that speaks HTTP/2 to its backends
+//! are also served here (by hyper's HTTP/1.1 server), so every request of such a pool
+//! takes one path: [`forward`].
+//!
+//! hyper's HTTP/2 server does the framing, flow control (per stream and per connection)
+//! and the stream limit (`limits.max_concurrent_streams`). It refuses malformed requests
+//! before they reach Fulcrum: connection-specific headers (`connection`,
+//! `transfer-encoding`, `upgrade`, `keep-alive`, `te` other than `trailers`), header
+//! values with CR, LF or NUL, DATA longer or shorter than `content-length`. What is left
+//! cannot smuggle a second request into an HTTP/1.1 backend connection: the request
+//! sent to the backend is re-framed by Fulcrum. Floods of RST_STREAM ("rapid reset"),
+//! of SETTINGS or of PINGs end in GOAWAY and the connection closing.
+
+mod forward;
+mod grpc;
+mod senders;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::Site;
+
+/// The first bytes of every HTTP/2 connection.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves an HTTP/2 client connection until it ends.
+pub async fn serve_h2<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = site.limits;
+    let service = {
+        let site = Arc::clone(&site);
+        service_fn(move |req| forward::forward(req, peer, tls, Arc::clone(&site)))
+    };
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_size as u32)
+        .initial_connection_window_size(4 << 20)
+        // Clients that reset more streams than this, or make Fulcrum reset them, get a
+        // GOAWAY (CVE-2023-44487 "rapid reset" and its variants).
+        .max_pending_accept_reset_streams(Some(100))
+        .max_local_error_reset_streams(Some(1024));
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Serves an HTTP/1.1 client connection whose pool speaks HTTP/2 to its backends.
+pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let site = Arc::clone(&site);
+        service_fn(move |req| forward::forward(req, peer, tls, Arc::clone(&site)))
+    };
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(site.timeouts.request_header)
+        .max_headers(site.limits.max_headers)
+        .max_buf_size(site.limits.max_header_size.max(8192))
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP/1.1 connection ended with an error");
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `prefix` are the bytes read from `inner` so far.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

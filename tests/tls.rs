@@ -42,7 +42,8 @@ fn curl(f: &Fulcrum, name: &str, path: &str, ca: &Path, extra: &[&str]) -> (i32,
         .arg(format!("https://{name}:{port}{path}"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -54,10 +55,7 @@ fn presented_subject(f: &Fulcrum, sni: Option<&str>) -> String {
         Some(name) => cmd.args(["-servername", name]),
         None => cmd.arg("-noservername"),
     };
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines()
         .find(|l| l.starts_with("subject="))
@@ -95,11 +93,23 @@ fn tls_1_2_and_1_3_only_and_the_backend_sees_https() {
     let backend = Backend::start("app1");
     let f = Fulcrum::start(&tls_config(&[&a], "", &[&backend], ""));
 
-    let (code, out) = curl(&f, "a.test", "/", &pki.ca, &["--tlsv1.2", "--tls-max", "1.2"]);
+    let (code, out) = curl(
+        &f,
+        "a.test",
+        "/",
+        &pki.ca,
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    );
     assert_eq!((code, out.as_str()), (0, "app1"));
     let (code, out) = curl(&f, "a.test", "/", &pki.ca, &["--tlsv1.3"]);
     assert_eq!((code, out.as_str()), (0, "app1"));
-    let (code, out) = curl(&f, "a.test", "/", &pki.ca, &["--tlsv1.0", "--tls-max", "1.1"]);
+    let (code, out) = curl(
+        &f,
+        "a.test",
+        "/",
+        &pki.ca,
+        &["--tlsv1.0", "--tls-max", "1.1"],
+    );
     assert_ne!(code, 0, "TLS 1.1 must be refused: {out}");
 
     let (_, head) = curl(&f, "a.test", "/headers", &pki.ca, &[]);
@@ -108,7 +118,13 @@ fn tls_1_2_and_1_3_only_and_the_backend_sees_https() {
 
     // With min_version = "1.3", TLS 1.2 is refused.
     let f = Fulcrum::start(&tls_config(&[&a], "min_version = \"1.3\"", &[&backend], ""));
-    let (code, _) = curl(&f, "a.test", "/", &pki.ca, &["--tlsv1.2", "--tls-max", "1.2"]);
+    let (code, _) = curl(
+        &f,
+        "a.test",
+        "/",
+        &pki.ca,
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    );
     assert_ne!(code, 0);
     let (code, _) = curl(&f, "a.test", "/", &pki.ca, &["--tlsv1.3"]);
     assert_eq!(code, 0);
@@ -119,14 +135,23 @@ fn certificates_are_reloaded_when_their_files_change() {
     let pki = Pki::new();
     let a = pki.leaf("a", &["a.test"]);
     let backend = Backend::start("app1");
-    let f = Fulcrum::start(&tls_config(&[&a], "reload_interval = \"100ms\"", &[&backend], ""));
+    let f = Fulcrum::start(&tls_config(
+        &[&a],
+        "reload_interval = \"100ms\"",
+        &[&backend],
+        "",
+    ));
     assert_eq!(curl(&f, "a.test", "/", &pki.ca, &[]).0, 0);
     assert_ne!(curl(&f, "c.test", "/", &pki.ca, &[]).0, 0);
 
     // A broken replacement (a key that does not match) is refused: the old one stays.
     let other = pki.leaf("other", &["c.test"]);
     std::fs::copy(&other.key, &a.key).unwrap();
-    assert!(f.wait_log("cannot be loaded: keeping the previous ones"), "{}", f.log());
+    assert!(
+        f.wait_log("cannot be loaded: keeping the previous ones"),
+        "{}",
+        f.log()
+    );
     assert_eq!(curl(&f, "a.test", "/", &pki.ca, &[]).0, 0);
 
     // Renewed certificate (now also for c.test) and its key: picked up.
@@ -136,7 +161,10 @@ fn certificates_are_reloaded_when_their_files_change() {
     assert!(f.wait_log("TLS certificates reloaded"), "{}", f.log());
     let deadline = Instant::now() + Duration::from_secs(5);
     while curl(&f, "c.test", "/", &pki.ca, &[]).0 != 0 {
-        assert!(Instant::now() < deadline, "the renewed certificate is not served");
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(curl(&f, "a.test", "/", &pki.ca, &[]).0, 0);
@@ -149,23 +177,38 @@ fn check_reports_bad_keys_and_mismatched_certificates() {
     let b = pki.leaf("b", &["b.test"]);
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.key");
-    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n")
-        .unwrap();
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let cases = [
         (
-            Leaf { cert: a.cert.clone(), key: b.key.clone() },
+            Leaf {
+                cert: a.cert.clone(),
+                key: b.key.clone(),
+            },
             "does not match the certificate",
         ),
         (
-            Leaf { cert: a.cert.clone(), key: garbage.clone() },
+            Leaf {
+                cert: a.cert.clone(),
+                key: garbage.clone(),
+            },
             "cannot read a private key",
         ),
         (
-            Leaf { cert: dir.path().join("missing.pem"), key: a.key.clone() },
+            Leaf {
+                cert: dir.path().join("missing.pem"),
+                key: a.key.clone(),
+            },
             "cannot read certificates",
         ),
         (
-            Leaf { cert: a.key.clone(), key: a.key.clone() },
+            Leaf {
+                cert: a.key.clone(),
+                key: a.key.clone(),
+            },
             "cannot read certificates",
         ),
     ];
@@ -177,16 +220,26 @@ fn check_reports_bad_keys_and_mismatched_certificates() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{expected}: check passed");
         assert!(err.contains(expected), "{expected}: {err}");
-        assert!(err.contains("f.toml:6:"), "{expected}: no line/column: {err}");
+        assert!(
+            err.contains("f.toml:6:"),
+            "{expected}: no line/column: {err}"
+        );
     }
     // Relative paths are relative to the config file.
     std::fs::copy(&a.cert, dir.path().join("rel.pem")).unwrap();
     std::fs::copy(&a.key, dir.path().join("rel.key")).unwrap();
-    let rel = Leaf { cert: "rel.pem".into(), key: "rel.key".into() };
+    let rel = Leaf {
+        cert: "rel.pem".into(),
+        key: "rel.key".into(),
+    };
     let path = dir.path().join("ok.toml");
     std::fs::write(&path, tls_config(&[&rel], "", &[&backend], "")).unwrap();
     let out = common::check_file(&path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -215,7 +268,13 @@ fn tls_to_backends_verified_against_a_ca_or_explicitly_not() {
         format!("[pools.app.tls]\nca = {:?}", stranger.ca),
     ] {
         let f = Fulcrum::start(&tls_config(&[&front], "", &[&backend], &extra));
-        let (_, out) = curl(&f, "a.test", "/", &pki.ca, &["-o", "/dev/null", "-w", "%{http_code}"]);
+        let (_, out) = curl(
+            &f,
+            "a.test",
+            "/",
+            &pki.ca,
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+        );
         assert_eq!(out, "502", "{extra}");
     }
     assert_eq!(backend.requests(), served);
@@ -228,7 +287,11 @@ fn tls_to_backends_verified_against_a_ca_or_explicitly_not() {
     // Verifying without a CA is a config error.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.toml");
-    std::fs::write(&path, tls_config(&[&front], "", &[&backend], "[pools.app.tls]\nverify = true")).unwrap();
+    std::fs::write(
+        &path,
+        tls_config(&[&front], "", &[&backend], "[pools.app.tls]\nverify = true"),
+    )
+    .unwrap();
     let out = common::check_file(&path);
     assert!(String::from_utf8_lossy(&out.stderr).contains("names no CA"));
 }
@@ -240,7 +303,9 @@ fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
     let backend = Backend::start("app1");
     let config = tls_config(&[&a], "", &[&backend], "") + "[timeouts]\nrequest_header = \"1s\"\n";
     let f = Fulcrum::start(&config);
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let cases: [&[u8]; 3] = [
         &garbage,
         b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
@@ -252,7 +317,10 @@ fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
         let started = Instant::now();
         let out = common::raw(f.addr, case, Duration::from_secs(15));
         assert!(!out.contains("app1"), "{out}");
-        assert!(started.elapsed() < Duration::from_secs(5), "not closed in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not closed in time"
+        );
         assert_eq!(curl(&f, "a.test", "/", &pki.ca, &[]).1, "app1");
     }
     // A client that connects and says nothing is dropped after the header timeout.

@@ -202,7 +202,6 @@ fn check_sni_routes(
     out
 }
 
-
 /// Checks a listener's TLS termination (HTTP listeners only).
 fn check_tls(
     l: &super::raw::RawListener,

@@ -82,7 +82,9 @@ pub(crate) fn cannot_connect(
     match e {
         ConnectError::Timeout => ProxyError::gateway_timeout("connecting to the backend timed out"),
         ConnectError::Failed(_) => ProxyError::bad_gateway("the backend refused the connection"),
-        ConnectError::Tls(_) => ProxyError::bad_gateway("the TLS handshake with the backend failed"),
+        ConnectError::Tls(_) => {
+            ProxyError::bad_gateway("the TLS handshake with the backend failed")
+        }
     }
 }
 

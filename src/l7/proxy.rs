@@ -181,7 +181,11 @@ impl Conn {
             } else if !self.cbuf.is_empty() {
                 let fwd = Forwarding {
                     client_ip: self.peer.ip(),
-                    proto: if self.client.is_tls() { "https" } else { "http" },
+                    proto: if self.client.is_tls() {
+                        "https"
+                    } else {
+                        "http"
+                    },
                     hash_key: self
                         .site
                         .pool

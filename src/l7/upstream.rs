@@ -74,12 +74,16 @@ pub async fn connect(
     tls: Option<&BackendConnector>,
 ) -> Result<Upstream, ConnectError> {
     let connecting = async {
-        let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Failed)?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(ConnectError::Failed)?;
         let _ = tcp.set_nodelay(true);
         Ok::<_, ConnectError>(match tls {
             None => Stream::Tcp(tcp),
             Some(tls) => Stream::Client(Box::new(
-                tls.connect(addr.ip(), tcp).await.map_err(ConnectError::Tls)?,
+                tls.connect(addr.ip(), tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?,
             )),
         })
     };

@@ -85,12 +85,11 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         let tls = match &l.tls {
             None => None,
             Some(tls) => {
-                let store = CertStore::load(&l.name, &tls.certificates).map_err(|e| {
-                    ListenError::Tls {
+                let store =
+                    CertStore::load(&l.name, &tls.certificates).map_err(|e| ListenError::Tls {
                         name: l.name.clone(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let store = Arc::new(store);
                 cert_stores.push((Arc::clone(&store), tls.reload_interval));
                 Some(server_config(tls, store))
@@ -191,12 +190,12 @@ fn build_pool(p: &PoolConfig) -> Result<PoolShared, ListenError> {
     let backend_tls = match &p.tls {
         None => None,
         Some(tls) => Some(
-            BackendConnector::new(tls, p.http_version == HttpVersion::Http2).map_err(|message| {
-                ListenError::Tls {
+            BackendConnector::new(tls, p.http_version == HttpVersion::Http2).map_err(
+                |message| ListenError::Tls {
                     name: format!("pool {}", p.name),
                     message,
-                }
-            })?,
+                },
+            )?,
         ),
     };
     let queue = Arc::new(Queue::new(p.queue, p.queue_timeout));

@@ -54,7 +54,11 @@ impl BackendConnector {
                 .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
                 .with_no_client_auth(),
         };
-        config.alpn_protocols = vec![if h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+        config.alpn_protocols = vec![if h2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
         let server_name = match &tls.server_name {
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| e.to_string())?),
             None => None,
@@ -66,7 +70,11 @@ impl BackendConnector {
     }
 
     /// Runs the TLS handshake on a new connection to the backend at `ip`.
-    pub async fn connect(&self, ip: IpAddr, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    pub async fn connect(
+        &self,
+        ip: IpAddr,
+        tcp: TcpStream,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::IpAddress(ip.into()),

@@ -55,7 +55,12 @@ impl Backend {
 
     /// A backend that speaks TLS with `tls` (HTTP/1.1 or HTTP/2 as agreed with ALPN).
     pub fn start_tls(name: &str, tls: Arc<rustls::ServerConfig>) -> Backend {
-        Backend::start_with(name, "127.0.0.1:0".parse().unwrap(), Duration::ZERO, Some(tls))
+        Backend::start_with(
+            name,
+            "127.0.0.1:0".parse().unwrap(),
+            Duration::ZERO,
+            Some(tls),
+        )
     }
 
     /// The general case: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over `tls`).
@@ -100,18 +105,15 @@ impl Backend {
                     let server = auto::Builder::new(TokioExecutor::new());
                     match tls {
                         None => {
-                            let _ = server
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
                         }
                         Some(tls) => {
-                            let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                            let Ok(stream) =
+                                tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
                             else {
                                 return;
                             };
-                            let _ = server
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
                         }
                     }
                 });

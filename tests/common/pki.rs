@@ -21,7 +21,11 @@ pub struct Leaf {
 }
 
 fn openssl(args: &[&str], cwd: &Path) {
-    let out = Command::new("openssl").args(args).current_dir(cwd).output().unwrap();
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -34,13 +38,31 @@ impl Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         openssl(
-            &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"],
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ca.key",
+            ],
             d,
         );
         openssl(
             &[
-                "req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "2", "-subj",
-                "/CN=Fulcrum Test CA", "-out", "ca.pem",
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-sha256",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Fulcrum Test CA",
+                "-out",
+                "ca.pem",
             ],
             d,
         );
@@ -72,18 +94,49 @@ impl Pki {
         let csr = format!("{file}.csr");
         let pem = format!("{file}.pem");
         let sec1 = format!("{file}.ec");
-        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &sec1], d);
+        openssl(
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &sec1,
+            ],
+            d,
+        );
         // PKCS#8, like most tools write today.
-        openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &sec1, "-out", &key], d);
+        openssl(
+            &["pkcs8", "-topk8", "-nocrypt", "-in", &sec1, "-out", &key],
+            d,
+        );
         let subject = format!("/CN={}", names[0]);
-        openssl(&["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr], d);
+        openssl(
+            &["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr],
+            d,
+        );
         let serial = self.serial.get();
         self.serial.set(serial + 1);
         openssl(
             &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
-                &serial.to_string(), "-days", "2", "-sha256", "-extfile", &format!("{file}.ext"),
-                "-out", &pem,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                &serial.to_string(),
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                &format!("{file}.ext"),
+                "-out",
+                &pem,
             ],
             d,
         );

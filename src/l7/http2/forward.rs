@@ -203,7 +203,12 @@ fn hash_key(req: &Request<Incoming>, ip: IpAddr, pool: &Pool) -> u64 {
 
 /// Rewrites the request for the backend: hop-by-hop headers out, forwarding headers in,
 /// the target in the form the backend's HTTP version needs.
-fn prepare(req: &mut Request<Incoming>, ip: IpAddr, tls: bool, site: &Site) -> Result<(), ProxyError> {
+fn prepare(
+    req: &mut Request<Incoming>,
+    ip: IpAddr,
+    tls: bool,
+    site: &Site,
+) -> Result<(), ProxyError> {
     let h2_backend = site.http_version == HttpVersion::Http2;
     let authority = match req.uri().authority() {
         Some(a) => Some(a.as_str().to_owned()),
@@ -213,7 +218,11 @@ fn prepare(req: &mut Request<Incoming>, ip: IpAddr, tls: bool, site: &Site) -> R
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned),
     };
-    let via = if req.version() == Version::HTTP_2 { "2 fulcrum" } else { "1.1 fulcrum" };
+    let via = if req.version() == Version::HTTP_2 {
+        "2 fulcrum"
+    } else {
+        "1.1 fulcrum"
+    };
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     // gRPC needs `te: trailers` to reach an HTTP/2 backend; HTTP/1.1 backends get no TE.
@@ -222,7 +231,11 @@ fn prepare(req: &mut Request<Incoming>, ip: IpAddr, tls: bool, site: &Site) -> R
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    append(headers, HeaderName::from_static("x-forwarded-for"), &ip.to_string());
+    append(
+        headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &ip.to_string(),
+    );
     let forwarded = match ip {
         IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
         IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
@@ -230,11 +243,19 @@ fn prepare(req: &mut Request<Incoming>, ip: IpAddr, tls: bool, site: &Site) -> R
     append(headers, header::FORWARDED, &forwarded);
     append(headers, header::VIA, via);
 
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let uri = if h2_backend {
         // HTTP/2 carries the authority in its own field.
         req.headers_mut().remove(header::HOST);
-        let scheme = if site.backend_tls.is_some() { "https" } else { "http" };
+        let scheme = if site.backend_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let authority = authority.as_deref().unwrap_or("backend");
         *req.version_mut() = Version::HTTP_2;
         format!("{scheme}://{authority}{path}")
@@ -242,7 +263,8 @@ fn prepare(req: &mut Request<Incoming>, ip: IpAddr, tls: bool, site: &Site) -> R
         if let Some(a) = &authority
             && !req.headers().contains_key(header::HOST)
         {
-            let host = HeaderValue::from_str(a).map_err(|_| ProxyError::bad_request("invalid authority"))?;
+            let host = HeaderValue::from_str(a)
+                .map_err(|_| ProxyError::bad_request("invalid authority"))?;
             req.headers_mut().insert(header::HOST, host);
         }
         *req.version_mut() = Version::HTTP_11;
@@ -270,16 +292,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Adds `value` to a list header (one line, comma-separated).
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()).fold(
-        String::new(),
-        |mut acc, v| {
+    let joined = match headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .fold(String::new(), |mut acc, v| {
             if !acc.is_empty() {
                 acc.push_str(", ");
             }
             acc.push_str(v);
             acc
-        },
-    ) {
+        }) {
         prior if prior.is_empty() => value.to_owned(),
         prior => format!("{prior}, {value}"),
     };
@@ -305,8 +328,14 @@ fn error_response(e: ProxyError, grpc: bool, site: &Site) -> Response<Body> {
     if grpc {
         let mut r = Response::new(empty());
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert("grpc-status", HeaderValue::from(u16::from(grpc::status_for(e.status))));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(grpc::status_for(e.status))),
+        );
         if let Ok(message) = HeaderValue::from_str(e.reason) {
             h.insert("grpc-message", message);
         }
@@ -317,11 +346,15 @@ fn error_response(e: ProxyError, grpc: bool, site: &Site) -> Response<Body> {
             _ => format!("{}: {}\n", errors::status_title(e.status), e.reason),
         };
         let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
-        *r.status_mut() = hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        *r.status_mut() =
+            hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if e.status == 503 {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }

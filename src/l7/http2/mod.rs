@@ -29,6 +29,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Site;
@@ -41,13 +42,36 @@ pub async fn serve_h2<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve(io, peer, tls, site, true).await
+}
+
+/// Serves a client connection of a pool that speaks HTTP/2 to its backends: HTTP/1.1,
+/// or HTTP/2 if it starts with the preface.
+pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve(io, peer, tls, site, false).await
+}
+
+async fn serve<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>, h2_only: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = site.limits;
     let service = {
         let site = Arc::clone(&site);
         service_fn(move |req| forward::forward(req, peer, tls, Arc::clone(&site)))
     };
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(site.timeouts.request_header)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_size.max(8192));
+    builder
+        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_size as u32)
@@ -56,29 +80,13 @@ where
         // GOAWAY (CVE-2023-44487 "rapid reset" and its variants).
         .max_pending_accept_reset_streams(Some(100))
         .max_local_error_reset_streams(Some(1024));
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
-        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP/2 connection ended with an error");
-    }
-}
-
-/// Serves an HTTP/1.1 client connection whose pool speaks HTTP/2 to its backends.
-pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = {
-        let site = Arc::clone(&site);
-        service_fn(move |req| forward::forward(req, peer, tls, Arc::clone(&site)))
+    let builder = if h2_only {
+        builder.http2_only()
+    } else {
+        builder
     };
-    let result = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(site.timeouts.request_header)
-        .max_headers(site.limits.max_headers)
-        .max_buf_size(site.limits.max_header_size.max(8192))
-        .serve_connection(TokioIo::new(io), service)
-        .await;
-    if let Err(e) = result {
-        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP/1.1 connection ended with an error");
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP connection ended with an error");
     }
 }
 

@@ -1,0 +1,260 @@
+//! HTTP/2 through the real binary: from clients over TLS (ALPN) and in clear text (prior
+//! knowledge), to HTTP/1.1 and HTTP/2 backends, with the stream limit and flow control
+//! respected; driven by curl and by hyper's HTTP/2 client.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use common::pki::Pki;
+use common::{Backend, Fulcrum};
+use http_body_util::{BodyExt, Empty};
+
+/// curl with `args`; returns stdout (body, then whatever `-w` adds).
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn tls_listener(pki: &Pki, backends: &[&Backend], pool_extra: &str) -> (Fulcrum, String) {
+    let a = pki.leaf("a", &["a.test"]);
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ name = \"{}\", address = \"{}\" }}", b.name, b.addr))
+        .collect();
+    let config = format!(
+        "threads = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[listeners.tls]\ncertificates = [{{ cert = {:?}, key = {:?} }}]\n\n[pools.app]\nbackends = [{}]\n{pool_extra}\n",
+        a.cert,
+        a.key,
+        list.join(", ")
+    );
+    let f = Fulcrum::start(&config);
+    let resolve = format!("a.test:{}:127.0.0.1", f.addr.port());
+    (f, resolve)
+}
+
+#[test]
+fn http2_over_tls_with_alpn_and_in_clear_text_with_prior_knowledge() {
+    let pki = Pki::new();
+    let backend = Backend::start("app1");
+    let (f, resolve) = tls_listener(&pki, &[&backend], "");
+    let ca = pki.ca.to_str().unwrap();
+    let url = format!("https://a.test:{}/headers", f.addr.port());
+    let out = curl(&[
+        "--http2",
+        "--cacert",
+        ca,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(out.ends_with("\n2"), "{out}");
+    // The HTTP/1.1 backend got an HTTP/1.1 request with the forwarding headers.
+    assert!(out.starts_with("GET /headers HTTP/1.1"), "{out}");
+    assert!(out.contains("x-forwarded-proto: https"), "{out}");
+    assert!(out.contains("x-forwarded-for: 127.0.0.1"), "{out}");
+    assert!(out.contains("via: 2 fulcrum"), "{out}");
+    assert!(out.contains("host: a.test:"), "{out}");
+    // HTTP/1.1 is still offered.
+    let out = curl(&[
+        "--http1.1",
+        "--cacert",
+        ca,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(out.ends_with("\n1.1"), "{out}");
+
+    let plain = Fulcrum::start(&common::config("", &[&backend], ""));
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_version}",
+        &plain.url("/headers"),
+    ]);
+    assert!(out.ends_with("\n2"), "{out}");
+    assert!(out.contains("x-forwarded-proto: http\n"), "{out}");
+    // A request body goes through intact.
+    let body = "x".repeat(100_000);
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &body,
+        &plain.url("/echo"),
+    ]);
+    assert_eq!(out.len(), body.len());
+}
+
+#[test]
+fn http2_to_backends_in_clear_text_and_over_tls() {
+    let backend = Backend::start("h2c");
+    let f = Fulcrum::start(&common::config("", &[&backend], "http_version = \"2\""));
+    // HTTP/2 and HTTP/1.1 clients alike reach the backend over HTTP/2.
+    for version in ["--http2-prior-knowledge", "--http1.1"] {
+        let out = curl(&[version, &f.url("/headers?q=1")]);
+        // (hyper shows an HTTP/2 request's target in absolute form.)
+        let first = out.lines().next().unwrap();
+        assert!(
+            first.starts_with("GET http://127.0.0.1:"),
+            "{version}: {out}"
+        );
+        assert!(first.ends_with("/headers?q=1 HTTP/2.0"), "{version}: {out}");
+        assert!(out.contains("x-forwarded-for: 127.0.0.1"), "{out}");
+    }
+    let out = curl(&["--http1.1", "--data-binary", "hello", &f.url("/echo")]);
+    assert_eq!(out, "hello");
+
+    let pki = Pki::new();
+    let back = pki.leaf("back", &["127.0.0.1"]);
+    let secure = Backend::start_tls("h2tls", back.server_config(&["h2"]));
+    let extra = format!("http_version = \"2\"\ntls = {{ ca = {:?} }}", pki.ca);
+    let f = Fulcrum::start(&common::config("", &[&secure], &extra));
+    let out = curl(&["--http2-prior-knowledge", &f.url("/headers")]);
+    assert!(
+        out.lines().next().unwrap().ends_with("/headers HTTP/2.0"),
+        "{out}"
+    );
+    assert!(out.contains("x-forwarded-proto: http\n"), "{out}");
+}
+
+/// An HTTP/2 client connection to `addr` (prior knowledge), on `rt`.
+async fn h2_client(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+#[test]
+fn the_stream_limit_is_respected() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config(
+        "[limits]\nmax_concurrent_streams = 4",
+        &[&backend],
+        "",
+    ));
+    let rt = common::rt();
+    let statuses = rt.block_on(async {
+        let mut sender = h2_client(f.addr).await;
+        // Before the server's SETTINGS arrive a client may open more streams; those are
+        // refused (REFUSED_STREAM, safe to retry). One exchange first, so they have.
+        let req = hyper::Request::get("http://a.test/")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let _ = sender.send_request(req).await.unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            let mut sender = sender.clone();
+            calls.push(tokio::spawn(async move {
+                let req = hyper::Request::get(format!("http://{}/slow/150", "a.test"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let status = resp.status().as_u16();
+                let _ = resp.into_body().collect().await;
+                status
+            }));
+        }
+        let mut statuses = Vec::new();
+        for c in calls {
+            statuses.push(c.await.unwrap());
+        }
+        statuses
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // 20 requests, never more than 4 at once at the backend.
+    assert_eq!(backend.requests(), 21);
+    assert!(backend.max_in_flight.load(Ordering::SeqCst) <= 4);
+    assert!(backend.max_in_flight.load(Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn flow_control_carries_large_bodies_both_ways_in_bounded_memory() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config("", &[&backend], ""));
+    let size = 256u64 << 20;
+    // Download: 256 MiB through one stream, with the client reading slowly at first.
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        &f.url(&format!("/bytes/{size}")),
+    ]);
+    assert_eq!(out, size.to_string());
+    // Upload: 64 MiB from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("up");
+    std::fs::write(&file, vec![b'u'; 64 << 20]).unwrap();
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &f.url("/count"),
+    ]);
+    assert_eq!(out, (64u64 << 20).to_string());
+    let rss = f.peak_rss_kib();
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+}
+
+#[test]
+fn many_streams_on_one_connection_are_balanced_and_isolated() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let f = Fulcrum::start(&common::config(
+        "",
+        &[&a, &b],
+        "algorithm = \"round_robin\"",
+    ));
+    let rt = common::rt();
+    let names = rt.block_on(async {
+        let sender = h2_client(f.addr).await;
+        let mut calls = Vec::new();
+        for i in 0..40 {
+            let mut sender = sender.clone();
+            calls.push(tokio::spawn(async move {
+                let path = if i % 10 == 0 { "/status/500" } else { "/" };
+                let req = hyper::Request::get(format!("http://a.test{path}"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&body).to_string())
+            }));
+        }
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    });
+    let errors = names.iter().filter(|(s, _)| *s == 500).count();
+    assert_eq!(errors, 4, "{names:?}");
+    let on_a = names.iter().filter(|(_, n)| n == "a").count();
+    assert_eq!(on_a, 20, "{names:?}");
+}

@@ -2,6 +2,7 @@
 //! datagram, to backends balanced by the same pools, algorithms and health checks as HTTP.
 
 pub mod proxy_protocol;
+pub mod relay;
 pub mod sni;
 pub mod tcp;
 pub mod udp;

@@ -10,11 +10,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::{proxy_protocol, sni};
 use crate::balance::Backend;
@@ -23,8 +21,6 @@ use crate::health;
 use crate::l7::Site;
 use crate::l7::request::hash_ip;
 use crate::l7::upstream;
-
-const BUFFER: usize = 16 * 1024;
 
 /// Relays one client connection until it ends.
 pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
@@ -55,7 +51,7 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
             return;
         }
     }
-    let outcome = relay(&mut client, &mut upstream, site.timeouts.idle).await;
+    let outcome = super::relay::relay(&mut client, &mut upstream, site.timeouts.idle).await;
     health::report(&site.pool, &backend, admission, outcome.is_ok());
     if site.access_log {
         let (up, down) = outcome.unwrap_or((0, 0));
@@ -111,49 +107,4 @@ async fn connect(site: &Site, key: u64) -> Option<Connected> {
             }
         }
     }
-}
-
-/// Copies both ways with half-close; returns the bytes sent to the backend and back to
-/// the client, or an error if a side failed or the connection stayed idle too long.
-async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
-    idle: Duration,
-) -> std::io::Result<(u64, u64)> {
-    let (mut cr, mut cw) = client.split();
-    let (mut ur, mut uw) = upstream.split();
-    let mut to_backend = vec![0u8; BUFFER];
-    let mut to_client = vec![0u8; BUFFER];
-    let (mut up_open, mut down_open) = (true, true);
-    let (mut up, mut down) = (0u64, 0u64);
-    let mut deadline = Instant::now() + idle;
-    while up_open || down_open {
-        tokio::select! {
-            read = cr.read(&mut to_backend), if up_open => {
-                let n = read?;
-                if n == 0 {
-                    up_open = false;
-                    let _ = uw.shutdown().await;
-                } else {
-                    uw.write_all(&to_backend[..n]).await?;
-                    up += n as u64;
-                }
-            }
-            read = ur.read(&mut to_client), if down_open => {
-                let n = read?;
-                if n == 0 {
-                    down_open = false;
-                    let _ = cw.shutdown().await;
-                } else {
-                    cw.write_all(&to_client[..n]).await?;
-                    down += n as u64;
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout"));
-            }
-        }
-        deadline = Instant::now() + idle;
-    }
-    Ok((up, down))
 }

@@ -101,6 +101,7 @@ impl Conn {
             is_head: head.is_head,
             http10: head.http10,
             keep_alive: head.keep_alive,
+            upgrade: head.upgrade,
         };
         let mut tried = Tried::default();
         let mut backend = Arc::clone(site.queue.pick(&site.pool, head.key).await?);
@@ -174,6 +175,9 @@ impl Conn {
         };
 
         self.status = resp.status;
+        if resp.status == 101 {
+            return self.tunnel(up).await;
+        }
         self.ubuf.advance(resp.head_len);
         std::mem::swap(&mut self.out, &mut self.rhead);
         let finished = self
@@ -259,7 +263,7 @@ impl Conn {
             if !self.ubuf.is_empty() {
                 self.rhead.clear();
                 match response::parse(&self.ubuf, client, &mut self.rhead) {
-                    Ok((resp, _)) if (100..200).contains(&resp.status) => {
+                    Ok((resp, _)) if (100..200).contains(&resp.status) && resp.status != 101 => {
                         interim_seen = true;
                         self.ubuf.advance(resp.head_len);
                         if !self.rhead.is_empty() {

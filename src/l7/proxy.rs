@@ -384,6 +384,34 @@ impl Conn {
         result
     }
 
+    /// After a 101 (WebSocket and other upgrades): sends the backend's head to the
+    /// client, then relays bytes both ways until both sides close or the connection stays
+    /// idle for `timeouts.idle`. The client connection ends with the tunnel.
+    pub(super) async fn tunnel(&mut self, mut up: Upstream) -> Result<bool, Failure> {
+        let head = std::mem::take(&mut self.rhead);
+        let written = self.write_client(&head).await;
+        self.rhead = head;
+        written?;
+        // Bytes that came with the 101 belong to the new protocol.
+        let early = self.ubuf.split_off(self.ubuf.len().min(self.rhead.len()));
+        self.ubuf.clear();
+        if !early.is_empty() {
+            self.write_client(&early).await?;
+        }
+        if !self.cbuf.is_empty() {
+            write_timed(&mut up.stream, &self.cbuf, self.site.timeouts.idle).await?;
+            self.cbuf.clear();
+        }
+        let idle = self.site.timeouts.idle;
+        match crate::l4::relay::relay(&mut self.client, &mut up.stream, idle).await {
+            Ok((sent, received)) => {
+                tracing::debug!(client = %self.peer, sent, received, "upgraded connection closed")
+            }
+            Err(e) => tracing::debug!(client = %self.peer, error = %e, "upgraded connection ended"),
+        }
+        Err(Failure::Abort)
+    }
+
     pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         write_timed(&mut self.client, bytes, self.site.timeouts.idle).await
     }

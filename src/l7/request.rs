@@ -50,6 +50,9 @@ pub struct RequestHead {
     pub missing_host: bool,
     /// The request's hash key, for pools that hash.
     pub key: u64,
+    /// A GET asking to switch protocols (`Connection: upgrade`, `Upgrade: websocket`):
+    /// after a 101 the connection becomes a tunnel to the backend.
+    pub upgrade: bool,
 }
 
 /// Why a request head was not accepted; each maps to a status code.
@@ -122,6 +125,7 @@ pub fn parse(
     let mut transfer_encoding = false;
     let mut hosts = 0;
     let mut expect_continue = false;
+    let mut upgrade_to: Option<&[u8]> = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -141,6 +145,8 @@ pub fn parse(
             tokens.add(h.value);
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_to = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") && !http10 {
             // HTTP/1.0 clients' expectations are ignored (RFC 9110 10.1.1).
             if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
@@ -172,6 +178,15 @@ pub fn parse(
         (false, Some(0)) | (false, None) => BodyFraming::Empty,
         (false, Some(n)) => BodyFraming::Length(n),
     };
+    // WebSocket and other upgrades are passed on; h2c is not (Fulcrum speaks HTTP/2
+    // itself, and would lose track of the backend connection).
+    let upgrade_to = upgrade_to.filter(|v| {
+        !http10
+            && m == "GET"
+            && body == BodyFraming::Empty
+            && tokens.lists(b"upgrade")
+            && !v.trim_ascii().eq_ignore_ascii_case(b"h2c")
+    });
     let keep_alive = if http10 {
         tokens.keep_alive && !tokens.close
     } else {
@@ -229,6 +244,10 @@ pub fn parse(
         }
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
+    if let Some(protocol) = upgrade_to {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        put(out, b"Upgrade", protocol);
+    }
     write_forwarding(out, fwd, &xff, &forwarded, &via);
     out.extend_from_slice(b"\r\n");
 
@@ -252,6 +271,7 @@ pub fn parse(
         idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         missing_host: hosts == 0,
         key,
+        upgrade: upgrade_to.is_some(),
     })
 }
 

@@ -51,6 +51,8 @@ pub struct ClientSide {
     pub http10: bool,
     /// Fulcrum intends to keep the client connection open.
     pub keep_alive: bool,
+    /// The client asked to switch protocols: a 101 is expected.
+    pub upgrade: bool,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -75,7 +77,19 @@ pub fn parse(
     };
     if (100..200).contains(&status) {
         if status == 101 {
-            return Err(ResponseError::Invalid("unexpected 101 Switching Protocols"));
+            if !client.upgrade {
+                return Err(ResponseError::Invalid("unexpected 101 Switching Protocols"));
+            }
+            // The head goes to the client as is (Upgrade, Connection, Sec-WebSocket-*);
+            // then the connection is a tunnel.
+            out.extend_from_slice(&buf[..head_len]);
+            let head = ResponseHead {
+                head_len,
+                status,
+                framing: ResponseFraming::UntilClose,
+                reusable: false,
+            };
+            return Ok((head, false));
         }
         if status != 100 && !client.http10 {
             out.extend_from_slice(&buf[..head_len]);
@@ -205,6 +219,7 @@ mod tests {
             is_head: false,
             http10: false,
             keep_alive: true,
+            upgrade: false,
         }
     }
 

@@ -13,9 +13,10 @@
 //! `transfer-encoding`, `upgrade`, `keep-alive`, `te` other than `trailers`), header
 //! values with CR, LF or NUL, DATA longer or shorter than `content-length`. What is left
 //! cannot smuggle a second request into an HTTP/1.1 backend connection: the request
-//! sent to the backend is re-framed by Fulcrum. Floods of RST_STREAM ("rapid reset"),
-//! of SETTINGS or of PINGs end in GOAWAY and the connection closing.
+//! sent to the backend is re-framed by Fulcrum. A flood of RST_STREAM ("rapid reset")
+//! ends in GOAWAY; floods of SETTINGS or PING frames close the connection ([`flood`]).
 
+pub mod flood;
 mod forward;
 mod grpc;
 mod senders;
@@ -85,7 +86,8 @@ where
     } else {
         builder
     };
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+    let io = TokioIo::new(flood::Guarded::new(io));
+    if let Err(e) = builder.serve_connection(io, service).await {
         tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP connection ended with an error");
     }
 }

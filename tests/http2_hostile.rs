@@ -1,0 +1,80 @@
+//! Hostile HTTP/2 traffic, sent by the `h2` Python package with its own validation off
+//! (tests/peers/h2_raw.py): requests that would smuggle a second request through the
+//! downgrade to HTTP/1.1 are refused before reaching a backend; floods of RST_STREAM and
+//! SETTINGS frames and a bad preface close that connection while other clients carry on.
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::peers;
+use common::{Backend, Fulcrum};
+
+fn h2_raw(f: &Fulcrum, case: &str) -> String {
+    let port = f.addr.port().to_string();
+    peers::run_ok("h2_raw.py", &["127.0.0.1", &port, case])
+}
+
+#[test]
+fn smuggling_through_the_downgrade_never_reaches_the_backend() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config("", &[&backend], ""));
+    let ok = h2_raw(&f, "ok");
+    assert!(ok.contains("\"status\":200"), "{ok}");
+    assert_eq!(backend.requests(), 1);
+    for case in ["smuggle-te", "smuggle-crlf", "connection-header"] {
+        let out = h2_raw(&f, case);
+        assert!(
+            out.contains("\"outcome\":\"stream_reset\"") || out.contains("\"outcome\":\"goaway\""),
+            "{case}: {out}"
+        );
+        assert!(out.contains("PROTOCOL_ERROR"), "{case}: {out}");
+        assert_eq!(backend.requests(), 1, "{case} reached the backend");
+    }
+    // More DATA than content-length: the stream is reset; the backend never gets the
+    // extra bytes as a request of their own.
+    let out = h2_raw(&f, "smuggle-cl");
+    assert!(out.contains("\"outcome\":\"stream_reset\""), "{out}");
+    assert!(!backend.last_head.lock().unwrap().contains("smuggled"));
+    assert!(backend.requests() <= 2);
+    let head = backend.last_head.lock().unwrap().clone();
+    assert!(!head.contains("GET /smuggled"), "{head}");
+}
+
+#[test]
+fn floods_and_bad_prefaces_close_only_their_connection() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config("", &[&backend], ""));
+    let url = f.url("/");
+    // A well-behaved client keeps making requests during the attacks.
+    let bystander = thread::spawn(move || {
+        let mut ok = 0;
+        for _ in 0..40 {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--http2-prior-knowledge", "--max-time", "5", &url])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout) == "app1" {
+                ok += 1;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        ok
+    });
+    let rst = h2_raw(&f, "rst-flood");
+    assert!(
+        rst.contains("\"closed\":true") || rst.contains("\"outcome\":\"goaway\""),
+        "{rst}"
+    );
+    assert!(rst.contains("\"still_serving\":false"), "{rst}");
+    let settings = h2_raw(&f, "settings-flood");
+    assert!(settings.contains("\"closed\":true"), "{settings}");
+    let before = backend.requests();
+    let preface = h2_raw(&f, "bad-preface");
+    assert!(preface.contains("\"closed\":true"), "{preface}");
+    assert!(preface.contains("\"status\":400"), "{preface}");
+    assert_eq!(bystander.join().unwrap(), 40);
+    assert!(backend.requests() >= before);
+    assert!(h2_raw(&f, "ok").contains("\"status\":200"));
+}

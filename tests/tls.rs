@@ -330,3 +330,24 @@ fn garbage_instead_of_a_client_hello_closes_only_that_connection() {
     assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
     assert_eq!(backend.requests(), 3);
 }
+
+#[test]
+fn health_checks_of_tls_backends_speak_tls() {
+    let pki = Pki::new();
+    let front = pki.leaf("front", &["a.test"]);
+    let back = pki.leaf("back", &["127.0.0.1"]);
+    let backend = Backend::start_tls("secure", back.server_config(&["http/1.1"]));
+    let check = "[pools.app.health]\ncheck = \"http\"\npath = \"/\"\ninterval = \"200ms\"\ntimeout = \"190ms\"\nfall = 2\n";
+    let good = format!("{check}[pools.app.tls]\nca = {:?}\n", pki.ca);
+    let f = Fulcrum::start(&tls_config(&[&front], "", &[&backend], &good));
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(!f.log().contains("is DOWN"), "{}", f.log());
+    assert!(backend.requests() >= 3, "the checks reached the backend");
+    assert_eq!(curl(&f, "a.test", "/", &pki.ca, &[]).1, "secure");
+
+    // A backend whose certificate does not verify is taken out, with the reason.
+    let stranger = Pki::new();
+    let bad = format!("{check}[pools.app.tls]\nca = {:?}\n", stranger.ca);
+    let f = Fulcrum::start(&tls_config(&[&front], "", &[&backend], &bad));
+    assert!(f.wait_log("TLS handshake failed"), "{}", f.log());
+}

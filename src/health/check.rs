@@ -8,6 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::tls::Stream;
+use crate::tls::client::BackendConnector;
+
 use crate::config::{CheckKind, HttpCheck};
 
 /// Most bytes of a check response that are read (head and body).
@@ -30,6 +33,8 @@ pub enum Outcome {
     BodyMismatch,
     /// The answer was not HTTP.
     BadResponse,
+    /// The TLS handshake failed (certificate not trusted, wrong name, not TLS).
+    TlsFailed,
 }
 
 impl Outcome {
@@ -47,6 +52,7 @@ impl Outcome {
             Outcome::Reset => 4,
             Outcome::BodyMismatch => 5,
             Outcome::BadResponse => 6,
+            Outcome::TlsFailed => 7,
             Outcome::Status(code) => 1000 + u32::from(code),
         }
     }
@@ -60,6 +66,7 @@ impl Outcome {
             4 => Outcome::Reset,
             5 => Outcome::BodyMismatch,
             6 => Outcome::BadResponse,
+            7 => Outcome::TlsFailed,
             c if c > 1000 => Outcome::Status((c - 1000) as u16),
             _ => return None,
         })
@@ -76,23 +83,36 @@ impl fmt::Display for Outcome {
             Outcome::Status(code) => write!(f, "status {code}"),
             Outcome::BodyMismatch => f.write_str("body did not match"),
             Outcome::BadResponse => f.write_str("not an HTTP response"),
+            Outcome::TlsFailed => f.write_str("TLS handshake failed"),
         }
     }
 }
 
-/// Runs one check of `addr` within `timeout`.
-pub async fn run(kind: &CheckKind, addr: SocketAddr, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, check(kind, addr)).await {
+/// Runs one check of `addr` within `timeout`, over TLS if the pool encrypts (`tls`).
+pub async fn run(
+    kind: &CheckKind,
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&BackendConnector>,
+) -> Outcome {
+    match tokio::time::timeout(timeout, check(kind, addr, tls)).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Timeout,
     }
 }
 
-async fn check(kind: &CheckKind, addr: SocketAddr) -> Outcome {
-    let mut stream = match TcpStream::connect(addr).await {
+async fn check(kind: &CheckKind, addr: SocketAddr, tls: Option<&BackendConnector>) -> Outcome {
+    let tcp = match TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,
         Err(_) => return Outcome::Reset,
+    };
+    let mut stream = match tls {
+        None => Stream::Tcp(tcp),
+        Some(tls) => match tls.connect(addr.ip(), tcp).await {
+            Ok(s) => Stream::Client(Box::new(s)),
+            Err(_) => return Outcome::TlsFailed,
+        },
     };
     match kind {
         CheckKind::Tcp => Outcome::Passed,
@@ -100,7 +120,7 @@ async fn check(kind: &CheckKind, addr: SocketAddr) -> Outcome {
     }
 }
 
-async fn check_http(stream: &mut TcpStream, http: &HttpCheck, addr: SocketAddr) -> Outcome {
+async fn check_http(stream: &mut Stream, http: &HttpCheck, addr: SocketAddr) -> Outcome {
     let host = http.host.clone().unwrap_or_else(|| addr.to_string());
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: fulcrum-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",

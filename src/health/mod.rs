@@ -11,6 +11,8 @@ pub mod check;
 pub mod state;
 
 use std::sync::Arc;
+
+use crate::tls::client::BackendConnector;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,7 +48,10 @@ pub fn report(pool: &Pool, backend: &Backend, admission: Admission, success: boo
 }
 
 /// Starts checking every backend of the given pools; `None` when no pool has checks.
-pub fn start(pools: Vec<(Arc<Pool>, HealthCheck)>) -> Option<JoinHandle<()>> {
+/// A pool's checks use `BackendConnector` when the pool speaks TLS to its backends.
+pub fn start(
+    pools: Vec<(Arc<Pool>, HealthCheck, Option<BackendConnector>)>,
+) -> Option<JoinHandle<()>> {
     if pools.is_empty() {
         return None;
     }
@@ -59,13 +64,15 @@ pub fn start(pools: Vec<(Arc<Pool>, HealthCheck)>) -> Option<JoinHandle<()>> {
                 .expect("cannot start the health-check event loop");
             runtime.block_on(async move {
                 let mut tasks = Vec::new();
-                for (pool, check) in pools {
+                for (pool, check, tls) in pools {
                     let check = Arc::new(check);
+                    let tls = tls.map(Arc::new);
                     for backend in pool.backends() {
                         tasks.push(tokio::spawn(watch(
                             Arc::clone(&pool),
                             Arc::clone(backend),
                             Arc::clone(&check),
+                            tls.clone(),
                         )));
                     }
                 }
@@ -79,13 +86,18 @@ pub fn start(pools: Vec<(Arc<Pool>, HealthCheck)>) -> Option<JoinHandle<()>> {
 }
 
 /// Checks one backend for ever.
-async fn watch(pool: Arc<Pool>, backend: Arc<Backend>, check: Arc<HealthCheck>) {
+async fn watch(
+    pool: Arc<Pool>,
+    backend: Arc<Backend>,
+    check: Arc<HealthCheck>,
+    tls: Option<Arc<BackendConnector>>,
+) {
     let mut state = RiseFall::new(check.rise, check.fall);
     // Spread the first checks of all backends over a tenth of the interval.
     tokio::time::sleep(check.interval.mul_f64(fastrand::f64() * 0.1)).await;
     loop {
         let started = tokio::time::Instant::now();
-        let outcome = check::run(&check.kind, backend.addr, check.timeout).await;
+        let outcome = check::run(&check.kind, backend.addr, check.timeout, tls.as_deref()).await;
         backend.set_check_code(outcome.encode());
         if outcome.passed() {
             backend.circuit.check_passed();

@@ -130,12 +130,25 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
             .expect("cannot start a worker thread");
         workers.push(handle);
     }
-    let checked = config
-        .pools
-        .iter()
-        .zip(&pools)
-        .filter_map(|(c, p)| c.health.clone().map(|h| (Arc::clone(p), h)))
-        .collect();
+    let mut checked = Vec::new();
+    for (c, p) in config.pools.iter().zip(&pools) {
+        let Some(health) = c.health.clone() else {
+            continue;
+        };
+        // Checks speak HTTP/1.1: over TLS they offer only that with ALPN.
+        let tls = match &c.tls {
+            None => None,
+            Some(tls) => {
+                Some(
+                    BackendConnector::new(tls, false).map_err(|message| ListenError::Tls {
+                        name: format!("pool {}", c.name),
+                        message,
+                    })?,
+                )
+            }
+        };
+        checked.push((Arc::clone(p), health, tls));
+    }
     let health = crate::health::start(checked);
     crate::tls::server::watch(cert_stores);
     for (name, addr) in &listeners {

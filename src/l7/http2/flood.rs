@@ -27,6 +27,10 @@ const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const ACK: u8 = 0x1;
 
+/// The client went over its budget of control frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flood;
+
 /// Frame-by-frame accounting of what a client sends.
 #[derive(Debug)]
 pub struct FrameBudget {
@@ -55,7 +59,7 @@ impl Default for FrameBudget {
 
 impl FrameBudget {
     /// Accounts for bytes received; `Err` when the client exceeded its budget.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ()> {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Flood> {
         while !bytes.is_empty() {
             match self.preface_left {
                 None => return Ok(()),
@@ -94,13 +98,13 @@ impl FrameBudget {
         Ok(())
     }
 
-    fn spend(&mut self) -> Result<(), ()> {
+    fn spend(&mut self) -> Result<(), Flood> {
         if self.tokens == 0 {
             let now = Instant::now();
             let earned =
                 now.duration_since(self.refilled).as_millis() as u64 * u64::from(PER_SECOND) / 1000;
             if earned == 0 {
-                return Err(());
+                return Err(Flood);
             }
             self.tokens = earned.min(u64::from(BURST)) as u32;
             self.refilled = now;

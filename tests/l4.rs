@@ -228,3 +228,43 @@ fn a_real_tls_handshake_passes_through_to_the_named_backend() {
     assert!(text.contains("CONNECTION ESTABLISHED"), "{text}");
     assert!(text.contains("api.b.example"), "{text}");
 }
+
+#[test]
+fn splice_relays_the_same_bytes_with_half_close() {
+    let a = tcp_backend("a");
+    let b = tcp_backend("b");
+    let config = tcp_config(&[("a", a), ("b", b)], "")
+        .replace("protocol = \"tcp\"", "protocol = \"tcp\"\nsplice = true");
+    let f = Fulcrum::start(&config);
+    for i in 0..4 {
+        let data = format!("spliced {i}");
+        let out = exchange(f.addr, data.as_bytes());
+        assert!(out.ends_with(&format!(":{}:{data}", data.len())), "{out}");
+    }
+    // 24 MiB of varied bytes, whole and in order, after the client half-closed.
+    let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        let big = big.clone();
+        std::thread::spawn(move || {
+            s.write_all(&big).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    writer.join().unwrap();
+    let prefix = format!("a:{}:", big.len()).into_bytes();
+    let prefix_b = format!("b:{}:", big.len()).into_bytes();
+    assert!(out.starts_with(&prefix) || out.starts_with(&prefix_b));
+    assert!(out[prefix.len()..] == big[..], "the relayed bytes differ");
+
+    // On an HTTP listener it is a config error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    std::fs::write(&path, config.replace("protocol = \"tcp\"\n", "")).unwrap();
+    let err = String::from_utf8_lossy(&common::check_file(&path).stderr).to_string();
+    assert!(err.contains("`splice` needs protocol = \"tcp\""), "{err}");
+}

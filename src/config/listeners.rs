@@ -135,6 +135,18 @@ pub(super) fn check_listeners(
         }
         if let (Some(bind), Some(pool)) = (bind, pool) {
             let tls = check_tls(l, &name, protocol, base, problems);
+            let splice = match &l.splice {
+                Some(s) if *s.get_ref() && protocol != Protocol::Tcp => {
+                    problems.add(
+                        s.span(),
+                        "`splice` needs protocol = \"tcp\"",
+                        Some("HTTP listeners parse what they relay; remove `splice`".into()),
+                    );
+                    false
+                }
+                Some(s) => *s.get_ref(),
+                None => false,
+            };
             out.push(ListenerConfig {
                 name,
                 bind,
@@ -142,6 +154,7 @@ pub(super) fn check_listeners(
                 pool,
                 max_connections,
                 accept_proxy: l.accept_proxy,
+                splice,
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
             });

@@ -116,6 +116,8 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// Every connection starts with a PROXY protocol header from a balancer in front.
     pub accept_proxy: bool,
+    /// Relay TCP with splice(2), zero-copy (TCP listeners, Linux).
+    pub splice: bool,
     /// TLS passthrough routing (TCP listeners): server-name patterns and the index of the
     /// pool each sends to, exact names first; unmatched connections use `pool`.
     pub sni_routes: Vec<(String, usize)>,

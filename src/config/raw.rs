@@ -62,6 +62,7 @@ pub struct RawListener {
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
     pub accept_proxy: bool,
+    pub splice: Option<Spanned<bool>>,
     pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub tls: Option<super::tls::RawListenerTls>,
 }

@@ -4,6 +4,7 @@
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sni;
+pub mod splice;
 pub mod tcp;
 pub mod udp;
 

@@ -51,7 +51,12 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
             return;
         }
     }
-    let outcome = super::relay::relay(&mut client, &mut upstream, site.timeouts.idle).await;
+    let idle = site.timeouts.idle;
+    let outcome = if site.splice {
+        super::splice::relay(&client, &upstream, idle).await
+    } else {
+        super::relay::relay(&mut client, &mut upstream, idle).await
+    };
     health::report(&site.pool, &backend, admission, outcome.is_ok());
     if site.access_log {
         let (up, down) = outcome.unwrap_or((0, 0));

@@ -43,6 +43,8 @@ pub struct Site {
     pub backend_tls: Option<BackendConnector>,
     /// The HTTP version spoken to the pool's backends.
     pub http_version: crate::config::HttpVersion,
+    /// Relay with splice(2) (TCP listeners).
+    pub splice: bool,
     /// TLS passthrough (TCP listeners): server-name patterns and where they go instead.
     pub sni_routes: Vec<(Box<str>, Arc<Site>)>,
     /// The pool requests go to.

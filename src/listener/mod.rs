@@ -176,6 +176,7 @@ fn site(
         name: l.name.as_str().into(),
         protocol: l.protocol,
         accept_proxy: l.accept_proxy,
+        splice: l.splice,
         send_proxy: pool.send_proxy,
         sni_routes: Vec::new(),
         pool: Arc::clone(&pool.pool),
@@ -399,6 +400,7 @@ impl ListenerConfig {
             pool,
             max_connections,
             accept_proxy: false,
+            splice: false,
             sni_routes: Vec::new(),
             tls: None,
         }

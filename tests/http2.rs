@@ -7,6 +7,8 @@ mod common;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use common::pki::Pki;
 use common::{Backend, Fulcrum};
@@ -257,4 +259,45 @@ fn many_streams_on_one_connection_are_balanced_and_isolated() {
     assert_eq!(errors, 4, "{names:?}");
     let on_a = names.iter().filter(|(_, n)| n == "a").count();
     assert_eq!(on_a, 20, "{names:?}");
+}
+
+#[test]
+fn idle_http2_connections_are_closed_and_cookies_are_joined_for_http1_backends() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config(
+        "[timeouts]\nidle = \"1s\"\nrequest_header = \"1s\"",
+        &[&backend],
+        "",
+    ));
+    let rt = common::rt();
+    rt.block_on(async {
+        let mut sender = h2_client(f.addr).await;
+        let req = hyper::Request::get("http://a.test/headers")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let head = resp.into_body().collect().await.unwrap().to_bytes();
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(head.contains("cookie: a=1; b=2\n"), "{head}");
+        // Nothing in progress for the idle timeout: GOAWAY, then closed.
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert!(sender.is_closed(), "the idle connection is still open");
+    });
+    // A connection to a pool that speaks HTTP/2 that never sends anything.
+    let h2pool = Fulcrum::start(&common::config(
+        "[timeouts]\nrequest_header = \"1s\"",
+        &[&backend],
+        "http_version = \"2\"",
+    ));
+    let mut silent = std::net::TcpStream::connect(h2pool.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    assert!(matches!(silent.read(&mut buf), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(4));
 }

@@ -267,4 +267,12 @@ fn splice_relays_the_same_bytes_with_half_close() {
     std::fs::write(&path, config.replace("protocol = \"tcp\"\n", "")).unwrap();
     let err = String::from_utf8_lossy(&common::check_file(&path).stderr).to_string();
     assert!(err.contains("`splice` needs protocol = \"tcp\""), "{err}");
+    // A pool speaking HTTP/2 (or TLS) to its backends cannot serve a TCP listener.
+    std::fs::write(
+        &path,
+        config.replace("[pools.db]", "[pools.db]\nhttp_version = \"2\""),
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&common::check_file(&path).stderr).to_string();
+    assert!(err.contains("which a TCP listener does not"), "{err}");
 }

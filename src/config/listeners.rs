@@ -7,7 +7,7 @@ use std::path::Path;
 use super::error::{Problems, closest};
 use super::raw::RawConfig;
 use super::validate::parse_address;
-use super::{Limits, ListenerConfig, PoolConfig, Protocol};
+use super::{HttpVersion, Limits, ListenerConfig, PoolConfig, Protocol};
 use crate::balance::HashKey;
 
 const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
@@ -117,6 +117,22 @@ pub(super) fn check_listeners(
                 limits.max_connections
             }
         };
+        if let Some(p) = pool
+            && protocol != Protocol::Http
+            && (pools[p].tls.is_some() || pools[p].http_version != HttpVersion::Http1)
+        {
+            problems.add(
+                l.pool.span(),
+                format!(
+                    "pool `{}` speaks TLS or HTTP/2 to its backends, which a {} listener does not",
+                    pools[p].name,
+                    if protocol == Protocol::Tcp { "TCP" } else { "UDP" }
+                ),
+                Some(
+                    "layer 4 listeners relay bytes as they are; use the pool from an HTTP listener, or remove `tls`/`http_version` from it".into(),
+                ),
+            );
+        }
         if let Some(p) = pool
             && pools[p].send_proxy.is_some()
             && protocol != Protocol::Tcp

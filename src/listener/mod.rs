@@ -135,12 +135,15 @@ pub fn start(config: &Config) -> Result<Running, ListenError> {
         let Some(health) = c.health.clone() else {
             continue;
         };
-        // Checks speak HTTP/1.1: over TLS they offer only that with ALPN.
+        // HTTP checks speak HTTP/1.1 and offer only that with ALPN; TCP checks of an
+        // HTTP/2 pool offer h2, which gRPC servers insist on.
+        let h2 =
+            c.http_version == HttpVersion::Http2 && health.kind == crate::config::CheckKind::Tcp;
         let tls = match &c.tls {
             None => None,
             Some(tls) => {
                 Some(
-                    BackendConnector::new(tls, false).map_err(|message| ListenError::Tls {
+                    BackendConnector::new(tls, h2).map_err(|message| ListenError::Tls {
                         name: format!("pool {}", c.name),
                         message,
                     })?,

@@ -14,8 +14,9 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -60,14 +61,16 @@ pub(super) async fn forward(
     peer: SocketAddr,
     tls: bool,
     site: Arc<Site>,
+    conn: Arc<Activity>,
 ) -> Result<Response<Body>, Infallible> {
+    let busy = Busy::new(conn);
     let started = Instant::now();
     let grpc = grpc::is_grpc(req.headers());
     let logged = site
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut trace = Trace::default();
-    let response = match send(req, peer, tls, &site, &mut trace).await {
+    let response = match send(req, peer, tls, &site, &mut trace, busy).await {
         Ok(response) => response,
         Err(e) => error_response(e, grpc, &site),
     };
@@ -95,7 +98,14 @@ async fn send(
     tls: bool,
     site: &Site,
     trace: &mut Trace,
+    busy: Busy,
 ) -> Result<Response<Body>, ProxyError> {
+    if req.method() == hyper::Method::CONNECT {
+        return Err(ProxyError {
+            status: 405,
+            reason: "CONNECT is not supported",
+        });
+    }
     let key = hash_key(&req, peer.ip(), &site.pool);
     prepare(&mut req, peer.ip(), tls, site)?;
     site.retry.budget.record_request();
@@ -154,7 +164,7 @@ async fn send(
                 backend.record_latency(sent.elapsed());
                 health::report(&site.pool, &backend, admission, status.as_u16() < 500);
                 senders::put_back(backend.addr, sender);
-                return Ok(finish(response, in_flight));
+                return Ok(finish(response, in_flight, busy));
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(unsent) if reused => {
@@ -225,6 +235,14 @@ fn prepare(
     };
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // HTTP/2 clients may split cookies over several fields; HTTP/1.1 wants one line
+    // (RFC 9113 8.2.3).
+    if !h2_backend && headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let joined = join(headers, &header::COOKIE, "; ");
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
     // gRPC needs `te: trailers` to reach an HTTP/2 backend; HTTP/1.1 backends get no TE.
     if !h2_backend || headers.get(header::TE).is_some_and(|v| v != "trailers") {
         headers.remove(header::TE);
@@ -290,19 +308,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The values of every `name` field, joined with `separator`.
+fn join(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
+    let mut joined = String::new();
+    for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+        if !joined.is_empty() {
+            joined.push_str(separator);
+        }
+        joined.push_str(v);
+    }
+    joined
+}
+
 /// Adds `value` to a list header (one line, comma-separated).
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers
-        .get_all(&name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .fold(String::new(), |mut acc, v| {
-            if !acc.is_empty() {
-                acc.push_str(", ");
-            }
-            acc.push_str(v);
-            acc
-        }) {
+    let joined = match join(headers, &name, ", ") {
         prior if prior.is_empty() => value.to_owned(),
         prior => format!("{prior}, {value}"),
     };
@@ -313,12 +333,13 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 
 /// The backend's response for the client: hop-by-hop headers out, the body kept "in
 /// flight" until it has been sent.
-fn finish(response: Response<Incoming>, in_flight: InFlight) -> Response<Body> {
+fn finish(response: Response<Incoming>, in_flight: InFlight, busy: Busy) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = Guarded {
         inner: body,
         _in_flight: in_flight,
+        _busy: busy,
     };
     Response::from_parts(parts, body.boxed())
 }
@@ -364,10 +385,64 @@ fn empty() -> Body {
     Full::new(Bytes::new()).map_err(|n| match n {}).boxed()
 }
 
-/// A backend's response body that keeps the request counted in flight until it ends.
+/// A backend's response body that keeps the request counted in flight (at the backend,
+/// and on the client connection) until it ends.
 struct Guarded {
     inner: Incoming,
     _in_flight: InFlight,
+    _busy: Busy,
+}
+
+/// When a client connection last had nothing to do, for its idle timeout.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    active: AtomicUsize,
+    idle_since_us: AtomicU64,
+    served: AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            start: Instant::now(),
+            active: AtomicUsize::new(0),
+            idle_since_us: AtomicU64::new(0),
+            served: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has had no request in progress (zero while it has one),
+    /// and whether it has had any request yet.
+    pub fn idle_for(&self) -> (Duration, bool) {
+        let served = self.served.load(Ordering::Relaxed) > 0;
+        if self.active.load(Ordering::Acquire) > 0 {
+            return (Duration::ZERO, served);
+        }
+        let since = Duration::from_micros(self.idle_since_us.load(Ordering::Relaxed));
+        (self.start.elapsed().saturating_sub(since), served)
+    }
+}
+
+/// One request in progress on a client connection.
+pub(super) struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(conn: Arc<Activity>) -> Busy {
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        conn.served.fetch_add(1, Ordering::Relaxed);
+        Busy(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = self.0.start.elapsed().as_micros() as u64;
+        self.0.idle_since_us.store(now, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl hyper::body::Body for Guarded {

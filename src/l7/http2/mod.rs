@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::service::service_fn;
@@ -60,9 +61,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = site.limits;
+    let activity = Arc::new(forward::Activity::default());
     let service = {
         let site = Arc::clone(&site);
-        service_fn(move |req| forward::forward(req, peer, tls, Arc::clone(&site)))
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            forward::forward(req, peer, tls, Arc::clone(&site), Arc::clone(&activity))
+        })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -87,7 +92,35 @@ where
         builder
     };
     let io = TokioIo::new(flood::Guarded::new(io));
-    if let Err(e) = builder.serve_connection(io, service).await {
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    // The connection is closed (gracefully: GOAWAY for HTTP/2) once it has had no
+    // request in progress for `timeouts.idle`, or none at all for `request_header`.
+    let timeouts = site.timeouts;
+    let result = loop {
+        let (idle, served) = activity.idle_for();
+        let limit = if served {
+            timeouts.idle
+        } else {
+            timeouts.request_header
+        };
+        let wait = limit.saturating_sub(idle).max(Duration::from_millis(10));
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = tokio::time::sleep(wait) => {
+                let (idle, served) = activity.idle_for();
+                let limit = if served { timeouts.idle } else { timeouts.request_header };
+                if idle >= limit {
+                    tracing::debug!(listener = %site.name, client = %peer, "idle HTTP connection closed");
+                    conn.as_mut().graceful_shutdown();
+                    break tokio::time::timeout(Duration::from_secs(5), conn.as_mut())
+                        .await
+                        .unwrap_or(Ok(()));
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP connection ended with an error");
     }
 }

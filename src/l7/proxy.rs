@@ -123,8 +123,15 @@ pub async fn serve(client: Stream, peer: SocketAddr, site: Arc<Site>) {
     conn.run().await;
     if conn.h2_preface {
         let tls = conn.client.is_tls();
-        let io = super::http2::Prefixed::new(conn.cbuf.split().freeze(), conn.client);
-        Box::pin(super::http2::serve_h2(io, conn.peer, tls, conn.site)).await;
+        let read = conn.cbuf.split().freeze();
+        Box::pin(super::http2::serve_h2(
+            conn.client,
+            read,
+            conn.peer,
+            tls,
+            conn.site,
+        ))
+        .await;
     }
 }
 

@@ -380,7 +380,7 @@ async fn serve_http(tcp: tokio::net::TcpStream, peer: SocketAddr, site: Arc<Site
     };
     let tls = stream.is_tls();
     if stream.alpn() == Some(b"h2") {
-        l7::http2::serve_h2(stream, peer, tls, site).await
+        l7::http2::serve_h2(stream, bytes::Bytes::new(), peer, tls, site).await
     } else if site.http_version == HttpVersion::Http2 {
         l7::http2::serve_h1(stream, peer, tls, site).await
     } else {

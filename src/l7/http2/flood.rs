@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::PREFACE;
@@ -114,18 +115,22 @@ impl FrameBudget {
     }
 }
 
-/// A client connection whose incoming frames are accounted for.
+/// A client connection whose incoming frames are accounted for. `prefix` holds bytes
+/// already read from it (by the HTTP/1.1 engine, before it saw the HTTP/2 preface):
+/// they are read again first.
 #[derive(Debug)]
 pub struct Guarded<S> {
     inner: S,
+    prefix: Bytes,
     budget: FrameBudget,
 }
 
 impl<S> Guarded<S> {
-    /// Watches what the client sends on `inner`.
-    pub fn new(inner: S) -> Self {
+    /// Watches what the client sends on `inner`, starting with `prefix`.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
         Guarded {
             inner,
+            prefix,
             budget: FrameBudget::default(),
         }
     }
@@ -139,7 +144,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let polled = if this.prefix.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            Poll::Ready(Ok(()))
+        };
         if let Poll::Ready(Ok(())) = polled
             && this.budget.feed(&buf.filled()[before..]).is_err()
         {

@@ -3,7 +3,7 @@
 //! A client speaks HTTP/2 when it chose `h2` with ALPN on a TLS listener, or when its
 //! clear-text connection starts with the HTTP/2 preface (prior knowledge, "h2c"): the
 //! HTTP/1.1 engine notices the preface and hands the connection over with the bytes it
-//! has read ([`Prefixed`]). HTTP/1.1 clients of a pool that speaks HTTP/2 to its backends
+//! has read. HTTP/1.1 clients of a pool that speaks HTTP/2 to its backends
 //! are also served here (by hyper's HTTP/1.1 server), so every request of such a pool
 //! takes one path: [`forward`].
 //!
@@ -21,30 +21,29 @@ mod forward;
 mod grpc;
 mod senders;
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use self::flood::Guarded;
 use super::Site;
 
 /// The first bytes of every HTTP/2 connection.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Serves an HTTP/2 client connection until it ends.
-pub async fn serve_h2<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
+/// Serves an HTTP/2 client connection until it ends; `read` are the bytes already read
+/// from it (the preface, when the HTTP/1.1 engine hands a connection over).
+pub async fn serve_h2<S>(io: S, read: Bytes, peer: SocketAddr, tls: bool, site: Arc<Site>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve(io, peer, tls, site, true).await
+    serve(Guarded::new(read, io), peer, tls, site, true).await
 }
 
 /// Serves a client connection of a pool that speaks HTTP/2 to its backends: HTTP/1.1,
@@ -53,10 +52,10 @@ pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve(io, peer, tls, site, false).await
+    serve(Guarded::new(Bytes::new(), io), peer, tls, site, false).await
 }
 
-async fn serve<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>, h2_only: bool)
+async fn serve<S>(io: Guarded<S>, peer: SocketAddr, tls: bool, site: Arc<Site>, h2_only: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -91,7 +90,7 @@ where
     } else {
         builder
     };
-    let io = TokioIo::new(flood::Guarded::new(io));
+    let io = TokioIo::new(io);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     // The connection is closed (gracefully: GOAWAY for HTTP/2) once it has had no
@@ -122,65 +121,5 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP connection ended with an error");
-    }
-}
-
-/// A connection whose first bytes were already read: they are read again first.
-#[derive(Debug)]
-pub struct Prefixed<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    /// `prefix` are the bytes read from `inner` so far.
-    pub fn new(prefix: Bytes, inner: S) -> Self {
-        Prefixed { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! The crate is cut by concern: `config` parses and validates the TOML file, `balance`
 //! holds the selection algorithms and each backend's live state (including its circuit
-//! breaker), `health` runs the active checks, `l7` is the HTTP/1.1 proxy (retries and the
-//! overload queue included), `listener` accepts connections and runs the worker threads,
-//! `cli` and `demo` are the command line.
+//! breaker), `health` runs the active checks, `l7` is the HTTP proxy (our HTTP/1.1 engine
+//! with retries, the overload queue and WebSocket tunnels; HTTP/2 and gRPC on hyper in
+//! `l7::http2`), `l4` relays TCP and UDP, `tls` terminates and originates TLS,
+//! `listener` accepts connections and runs the worker threads, `cli` and `demo` are the
+//! command line.
 
 pub mod balance;
 pub mod cli;

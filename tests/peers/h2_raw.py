@@ -33,18 +33,31 @@ CASE is one of
 Prints exactly one JSON line (compact separators) and exits 0 when the case
 ran to a conclusion (whatever the server did; the *test* judges it), 2 on a
 usage error or if the TCP connection could not be made. Fields:
-  case, outcome   "response" | "stream_reset" | "goaway" | "closed" | "timeout"
-                  (for the single-request cases: what happened to the request;
-                  for the floods/bad-preface: how the connection ended, with
-                  "response" meaning the connection was still usable)
+  case, outcome   single-request cases (ok, smuggle-*, connection-header): what
+                  happened to the request: "response" | "stream_reset" |
+                  "goaway" | "closed" | "timeout";
+                  rst-flood, settings-flood, bad-preface: what happened to the
+                  connection: "goaway" | "closed" | "open" (neither, within the
+                  time limit); bad-preface also "response" if the server
+                  answered the request despite the bogus preface
   status          :status of the response, if any (int)
   error_code      RST_STREAM/GOAWAY error code name (e.g. "PROTOCOL_ERROR")
   goaway          {"error_code":..,"last_stream_id":..,"debug":..} or null
   closed          true if the server closed the TCP connection (EOF or reset)
   frames_received counts of frame types the server sent, e.g. {"SETTINGS":2}
-  elapsed_ms, plus per-case fields (headers, body_preview, streams_sent,
-  responses, resets, settings_sent, settings_acks, write_blocked, first_bytes,
-  still_serving, h2_error ...)
+  h2_error        h2's complaint about what the server sent, if any (after it,
+                  only the raw frame counter reads the connection)
+  elapsed_ms, plus per-case fields:
+    single request: stream_id, headers, body_preview (first 512 bytes),
+                    complete (END_STREAM seen)
+    rst-flood:      streams_sent, responses (HEADERS frames received), resets
+                    (streams RST by the server), probe {outcome,status,
+                    error_code} for one GET sent after the flood,
+                    still_serving (probe got a response)
+    settings-flood: settings_sent (frames the kernel accepted), settings_acks
+                    (includes 1 for the handshake SETTINGS), write_blocked
+                    (the server stopped reading for 2 s), bytes_received
+    bad-preface:    first_bytes (up to 64, latin-1), http1_response, status
 """
 
 import argparse
@@ -114,6 +127,7 @@ class Peer:
         self.goaway = None
         self.rsts = {}  # stream id -> error code name (from raw frames)
         self.rbuf = b""  # raw frame parser buffer
+        self.outbuf = bytearray()  # bytes not yet accepted by the socket
         self.first_bytes = b""
         self.total_in = 0
         self.events = []
@@ -157,33 +171,38 @@ class Peer:
         return self.send_raw(data, block)
 
     def send_raw(self, data, block=True):
-        view = memoryview(data)
-        while view:
-            if self.closed:
+        """Queue bytes and write them out in order (reading meanwhile, so
+        neither side can deadlock on full buffers). Returns False if the
+        peer is gone, we ran out of time, or (block=False) the socket is full."""
+        self.outbuf += data
+        while self.outbuf:
+            if self.closed or self.left() <= 0:
                 return False
-            t = self.left()
-            if t <= 0:
+            self._try_send()
+            if not self.outbuf:
+                break
+            if not block:
                 return False
             try:
-                _, w, _ = select.select([], [self.sock], [], min(t, 0.05) if block else 0)
+                _, w, _ = select.select([], [self.sock], [], min(self.left(), 0.05))
             except (OSError, ValueError):
                 self._mark_closed("select failed")
                 return False
             if not w:
-                # Don't deadlock while the server writes to us: read meanwhile.
-                self.pump(0)
-                if not block:
-                    return False
-                continue
-            try:
-                n = self.sock.send(view)
-                view = view[n:]
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                continue
-            except (BrokenPipeError, ConnectionResetError, OSError) as e:
-                self._mark_closed(f"send: {type(e).__name__}")
-                return False
+                self.pump(0)  # the server may be blocked writing to us
         return True
+
+    def _try_send(self):
+        """Non-blocking write of as much of outbuf as the socket takes."""
+        while self.outbuf and not self.closed:
+            try:
+                n = self.sock.send(self.outbuf)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError as e:
+                self._mark_closed(f"send: {type(e).__name__}")
+                return
+            del self.outbuf[:n]
 
     def _mark_closed(self, why):
         if not self.closed:
@@ -195,7 +214,7 @@ class Peer:
         new = []
         wait = max(0.0, min(wait, self.left()))
         first = True
-        while not self.closed:
+        while not self.closed and (first or self.left() > 0):
             try:
                 pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
                 if not pending:
@@ -225,22 +244,17 @@ class Peer:
                 except Exception as e:  # h2 refuses what the server sent
                     self.h2_ok = False
                     self.h2_error = f"{type(e).__name__}: {e}"
-                for ev in new:
+                    evs = []
+                for ev in evs:
                     if isinstance(ev, h2.events.DataReceived) and ev.flow_controlled_length:
                         try:
                             self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                         except h2.exceptions.H2Error:
                             pass
-        # Send ACKs / window updates h2 queued, without blocking.
+        # Queue ACKs / window updates h2 produced; write what fits now.
         if self.h2_ok and not self.closed:
-            data = self.conn.data_to_send()
-            if data:
-                try:
-                    self.sock.send(data)  # best effort
-                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    pass
-                except OSError as e:
-                    self._mark_closed(f"send: {type(e).__name__}")
+            self.outbuf += self.conn.data_to_send()
+            self._try_send()
         self.events.extend(new)
         return new
 
@@ -374,14 +388,18 @@ def finish_conn(p, case, extra):
 
 
 def probe_request(p, args):
-    """After a flood: does one plain GET on this connection still get a response?"""
+    """After a flood: what happens to one plain GET on this connection?
+
+    Returns {"outcome": "response"|"stream_reset"|"goaway"|"closed"|"timeout"|
+    "not_sent", "status": int|None, "error_code": str|None}."""
+    out = {"outcome": "not_sent", "status": None, "error_code": None}
     if p.closed or p.goaway is not None or not p.h2_ok:
-        return None
+        return out
     try:
         sid = p.conn.get_next_available_stream_id()
         p.conn.send_headers(sid, request_headers(args), end_stream=True)
     except h2.exceptions.H2Error:
-        return None
+        return out
     p.flush()
     end = min(p.deadline, time.monotonic() + 3)
     while not p.closed and time.monotonic() < end:
@@ -389,10 +407,16 @@ def probe_request(p, args):
             if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
                 for k, v in ev.headers:
                     if k in (":status", b":status"):
-                        return int(v)
-        if p.goaway is not None or sid in p.rsts:
-            return None
-    return None
+                        out.update(outcome="response", status=int(v))
+                        return out
+        if sid in p.rsts:
+            out.update(outcome="stream_reset", error_code=p.rsts[sid])
+            return out
+        if p.goaway is not None:
+            out.update(outcome="goaway", error_code=p.goaway["error_code"])
+            return out
+    out["outcome"] = "closed" if p.closed else "timeout"
+    return out
 
 
 def case_rst_flood(p, args):
@@ -417,23 +441,23 @@ def case_rst_flood(p, args):
                 break
             p.pump(0)
         p.drain(0.5)
-    still = probe_request(p, args)
+    probe = probe_request(p, args)
     p.drain(0.3)
-    responses = p.frames.get("HEADERS", 0)
     extra = {
         "streams_target": n_target,
         "streams_sent": sent,
-        "responses": responses,  # HEADERS frames received (response heads)
-        "resets": len(p.rsts),   # RST_STREAM frames received
-        "still_serving": still is not None,
-        "probe_status": still,
+        # HEADERS frames received (response heads, including the probe's)
+        "responses": p.frames.get("HEADERS", 0),
+        "resets": len(p.rsts),  # streams the server sent RST_STREAM for
+        "probe": probe,
+        "still_serving": probe["outcome"] == "response",
     }
     if local_error:
         extra["local_error"] = local_error
     r = finish_conn(p, "rst-flood", extra)
-    if r["outcome"] == "timeout" and still is not None:
-        r["outcome"] = "response"
-        r["status"] = still
+    if r["outcome"] == "timeout":
+        r["outcome"] = "open"  # server neither closed nor sent GOAWAY
+        r["status"] = probe["status"]
     return r
 
 
@@ -443,6 +467,7 @@ def case_settings_flood(p, args):
     write_blocked = False
     if p.start():
         p.pump(0.2)  # let h2 ACK the server's SETTINGS before we stop listening
+        p.send_raw(b"")  # and make sure that ACK is fully written
         # One empty SETTINGS frame (no ACK flag), as h2 itself serialises it.
         p.conn.update_settings({})
         frame = p.conn.data_to_send()

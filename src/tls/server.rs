@@ -154,6 +154,9 @@ pub fn server_config(tls: &ListenerTls, store: Arc<CertStore>) -> Arc<ServerConf
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // The server's order of cipher suites wins (as HAProxy and NGINX with
+    // ssl_prefer_server_ciphers): AES-GCM, then ChaCha20.
+    config.ignore_client_order = true;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
     if let Ok(ticketer) = rustls::crypto::ring::Ticketer::new() {
         config.ticketer = ticketer;

@@ -58,7 +58,7 @@ impl Pki {
                 "ca.key",
                 "-sha256",
                 "-days",
-                "2",
+                "400",
                 "-subj",
                 "/CN=Fulcrum Test CA",
                 "-out",
@@ -87,7 +87,12 @@ impl Pki {
             .collect();
         std::fs::write(
             d.join(format!("{file}.ext")),
-            format!("subjectAltName={}\n", san.join(",")),
+            // A revocation URI and a year's validity, as real certificates have (testssl
+            // rates certificates without either HIGH).
+            format!(
+                "subjectAltName={}\ncrlDistributionPoints=URI:http://127.0.0.1/test.crl\n",
+                san.join(",")
+            ),
         )
         .unwrap();
         let key = format!("{file}.key");
@@ -131,7 +136,7 @@ impl Pki {
                 "-set_serial",
                 &serial.to_string(),
                 "-days",
-                "2",
+                "400",
                 "-sha256",
                 "-extfile",
                 &format!("{file}.ext"),

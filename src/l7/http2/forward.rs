@@ -130,10 +130,24 @@ async fn send(
         tried.add(&backend);
         let connect = site.timeouts.connect;
         let tls = site.backend_tls.as_ref();
-        let got = if fresh {
-            senders::connect(backend.addr, site.http_version, connect, tls).await
+        let kept = if fresh {
+            None
         } else {
-            senders::get(backend.addr, site.http_version, connect, tls).await
+            senders::take(backend.addr, site.http_version)
+        };
+        // Connecting is the rare path: boxed, so that its (large) state does not make
+        // every request's future larger.
+        let got = match kept {
+            Some(sender) => Ok((sender, true)),
+            None => {
+                Box::pin(senders::connect(
+                    backend.addr,
+                    site.http_version,
+                    connect,
+                    tls,
+                ))
+                .await
+            }
         };
         let (mut sender, reused) = match got {
             Ok(got) => got,

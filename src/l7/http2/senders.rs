@@ -33,20 +33,6 @@ thread_local! {
         RefCell::new(HashMap::new());
 }
 
-/// A connection to `addr` that can take a request now: a kept one if there is one
-/// (`reused` = true), else a new one.
-pub async fn get(
-    addr: SocketAddr,
-    version: HttpVersion,
-    connect_timeout: Duration,
-    tls: Option<&BackendConnector>,
-) -> Result<(Sender, bool), ConnectError> {
-    if let Some(kept) = take(addr, version) {
-        return Ok((kept, true));
-    }
-    connect(addr, version, connect_timeout, tls).await
-}
-
 /// A new connection to `addr` (`reused` = false).
 pub async fn connect(
     addr: SocketAddr,
@@ -84,7 +70,8 @@ pub async fn connect(
     Ok((sender, false))
 }
 
-fn take(addr: SocketAddr, version: HttpVersion) -> Option<Sender> {
+/// A kept connection to `addr` that can take a request now, if there is one.
+pub fn take(addr: SocketAddr, version: HttpVersion) -> Option<Sender> {
     match version {
         HttpVersion::Http2 => H2.with(|h2| {
             let mut h2 = h2.borrow_mut();

@@ -66,10 +66,10 @@ fn testssl_finds_nothing_high_or_critical() {
     );
     // The rest (LOW, MEDIUM), for the record.
     eprintln!("testssl findings: {findings}");
-    // It did test the listener: the protocol checks are in the report or it is clean.
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // It did test the listener, start to end. (testssl's exit status is not a verdict:
+    // it varies with what it could not test, e.g. ticket resumption.)
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("TLS 1.3    offered"), "{stdout}");
+    assert!(stdout.contains("Testing vulnerabilities"), "{stdout}");
+    assert!(stdout.contains(" Done "), "{stdout}");
 }

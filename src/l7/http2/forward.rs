@@ -129,7 +129,6 @@ async fn send(
         };
         tried.add(&backend);
         let connect = site.timeouts.connect;
-        let tls = site.backend_tls.as_ref();
         let kept = if fresh {
             None
         } else {
@@ -144,7 +143,7 @@ async fn send(
                     backend.addr,
                     site.http_version,
                     connect,
-                    tls,
+                    site.backend_tls.as_ref(),
                 ))
                 .await
             }

@@ -176,7 +176,7 @@ impl Conn {
 
         self.status = resp.status;
         if resp.status == 101 {
-            return self.tunnel(up).await;
+            return self.tunnel(up, resp.head_len).await;
         }
         self.ubuf.advance(resp.head_len);
         std::mem::swap(&mut self.out, &mut self.rhead);

@@ -396,13 +396,18 @@ impl Conn {
     /// After a 101 (WebSocket and other upgrades): sends the backend's head to the
     /// client, then relays bytes both ways until both sides close or the connection stays
     /// idle for `timeouts.idle`. The client connection ends with the tunnel.
-    pub(super) async fn tunnel(&mut self, mut up: Upstream) -> Result<bool, Failure> {
+    /// `head_len`: the length of the 101's head at the start of `ubuf` (copied in `rhead`).
+    pub(super) async fn tunnel(
+        &mut self,
+        mut up: Upstream,
+        head_len: usize,
+    ) -> Result<bool, Failure> {
         let head = std::mem::take(&mut self.rhead);
         let written = self.write_client(&head).await;
         self.rhead = head;
         written?;
         // Bytes that came with the 101 belong to the new protocol.
-        let early = self.ubuf.split_off(self.ubuf.len().min(self.rhead.len()));
+        let early = self.ubuf.split_off(head_len);
         self.ubuf.clear();
         if !early.is_empty() {
             self.write_client(&early).await?;

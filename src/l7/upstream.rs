@@ -73,12 +73,9 @@ pub async fn connect(
     timeout: Duration,
     tls: Option<&BackendConnector>,
 ) -> Result<Upstream, ConnectError> {
-    let connecting = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(ConnectError::Failed)?;
-        let _ = tcp.set_nodelay(true);
-        Ok::<_, ConnectError>(match tls {
+    let stream = within(timeout, async {
+        let tcp = open(addr).await?;
+        Ok(match tls {
             None => Stream::Tcp(tcp),
             Some(tls) => Stream::Client(Box::new(
                 tls.connect(addr.ip(), tcp)
@@ -86,23 +83,36 @@ pub async fn connect(
                     .map_err(ConnectError::Tls)?,
             )),
         })
-    };
-    match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => Err(ConnectError::Timeout),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(stream)) => Ok(Upstream {
-            stream,
-            reused: false,
-        }),
-    }
+    })
+    .await?;
+    Ok(Upstream {
+        stream,
+        reused: false,
+    })
 }
 
 /// Opens a new plain TCP connection to `addr` within `timeout` (layer 4).
 pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    match connect(addr, timeout, None).await?.stream {
-        Stream::Tcp(tcp) => Ok(tcp),
-        _ => unreachable!("no TLS was asked for"),
-    }
+    within(timeout, open(addr)).await
+}
+
+/// A TCP connection to `addr`, with Nagle's algorithm off.
+async fn open(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(ConnectError::Failed)?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// `connecting`, or [`ConnectError::Timeout`] after `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    connecting: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout))
 }
 
 /// Returns a connection whose last exchange completed cleanly to the idle pool.

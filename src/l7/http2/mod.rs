@@ -103,20 +103,16 @@ where
         } else {
             timeouts.request_header
         };
-        let wait = limit.saturating_sub(idle).max(Duration::from_millis(10));
+        if idle >= limit {
+            tracing::debug!(listener = %site.name, client = %peer, "idle HTTP connection closed");
+            conn.as_mut().graceful_shutdown();
+            break tokio::time::timeout(Duration::from_secs(5), conn.as_mut())
+                .await
+                .unwrap_or(Ok(()));
+        }
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = tokio::time::sleep(wait) => {
-                let (idle, served) = activity.idle_for();
-                let limit = if served { timeouts.idle } else { timeouts.request_header };
-                if idle >= limit {
-                    tracing::debug!(listener = %site.name, client = %peer, "idle HTTP connection closed");
-                    conn.as_mut().graceful_shutdown();
-                    break tokio::time::timeout(Duration::from_secs(5), conn.as_mut())
-                        .await
-                        .unwrap_or(Ok(()));
-                }
-            }
+            () = tokio::time::sleep(limit - idle) => {}
         }
     };
     if let Err(e) = result {

@@ -150,6 +150,32 @@ async fn h2_client(
     sender
 }
 
+/// Sends a GET for each of `paths` at once, each on its own stream of `sender`'s
+/// connection; returns each response's status and body, in order.
+async fn concurrent_gets(
+    sender: &hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    paths: Vec<String>,
+) -> Vec<(u16, String)> {
+    let mut calls = Vec::new();
+    for path in paths {
+        let mut sender = sender.clone();
+        calls.push(tokio::spawn(async move {
+            let req = hyper::Request::get(format!("http://a.test{path}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).to_string())
+        }));
+    }
+    let mut out = Vec::new();
+    for c in calls {
+        out.push(c.await.unwrap());
+    }
+    out
+}
+
 #[test]
 fn the_stream_limit_is_respected() {
     let backend = Backend::start("app1");
@@ -167,26 +193,10 @@ fn the_stream_limit_is_respected() {
             .body(Empty::<Bytes>::new())
             .unwrap();
         let _ = sender.send_request(req).await.unwrap();
-        let mut calls = Vec::new();
-        for _ in 0..20 {
-            let mut sender = sender.clone();
-            calls.push(tokio::spawn(async move {
-                let req = hyper::Request::get(format!("http://{}/slow/150", "a.test"))
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                let status = resp.status().as_u16();
-                let _ = resp.into_body().collect().await;
-                status
-            }));
-        }
-        let mut statuses = Vec::new();
-        for c in calls {
-            statuses.push(c.await.unwrap());
-        }
-        statuses
+        let paths = vec!["/slow/150".to_string(); 20];
+        concurrent_gets(&sender, paths).await
     });
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses.iter().all(|(s, _)| *s == 200), "{statuses:?}");
     // 20 requests, never more than 4 at once at the backend.
     assert_eq!(backend.requests(), 21);
     assert!(backend.max_in_flight.load(Ordering::SeqCst) <= 4);
@@ -235,25 +245,10 @@ fn many_streams_on_one_connection_are_balanced_and_isolated() {
     let rt = common::rt();
     let names = rt.block_on(async {
         let sender = h2_client(f.addr).await;
-        let mut calls = Vec::new();
-        for i in 0..40 {
-            let mut sender = sender.clone();
-            calls.push(tokio::spawn(async move {
-                let path = if i % 10 == 0 { "/status/500" } else { "/" };
-                let req = hyper::Request::get(format!("http://a.test{path}"))
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await.unwrap().to_bytes();
-                (status, String::from_utf8_lossy(&body).to_string())
-            }));
-        }
-        let mut out = Vec::new();
-        for c in calls {
-            out.push(c.await.unwrap());
-        }
-        out
+        let paths = (0..40)
+            .map(|i| if i % 10 == 0 { "/status/500" } else { "/" }.to_string())
+            .collect();
+        concurrent_gets(&sender, paths).await
     });
     let errors = names.iter().filter(|(s, _)| *s == 500).count();
     assert_eq!(errors, 4, "{names:?}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fulcrum::balance::{Algorithm, Backend};
+use fulcrum::balance::{Algorithm, Backend, BuildSelector};
 
 const WEIGHTS: [u32; 8] = [1, 2, 3, 4, 5, 1, 2, 3];
 

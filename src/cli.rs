@@ -1,14 +1,18 @@
-//! The command line: `run`, `check`, `serve` and `demo`. Each command returns the
-//! process exit code (0 ok, 1 runtime failure, 2 invalid configuration or usage).
+//! The command line: `run`, `check`, `reload`, `serve` and `demo`. Each command returns
+//! the process exit code (0 ok, 1 runtime failure, 2 invalid configuration or usage).
+//!
+//! `run` keeps the process's main thread for signals and the control socket: SIGHUP and
+//! `fulcrum reload` re-read the config file and put it in force if it is valid;
+//! SIGTERM and SIGINT stop gracefully.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
 use crate::balance::{Algorithm, HashKey};
 use crate::config::{BackendConfig, Config, Limits, ListenerConfig, PoolConfig, Timeouts};
-use crate::listener;
+use crate::{control, listener};
 
 /// Fulcrum: a fast, easy-to-run load balancer.
 #[derive(Debug, Parser)]
@@ -31,6 +35,14 @@ pub enum Command {
     /// Validate a config file and exit: 0 if valid, 2 with FILE:LINE:COL errors if not.
     Check {
         /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Have the Fulcrum running this config file re-read it: prints what changed, or the
+    /// errors (then the running config stays). Exit 0 when reloaded, 2 when the file is
+    /// invalid, 1 when no Fulcrum answers.
+    Reload {
+        /// The TOML config file the running Fulcrum was started with.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -97,13 +109,14 @@ pub fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => run(&c),
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(c) => run(&c, Some(&path)),
             Err(e) => {
                 eprintln!("{e}");
                 2
             }
         },
+        Command::Reload { config: path } => reload(&path),
         Command::Serve {
             listen,
             backends,
@@ -125,27 +138,135 @@ pub fn main(cli: Cli) -> i32 {
             }
             let threads = threads.map(usize::from);
             let config = single_pool_config(listen, parsed, algorithm, threads, access_log);
-            run(&config)
+            run(&config, None)
         }
         Command::Demo { port } => crate::demo::run(port),
     }
 }
 
-/// Starts the listeners and blocks until SIGINT/SIGTERM.
-pub fn run(config: &Config) -> i32 {
-    let signals = Signals::install();
-    match listener::start(config) {
-        Ok(running) => {
-            signals.wait();
-            tracing::info!("shutting down");
-            drop(running);
+/// `fulcrum reload`: checks the file here first (so errors print with FILE:LINE:COL even
+/// if nothing runs), then asks the running Fulcrum to reload it.
+fn reload(path: &Path) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("the running configuration is unchanged");
+            return 2;
+        }
+    };
+    let socket = control::socket_path(config.control_socket.as_deref(), path);
+    match control::send(&socket, "reload") {
+        Ok((true, lines)) => {
+            if lines.is_empty() {
+                println!("reloaded: nothing changed");
+            } else {
+                println!("reloaded:");
+                for l in lines {
+                    println!("  {l}");
+                }
+            }
             0
         }
+        Ok((false, lines)) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+            eprintln!("the running configuration is unchanged");
+            2
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: no Fulcrum answers on {} ({e}): is one running with -c {}?",
+                socket.display(),
+                path.display()
+            );
             1
         }
     }
+}
+
+/// Starts the listeners, then serves signals and the control socket until SIGINT or
+/// SIGTERM, and stops gracefully. `path`: the config file, re-read on reload (`None`
+/// for `serve`, which has none).
+pub fn run(config: &Config, path: Option<&Path>) -> i32 {
+    let signals = Signals::install();
+    let mut running = match listener::start(config) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let control = path.and_then(|p| {
+        let socket = control::socket_path(config.control_socket.as_deref(), p);
+        let _guard = signals.runtime.enter();
+        match control::Server::bind(&socket) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(socket = %socket.display(), error = %e, "no control socket: `fulcrum reload` will not reach this process (SIGHUP still reloads)");
+                None
+            }
+        }
+    });
+    let mut signals = signals;
+    loop {
+        match signals.next(control.as_ref()) {
+            Event::Stop => break,
+            Event::Reload(request) => {
+                let (ok, lines) = match path {
+                    Some(p) => reload_running(&mut running, p),
+                    None => (false, vec!["nothing to reload: started without a config file".into()]),
+                };
+                if let Some(request) = request {
+                    signals.runtime.block_on(request.answer(ok, &lines));
+                }
+            }
+        }
+    }
+    let grace = running.live.snapshot().config.shutdown_grace;
+    tracing::info!(grace_s = grace.as_secs_f64(), open = running.live.connections(), "stopping: no new connections; waiting for those in progress");
+    drop(control);
+    if running.stop(grace) {
+        tracing::info!("stopped");
+    }
+    0
+}
+
+/// Re-reads `path` and puts it in force; returns whether it worked and what to tell.
+fn reload_running(running: &mut listener::Running, path: &Path) -> (bool, Vec<String>) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+            for l in &lines {
+                tracing::error!("reload refused: {l}");
+            }
+            tracing::error!("reload refused: the running configuration is unchanged");
+            return (false, lines);
+        }
+    };
+    match running.reload(config) {
+        Ok(changes) => {
+            tracing::info!(changes = changes.len(), "configuration reloaded");
+            for c in &changes {
+                tracing::info!("reload: {c}");
+            }
+            (true, changes)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed: the running configuration is unchanged");
+            (false, vec![format!("error: {e}")])
+        }
+    }
+}
+
+/// What the main thread is woken for.
+enum Event {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP (`None`) or a control-socket request.
+    Reload(Option<control::Request>),
 }
 
 /// The process's signal handlers, installed before anything listens so that a signal
@@ -175,19 +296,41 @@ impl Signals {
         }
     }
 
-    /// Blocks until SIGINT or SIGTERM; SIGHUP is logged and otherwise ignored.
+    /// Blocks until SIGINT or SIGTERM; SIGHUP is ignored (for `demo`).
     pub fn wait(mut self) {
-        self.runtime.block_on(async {
-            loop {
-                tokio::select! {
-                    _ = self.interrupt.recv() => return,
-                    _ = self.terminate.recv() => return,
-                    _ = self.hangup.recv() => {
-                        tracing::warn!("SIGHUP received: configuration reload is not supported yet; still running the current configuration");
+        while let Event::Reload(_) = self.next(None) {}
+    }
+
+    /// Blocks until the next signal or control request.
+    fn next(&mut self, control: Option<&control::Server>) -> Event {
+        let Signals {
+            runtime,
+            interrupt,
+            terminate,
+            hangup,
+        } = self;
+        runtime.block_on(async {
+            let request = async {
+                match control {
+                    Some(server) => server.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt.recv() => Event::Stop,
+                _ = terminate.recv() => Event::Stop,
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    Event::Reload(None)
+                }
+                request = request => {
+                    if request.command == "reload" {
+                        tracing::info!("reload requested on the control socket");
                     }
+                    Event::Reload(Some(request))
                 }
             }
-        });
+        })
     }
 }
 
@@ -219,6 +362,8 @@ pub fn single_pool_config(
             .filter(|&t| t > 0)
             .unwrap_or_else(crate::config::default_threads),
         access_log,
+        shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
+        control_socket: None,
         timeouts: Timeouts::default(),
         limits,
         listeners: vec![ListenerConfig::http(

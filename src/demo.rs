@@ -54,7 +54,7 @@ pub fn run(first_port: u16) -> i32 {
             return 1;
         }
     };
-    let addr = running.listeners[0].1;
+    let addr = running.listeners()[0].1;
     println!(
         "Fulcrum demo: a balancer on http://{addr}/ in front of three backends (round robin):"
     );

@@ -11,9 +11,16 @@
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod connect;
+pub mod control;
 pub mod demo;
+pub mod headers;
 pub mod health;
 pub mod l4;
 pub mod l7;
+pub mod routing;
+pub mod runtime;
 pub mod listener;
+pub mod pipeline;
+pub mod relay;
 pub mod tls;

@@ -112,13 +112,14 @@ fn backup_serves_only_while_primaries_are_down_then_503() {
         false,
     );
     let running = fulcrum::listener::start(&config).unwrap();
-    let url = format!("http://{}/", running.listeners[0].1);
+    let url = format!("http://{}/", running.listeners()[0].1);
     assert_eq!(common::tally(&url, 10, &[]).get("primary"), Some(&10));
     assert_eq!(backup.requests(), 0);
 
-    let pool = &running.pools[0];
+    let snapshot = running.live.snapshot();
+    let pool = &snapshot.pools[0].balancer;
     pool.backends()
-        .find(|b| !b.backup)
+        .find(|b| !b.is_backup())
         .unwrap()
         .set_available(false);
     assert_eq!(common::tally(&url, 10, &[]).get("backup"), Some(&10));
@@ -126,7 +127,7 @@ fn backup_serves_only_while_primaries_are_down_then_503() {
     for b in pool.backends() {
         b.set_available(false);
     }
-    let out = raw(running.listeners[0].1, GET, Duration::from_secs(5));
+    let out = raw(running.listeners()[0].1, GET, Duration::from_secs(5));
     assert!(out.starts_with("HTTP/1.1 503 Service Unavailable"), "{out}");
     assert!(out.contains("no backend is available"), "{out}");
 }

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fulcrum::balance::{Algorithm, Backend, HashKey, Pool};
-use fulcrum::l7::retry::{RetryBudget, Tried, pick_again};
+use fulcrum::balance::{Algorithm, Backend, BuildSelector, HashKey, Pool};
+use fulcrum::pipeline::retry::{RetryBudget, Tried, pick_again};
 
 struct Counting;
 

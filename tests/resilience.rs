@@ -169,8 +169,9 @@ fn a_draining_backend_gets_no_new_requests_and_nothing_fails() {
         false,
     );
     let running = fulcrum::listener::start(&config).unwrap();
-    let url = format!("http://{}/", running.listeners[0].1);
-    let pool = std::sync::Arc::clone(&running.pools[0]);
+    let url = format!("http://{}/", running.listeners()[0].1);
+    let snapshot = running.live.snapshot();
+    let pool = &snapshot.pools[0].balancer;
     let load = std::thread::spawn(move || {
         let rt = rt();
         let c = client();

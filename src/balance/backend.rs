@@ -33,7 +33,7 @@ pub fn coarse_now_us() -> u64 {
 static LAST_SAMPLE_US: AtomicU64 = AtomicU64::new(0);
 
 /// Weight of a backend relative to the others of its pool (1..=1000).
-pub const MAX_WEIGHT: u32 = 1000;
+pub use crate::config::MAX_WEIGHT;
 
 /// [`Backend::effective_weight`] counts in 1/16 of a weight unit, so that slow start
 /// can ramp a backend of weight 1 (as HAProxy scales weights internally).
@@ -46,12 +46,12 @@ pub struct Backend {
     pub name: Box<str>,
     /// Where to connect.
     pub addr: SocketAddr,
-    /// Relative share of traffic, 1..=[`MAX_WEIGHT`].
-    pub weight: u32,
+    /// Relative share of traffic, 1..=[`MAX_WEIGHT`] (changed by a reload).
+    weight: AtomicU32,
     /// A backup backend receives traffic only while no primary is available.
-    pub backup: bool,
+    backup: AtomicBool,
     in_flight: AtomicU32,
-    max_in_flight: u32,
+    max_in_flight: AtomicU32,
     released: Option<Arc<Notify>>,
     ewma_us: AtomicU64,
     samples: AtomicU32,
@@ -61,7 +61,7 @@ pub struct Backend {
     draining: AtomicBool,
     /// Passive health: the backend's circuit breaker.
     pub circuit: Circuit,
-    slow_start_us: u64,
+    slow_start_us: AtomicU64,
     ramp_from_us: AtomicU64,
     check_code: AtomicU32,
     served: AtomicU64,
@@ -73,10 +73,10 @@ impl Backend {
         Backend {
             name: name.into(),
             addr,
-            weight: weight.clamp(1, MAX_WEIGHT),
-            backup,
+            weight: AtomicU32::new(weight.clamp(1, MAX_WEIGHT)),
+            backup: AtomicBool::new(backup),
             in_flight: AtomicU32::new(0),
-            max_in_flight: 0,
+            max_in_flight: AtomicU32::new(0),
             released: None,
             ewma_us: AtomicU64::new(0),
             samples: AtomicU32::new(0),
@@ -85,7 +85,7 @@ impl Backend {
             healthy: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             circuit: Circuit::new(CircuitPolicy::DISABLED),
-            slow_start_us: 0,
+            slow_start_us: AtomicU64::new(0),
             ramp_from_us: AtomicU64::new(0),
             check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
@@ -95,8 +95,8 @@ impl Backend {
     /// The same backend, limited to `max` requests in flight at once (0: no limit);
     /// `released` is notified each time one of them ends, for requests queued for room.
     pub fn with_max_in_flight(mut self, max: u32, released: Arc<Notify>) -> Self {
-        self.max_in_flight = max;
-        self.released = (max > 0).then_some(released);
+        self.max_in_flight = AtomicU32::new(max);
+        self.released = Some(released);
         self
     }
 
@@ -107,9 +107,47 @@ impl Backend {
     }
 
     /// The same backend, ramping its weight up over `slow_start` each time it comes back.
-    pub fn with_slow_start(mut self, slow_start: Duration) -> Self {
-        self.slow_start_us = slow_start.as_micros() as u64;
+    pub fn with_slow_start(self, slow_start: Duration) -> Self {
+        self.slow_start_us
+            .store(slow_start.as_micros() as u64, Ordering::Relaxed);
         self
+    }
+
+    /// Applies a reloaded config to this backend in place, keeping its live state
+    /// (health, circuit, in-flight count, response time, slow start).
+    pub fn reconfigure(
+        &self,
+        weight: u32,
+        backup: bool,
+        max_in_flight: u32,
+        slow_start: Duration,
+        circuit: CircuitPolicy,
+    ) {
+        self.weight
+            .store(weight.clamp(1, MAX_WEIGHT), Ordering::Relaxed);
+        self.backup.store(backup, Ordering::Relaxed);
+        self.max_in_flight.store(max_in_flight, Ordering::Relaxed);
+        self.slow_start_us
+            .store(slow_start.as_micros() as u64, Ordering::Relaxed);
+        self.circuit.set_policy(circuit);
+    }
+
+    /// Relative share of traffic, 1..=[`MAX_WEIGHT`].
+    #[inline]
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the backend is a backup (receives traffic only while no primary is up).
+    #[inline]
+    pub fn is_backup(&self) -> bool {
+        self.backup.load(Ordering::Relaxed)
+    }
+
+    /// Most requests in flight at once (0: no limit).
+    #[inline]
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight.load(Ordering::Relaxed)
     }
 
     /// Whether new requests may be sent to this backend: it is in service, not draining,
@@ -132,7 +170,8 @@ impl Backend {
     /// Whether one more request fits under `max_in_flight`.
     #[inline]
     pub fn has_room(&self) -> bool {
-        self.max_in_flight == 0 || self.in_flight.load(Ordering::Relaxed) < self.max_in_flight
+        let max = self.max_in_flight();
+        max == 0 || self.in_flight.load(Ordering::Relaxed) < max
     }
 
     /// Starts or stops draining: a draining backend gets no new requests (nor sticky
@@ -157,22 +196,23 @@ impl Backend {
     /// so a backend of weight 1 ramps too, from 1/16); otherwise the weight.
     #[inline]
     pub fn effective_weight(&self) -> u32 {
-        let full = self.weight * WEIGHT_SCALE;
+        let full = self.weight() * WEIGHT_SCALE;
         let from = self.ramp_from_us.load(Ordering::Relaxed);
         if from == 0 {
             return full;
         }
         let elapsed = coarse_now_us().saturating_sub(from);
-        if elapsed >= self.slow_start_us {
+        let ramp = self.slow_start_us.load(Ordering::Relaxed);
+        if elapsed >= ramp {
             self.ramp_from_us.store(0, Ordering::Relaxed);
             return full;
         }
-        ((u64::from(full) * elapsed / self.slow_start_us.max(1)) as u32).max(1)
+        ((u64::from(full) * elapsed / ramp.max(1)) as u32).max(1)
     }
 
     /// The backend just came back (health check or circuit): start its slow start ramp.
     pub fn start_ramp(&self) {
-        if self.slow_start_us > 0 {
+        if self.slow_start_us.load(Ordering::Relaxed) > 0 {
             self.ramp_from_us.store(now_us().max(1), Ordering::Relaxed);
         }
     }
@@ -218,10 +258,11 @@ impl Backend {
     /// as finished when dropped. `None`: the backend is full.
     #[inline]
     pub fn try_begin(self: &Arc<Self>) -> Option<InFlight> {
-        if self.max_in_flight > 0 {
+        let max = self.max_in_flight();
+        if max > 0 {
             self.in_flight
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                    (n < self.max_in_flight).then_some(n + 1)
+                    (n < max).then_some(n + 1)
                 })
                 .ok()?;
             self.served.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +345,9 @@ pub struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(released) = &self.backend.released {
+        if let Some(released) = &self.backend.released
+            && self.backend.max_in_flight() > 0
+        {
             released.notify_one();
         }
     }

@@ -10,39 +10,58 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-/// When a circuit opens and how it recovers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CircuitPolicy {
-    /// Consecutive failures that open the circuit (0: never on that ground).
-    pub failures: u32,
-    /// Error percentage over `window_us` that opens the circuit (0: never on that ground).
-    pub error_rate_percent: u32,
-    /// Length of the error-rate window.
-    pub window_us: u64,
-    /// Requests needed in the window before the error rate counts.
-    pub min_requests: u32,
-    /// How long the first opening lasts; each consecutive one lasts twice as long...
-    pub open_for_us: u64,
-    /// ...up to this.
-    pub max_open_for_us: u64,
-    /// Probe requests admitted at once while half-open, and successes needed to close.
-    pub probes: u32,
+pub use crate::config::CircuitPolicy;
+
+/// A [`CircuitPolicy`] that a reload can replace while requests read it (one atomic
+/// per field; a reader may see a mix of old and new fields for an instant, which is
+/// harmless).
+#[derive(Debug)]
+struct PolicyCell {
+    failures: AtomicU32,
+    error_rate_percent: AtomicU32,
+    window_us: AtomicU64,
+    min_requests: AtomicU32,
+    open_for_us: AtomicU64,
+    max_open_for_us: AtomicU64,
+    probes: AtomicU32,
 }
 
-impl CircuitPolicy {
-    /// A policy that never opens the circuit.
-    pub const DISABLED: CircuitPolicy = CircuitPolicy {
-        failures: 0,
-        error_rate_percent: 0,
-        window_us: 10_000_000,
-        min_requests: 20,
-        open_for_us: 10_000_000,
-        max_open_for_us: 300_000_000,
-        probes: 3,
-    };
+impl PolicyCell {
+    fn new(p: CircuitPolicy) -> PolicyCell {
+        PolicyCell {
+            failures: AtomicU32::new(p.failures),
+            error_rate_percent: AtomicU32::new(p.error_rate_percent),
+            window_us: AtomicU64::new(p.window_us),
+            min_requests: AtomicU32::new(p.min_requests),
+            open_for_us: AtomicU64::new(p.open_for_us),
+            max_open_for_us: AtomicU64::new(p.max_open_for_us),
+            probes: AtomicU32::new(p.probes),
+        }
+    }
 
-    fn enabled(&self) -> bool {
-        self.failures > 0 || self.error_rate_percent > 0
+    fn set(&self, p: CircuitPolicy) {
+        self.failures.store(p.failures, Ordering::Relaxed);
+        self.error_rate_percent
+            .store(p.error_rate_percent, Ordering::Relaxed);
+        self.window_us.store(p.window_us, Ordering::Relaxed);
+        self.min_requests.store(p.min_requests, Ordering::Relaxed);
+        self.open_for_us.store(p.open_for_us, Ordering::Relaxed);
+        self.max_open_for_us
+            .store(p.max_open_for_us, Ordering::Relaxed);
+        self.probes.store(p.probes, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn get(&self) -> CircuitPolicy {
+        CircuitPolicy {
+            failures: self.failures.load(Ordering::Relaxed),
+            error_rate_percent: self.error_rate_percent.load(Ordering::Relaxed),
+            window_us: self.window_us.load(Ordering::Relaxed),
+            min_requests: self.min_requests.load(Ordering::Relaxed),
+            open_for_us: self.open_for_us.load(Ordering::Relaxed),
+            max_open_for_us: self.max_open_for_us.load(Ordering::Relaxed),
+            probes: self.probes.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -89,7 +108,7 @@ const HALF_OPEN: u8 = 2;
 /// A backend's circuit breaker.
 #[derive(Debug)]
 pub struct Circuit {
-    policy: CircuitPolicy,
+    policy: PolicyCell,
     state: AtomicU8,
     consecutive: AtomicU32,
     open_until_us: AtomicU64,
@@ -105,7 +124,7 @@ impl Circuit {
     /// A closed circuit following `policy`.
     pub fn new(policy: CircuitPolicy) -> Self {
         Circuit {
-            policy,
+            policy: PolicyCell::new(policy),
             state: AtomicU8::new(CLOSED),
             consecutive: AtomicU32::new(0),
             open_until_us: AtomicU64::new(0),
@@ -116,6 +135,18 @@ impl Circuit {
             window_total: AtomicU32::new(0),
             window_errors: AtomicU32::new(0),
         }
+    }
+
+    /// Follows `policy` from now on (a reload), keeping the circuit's state.
+    pub fn set_policy(&self, policy: CircuitPolicy) {
+        self.policy.set(policy);
+    }
+
+    /// When an open circuit lets probes through, in [`crate::balance::backend::now_us`]
+    /// time; `None` when it is not open.
+    pub fn open_until_us(&self) -> Option<u64> {
+        (self.state.load(Ordering::Acquire) == OPEN)
+            .then(|| self.open_until_us.load(Ordering::Acquire))
     }
 
     /// The current state (an open circuit whose backoff has ended reads as half-open).
@@ -134,7 +165,7 @@ impl Circuit {
             CircuitState::Closed => true,
             CircuitState::Open => false,
             CircuitState::HalfOpen => {
-                self.probes_in_flight.load(Ordering::Relaxed) < self.policy.probes
+                self.probes_in_flight.load(Ordering::Relaxed) < self.policy.get().probes
             }
         }
     }
@@ -155,7 +186,7 @@ impl Circuit {
                 let taken =
                     self.probes_in_flight
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                            (n < self.policy.probes).then_some(n + 1)
+                            (n < self.policy.get().probes).then_some(n + 1)
                         });
                 if taken.is_ok() {
                     Admission::Probe
@@ -173,7 +204,7 @@ impl Circuit {
         success: bool,
         now_us: u64,
     ) -> Option<CircuitChange> {
-        if !self.policy.enabled() {
+        if !self.policy.get().enabled() {
             return None;
         }
         match admission {
@@ -184,7 +215,7 @@ impl Circuit {
                     return self.open(now_us, "a probe request failed");
                 }
                 let ok = self.probe_successes.fetch_add(1, Ordering::AcqRel) + 1;
-                if ok >= self.policy.probes
+                if ok >= self.policy.get().probes
                     && self
                         .state
                         .compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
@@ -204,10 +235,10 @@ impl Circuit {
                 } else {
                     self.consecutive.fetch_add(1, Ordering::Relaxed) + 1
                 };
-                if self.policy.failures > 0 && consecutive >= self.policy.failures {
+                if self.policy.get().failures > 0 && consecutive >= self.policy.get().failures {
                     return self.open(now_us, "consecutive failures");
                 }
-                if self.policy.error_rate_percent > 0 && self.rate_exceeded(success, now_us) {
+                if self.policy.get().error_rate_percent > 0 && self.rate_exceeded(success, now_us) {
                     return self.open(now_us, "error rate");
                 }
                 None
@@ -238,9 +269,10 @@ impl Circuit {
         let n = self.openings.fetch_add(1, Ordering::AcqRel).min(20);
         let for_us = self
             .policy
+            .get()
             .open_for_us
             .saturating_mul(1 << n)
-            .min(self.policy.max_open_for_us);
+            .min(self.policy.get().max_open_for_us);
         self.open_until_us.store(now_us + for_us, Ordering::Release);
         self.probe_successes.store(0, Ordering::Relaxed);
         self.consecutive.store(0, Ordering::Relaxed);
@@ -252,7 +284,7 @@ impl Circuit {
     /// the limit (with enough requests). The window restarts when it has run its length.
     fn rate_exceeded(&self, success: bool, now_us: u64) -> bool {
         let start = self.window_start_us.load(Ordering::Relaxed);
-        if now_us.saturating_sub(start) > self.policy.window_us {
+        if now_us.saturating_sub(start) > self.policy.get().window_us {
             self.reset_window(now_us);
         }
         let total = self.window_total.fetch_add(1, Ordering::Relaxed) + 1;
@@ -261,9 +293,9 @@ impl Circuit {
         } else {
             self.window_errors.fetch_add(1, Ordering::Relaxed) + 1
         };
-        total >= self.policy.min_requests.max(1)
+        total >= self.policy.get().min_requests.max(1)
             && u64::from(errors) * 100
-                >= u64::from(total) * u64::from(self.policy.error_rate_percent)
+                >= u64::from(total) * u64::from(self.policy.get().error_rate_percent)
     }
 
     fn reset_window(&self, now_us: u64) {

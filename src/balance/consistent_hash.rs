@@ -81,10 +81,10 @@ impl ConsistentHash {
 fn point_counts(backends: &[Arc<Backend>]) -> Vec<u64> {
     let g = backends
         .iter()
-        .map(|b| u64::from(b.weight))
+        .map(|b| u64::from(b.weight()))
         .fold(0, gcd)
         .max(1);
-    let units: Vec<u64> = backends.iter().map(|b| u64::from(b.weight) / g).collect();
+    let units: Vec<u64> = backends.iter().map(|b| u64::from(b.weight()) / g).collect();
     let total_units: u64 = units.iter().sum();
     if total_units * POINTS_PER_WEIGHT <= MAX_RING_POINTS {
         units.iter().map(|u| u * POINTS_PER_WEIGHT).collect()

@@ -4,54 +4,23 @@
 //! keeps landing on the same backend: it is FNV-1a followed by a 64-bit finalizer
 //! (splitmix64), not the randomly seeded std hasher.
 
-/// The request property that `hash` and `consistent_hash` pools hash on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum HashKey {
-    /// The client's IP address (the default).
-    #[default]
-    SourceIp,
-    /// The value of a request header (lower-case name). Missing: falls back to the source IP.
-    Header(Box<str>),
-    /// The value of a cookie. Missing: falls back to the source IP.
-    Cookie(Box<str>),
-    /// The request target (path and query).
-    Uri,
-}
-
-impl HashKey {
-    /// Parses the config form: `source_ip`, `uri`, `header:NAME` or `cookie:NAME`.
-    pub fn parse(s: &str) -> Option<HashKey> {
-        match s {
-            "source_ip" => Some(HashKey::SourceIp),
-            "uri" => Some(HashKey::Uri),
-            _ => {
-                let (kind, name) = s.split_once(':')?;
-                let name = name.trim();
-                if name.is_empty() || !name.bytes().all(is_token_byte) {
-                    return None;
-                }
-                match kind {
-                    "header" => Some(HashKey::Header(name.to_ascii_lowercase().into())),
-                    "cookie" => Some(HashKey::Cookie(name.into())),
-                    _ => None,
-                }
-            }
-        }
-    }
-}
-
-/// Whether `b` may appear in an HTTP token (RFC 9110 `tchar`).
-pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+pub use crate::config::{HashKey, is_token_byte};
 
 /// Stable 64-bit hash of a byte string.
 #[inline]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    hash_parts(&[bytes])
+}
+
+/// [`hash_bytes`] of the concatenation of `parts`, without building it.
+#[inline]
+pub fn hash_parts(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
     mix(h)
 }

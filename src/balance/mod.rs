@@ -39,58 +39,16 @@ pub trait Selector: Send + Sync + std::fmt::Debug {
     fn pick(&self, backends: &[Arc<Backend>], key: u64) -> Option<usize>;
 }
 
-/// The balancing algorithms, as named in the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Uniform random among the available backends, in proportion to weight.
-    Random,
-    /// Two random backends; the one with fewer in-flight requests per weight wins.
-    #[serde(alias = "p2c")]
-    PowerOfTwo,
-    /// Each backend in turn, ignoring weights.
-    RoundRobin,
-    /// Smooth weighted round robin (NGINX's interleaving).
-    #[default]
-    WeightedRoundRobin,
-    /// Fewest in-flight requests relative to weight.
-    #[serde(alias = "leastconn")]
-    LeastConnections,
-    /// Lowest (in-flight + 1) x EWMA of response time.
-    LeastResponseTime,
-    /// Hash of the request key modulo the total weight (NGINX `hash`).
-    Hash,
-    /// Hash ring with virtual nodes (ketama): removing one of N backends moves ~1/N keys.
-    ConsistentHash,
+pub use crate::config::Algorithm;
+
+/// Builds an algorithm's selector: `Algorithm::build(backends)`.
+pub trait BuildSelector {
+    /// Builds this algorithm's selector for the given backends.
+    fn build(self, backends: &[Arc<Backend>]) -> Box<dyn Selector>;
 }
 
-impl Algorithm {
-    /// Every algorithm's config name, for help texts.
-    pub const NAMES: &'static [&'static str] = &[
-        "random",
-        "power_of_two",
-        "round_robin",
-        "weighted_round_robin",
-        "least_connections",
-        "least_response_time",
-        "hash",
-        "consistent_hash",
-    ];
-
-    /// Whether the algorithm picks by the request's hash key.
-    pub fn uses_key(self) -> bool {
-        matches!(self, Algorithm::Hash | Algorithm::ConsistentHash)
-    }
-
-    /// Parses a config name (or alias) as written on the command line.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        use serde::Deserialize;
-        use serde::de::value::{Error, StrDeserializer};
-        Algorithm::deserialize(StrDeserializer::<Error>::new(name)).ok()
-    }
-
-    /// Builds this algorithm's selector for the given backends.
-    pub fn build(self, backends: &[Arc<Backend>]) -> Box<dyn Selector> {
+impl BuildSelector for Algorithm {
+    fn build(self, backends: &[Arc<Backend>]) -> Box<dyn Selector> {
         match self {
             Algorithm::Random => Box::new(random::Random::new(backends)),
             Algorithm::PowerOfTwo => Box::new(power_of_two::PowerOfTwo::new()),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Algorithm, Backend, HashKey, Selector};
+use super::{Algorithm, Backend, BuildSelector, HashKey, Selector};
 
 /// The backends of one tier (primary or backup) and the selector built for them.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl Pool {
         hash_key: HashKey,
         backends: Vec<Arc<Backend>>,
     ) -> Self {
-        let (backups, primaries): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.backup);
+        let (backups, primaries): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.is_backup());
         Pool {
             name: name.into(),
             algorithm,

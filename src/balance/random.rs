@@ -31,7 +31,7 @@ impl Random {
     /// Precomputes the cumulative weights of `backends`.
     pub fn new(backends: &[Arc<Backend>]) -> Self {
         let ranges = WeightRanges::new(backends);
-        let uniform = backends.windows(2).all(|w| w[0].weight == w[1].weight);
+        let uniform = backends.windows(2).all(|w| w[0].weight() == w[1].weight());
         Random { ranges, uniform }
     }
 
@@ -55,7 +55,7 @@ impl Selector for Random {
             let b = &backends[i];
             // A backend in slow start keeps its draw with probability effective/weight.
             if b.is_available() && {
-                let (w, full) = (b.effective_weight(), b.weight * WEIGHT_SCALE);
+                let (w, full) = (b.effective_weight(), b.weight() * WEIGHT_SCALE);
                 w == full || fastrand::u32(..full) < w
             } {
                 return Some(i);

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{Algorithm, Backend, Selector};
+use super::{Algorithm, Backend, BuildSelector, Selector};
 
 /// Backends with the given weights, at distinct addresses 10.0.x.y:8000.
 pub(super) fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {

@@ -18,7 +18,7 @@ impl WeightRanges {
         let ends = backends
             .iter()
             .map(|b| {
-                sum += u64::from(b.weight);
+                sum += u64::from(b.weight());
                 sum
             })
             .collect();

@@ -95,6 +95,11 @@ impl<'a> Problems<'a> {
         ));
     }
 
+    /// The text being validated.
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()

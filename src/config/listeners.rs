@@ -8,7 +8,7 @@ use super::error::{Problems, closest};
 use super::raw::RawConfig;
 use super::validate::parse_address;
 use super::{HttpVersion, Limits, ListenerConfig, PoolConfig, Protocol};
-use crate::balance::HashKey;
+use super::HashKey;
 
 const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
 
@@ -60,7 +60,9 @@ pub(super) fn check_listeners(
             Some(p) if p.get_ref() == "http" => Protocol::Http,
             Some(p) if p.get_ref() == "tcp" || p.get_ref() == "udp" => {
                 // A TCP listener sees no headers, cookies or URI: only the source IP.
-                if let Some(pool) = pools.iter().find(|x| &x.name == l.pool.get_ref())
+                if let Some(pool) = pools
+                    .iter()
+                    .find(|x| l.pool.as_ref().is_some_and(|n| &x.name == n.get_ref()))
                     && pool.algorithm.uses_key()
                     && pool.hash_key != HashKey::SourceIp
                 {
@@ -89,22 +91,52 @@ pub(super) fn check_listeners(
                 Protocol::Http
             }
         };
-        let pool = pools.iter().position(|p| &p.name == l.pool.get_ref());
-        if pool.is_none() {
-            let names = pools.iter().map(|p| p.name.as_str());
-            let hint = match closest(l.pool.get_ref(), names) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => "define it as [pools.NAME] with backends".into(),
-            };
+        let pool = match &l.pool {
+            Some(name) => {
+                let found = pools.iter().position(|p| &p.name == name.get_ref());
+                if found.is_none() {
+                    let names = pools.iter().map(|p| p.name.as_str());
+                    let hint = match closest(name.get_ref(), names) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => "define it as [pools.NAME] with backends".into(),
+                    };
+                    problems.add(
+                        name.span(),
+                        format!(
+                            "listener uses pool `{}`, which is not defined",
+                            name.get_ref()
+                        ),
+                        Some(hint),
+                    );
+                }
+                found
+            }
+            None if protocol == Protocol::Http && !l.routes.is_empty() => None,
+            None => {
+                problems.add(
+                    l.bind.span(),
+                    format!("listener `{name}` sends traffic nowhere"),
+                    Some(if protocol == Protocol::Http {
+                        "add `pool = \"NAME\"`, or [[listeners.routes]] that send to pools".into()
+                    } else {
+                        "add `pool = \"NAME\"`".into()
+                    }),
+                );
+                None
+            }
+        };
+        let routes = if l.routes.is_empty() {
+            Vec::new()
+        } else if protocol != Protocol::Http {
             problems.add(
-                l.pool.span(),
-                format!(
-                    "listener uses pool `{}`, which is not defined",
-                    l.pool.get_ref()
-                ),
-                Some(hint),
+                l.bind.span(),
+                format!("listener `{name}` has routes, which need protocol = \"http\""),
+                Some("TCP and UDP listeners see no hosts or paths; route TLS by name with `sni_routes`".into()),
             );
-        }
+            Vec::new()
+        } else {
+            super::routes::check_routes(&l.routes, &name, pools, problems)
+        };
         let max_connections = match &l.max_connections {
             None => limits.max_connections,
             Some(m) if (1..=10_000_000).contains(m.get_ref()) => *m.get_ref() as usize,
@@ -117,12 +149,13 @@ pub(super) fn check_listeners(
                 limits.max_connections
             }
         };
+        let pool_span = l.pool.as_ref().map_or(l.bind.span(), |p| p.span());
         if let Some(p) = pool
             && protocol != Protocol::Http
             && (pools[p].tls.is_some() || pools[p].http_version != HttpVersion::Http1)
         {
             problems.add(
-                l.pool.span(),
+                pool_span.clone(),
                 format!(
                     "pool `{}` speaks TLS or HTTP/2 to its backends, which a {} listener does not",
                     pools[p].name,
@@ -138,7 +171,7 @@ pub(super) fn check_listeners(
             && protocol != Protocol::Tcp
         {
             problems.add(
-                l.pool.span(),
+                pool_span.clone(),
                 format!(
                     "pool `{}` sends the PROXY protocol, which only TCP listeners support",
                     pools[p].name
@@ -149,7 +182,8 @@ pub(super) fn check_listeners(
                 ),
             );
         }
-        if let (Some(bind), Some(pool)) = (bind, pool) {
+        let sends = pool.is_some() || !routes.is_empty();
+        if let (Some(bind), true) = (bind, sends) {
             let tls = check_tls(l, &name, protocol, base, problems);
             let splice = match &l.splice {
                 Some(s) if *s.get_ref() && protocol != Protocol::Tcp => {
@@ -168,6 +202,7 @@ pub(super) fn check_listeners(
                 bind,
                 protocol,
                 pool,
+                routes,
                 max_connections,
                 accept_proxy: l.accept_proxy,
                 splice,

@@ -5,11 +5,16 @@
 //! [`ConfigError`] listing each problem as `FILE:LINE:COL: message` with a hint.
 //! This module builds no sockets and starts nothing.
 
+pub mod certs;
 mod error;
 mod fields;
+mod kinds;
 mod listeners;
 mod raw;
 mod resilience;
+mod route_actions;
+pub mod routes;
+mod shadow;
 pub mod tls;
 mod units;
 mod validate;
@@ -22,8 +27,7 @@ pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
 
-use crate::balance::circuit::CircuitPolicy;
-use crate::balance::{Algorithm, HashKey};
+pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,11 @@ pub struct Config {
     pub threads: usize,
     /// Whether every request is logged with the backend that served it.
     pub access_log: bool,
+    /// How long a graceful stop waits for requests in flight and tunnels.
+    pub shutdown_grace: Duration,
+    /// The control socket `fulcrum reload` talks to (default: derived from the config
+    /// file's path, see `cli`).
+    pub control_socket: Option<std::path::PathBuf>,
     /// Timeouts shared by all listeners.
     pub timeouts: Timeouts,
     /// Limits shared by all listeners.
@@ -110,8 +119,11 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// Protocol spoken by clients.
     pub protocol: Protocol,
-    /// Index into [`Config::pools`].
-    pub pool: usize,
+    /// Where requests that match no route go: an index into [`Config::pools`]. `None`
+    /// (HTTP listeners with routes only): they get 404.
+    pub pool: Option<usize>,
+    /// HTTP routes, tried in order; the first that matches decides.
+    pub routes: Vec<routes::RouteConfig>,
     /// Most simultaneous client connections; more wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Every connection starts with a PROXY protocol header from a balancer in front.
@@ -154,7 +166,7 @@ pub struct PoolConfig {
     /// Longest a request waits in the queue before a 503.
     pub queue_timeout: Duration,
     /// Send a PROXY protocol header to backends (TCP listeners only).
-    pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
+    pub send_proxy: Option<ProxyVersion>,
     /// The HTTP version spoken to backends.
     pub http_version: HttpVersion,
     /// TLS to the backends, if configured.
@@ -183,6 +195,9 @@ pub struct BackendConfig {
     /// Only used while no primary backend is available.
     pub backup: bool,
 }
+
+/// How long a graceful stop waits by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// One worker thread per CPU core (the default, as HAProxy's `nbthread`).
 pub fn default_threads() -> usize {

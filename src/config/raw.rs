@@ -13,6 +13,8 @@ use toml::Spanned;
 pub struct RawConfig {
     pub threads: Option<Spanned<i64>>,
     pub access_log: Option<bool>,
+    pub shutdown_grace: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -58,7 +60,9 @@ pub struct RawListener {
     pub name: Option<Spanned<String>>,
     pub bind: Spanned<String>,
     pub protocol: Option<Spanned<String>>,
-    pub pool: Spanned<String>,
+    pub pool: Option<Spanned<String>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<super::routes::RawRoute>>,
     pub max_connections: Option<Spanned<i64>>,
     #[serde(default)]
     pub accept_proxy: bool,

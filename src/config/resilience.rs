@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::fields::{duration, integer};
-use crate::balance::circuit::CircuitPolicy;
+use super::CircuitPolicy;
 
 /// `[pools.NAME.health]` as written.
 #[derive(Debug, Deserialize)]

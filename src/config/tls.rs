@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::fields::duration_or_zero;
-use crate::tls::certs::{self, CertPaths, Which};
+use super::certs::{self, CertPaths, Which};
 
 /// Application protocols a TLS listener may offer with ALPN.
 const ALPN: &[&str] = &["h2", "http/1.1"];

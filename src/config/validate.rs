@@ -13,9 +13,7 @@ use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
 use super::resilience;
 use super::units::parse_size;
 use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
-use crate::balance::backend::MAX_WEIGHT;
-use crate::balance::circuit::CircuitPolicy;
-use crate::balance::{Algorithm, HashKey};
+use super::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion};
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -94,6 +92,13 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
     Config {
         threads,
         access_log: raw.access_log.unwrap_or(true),
+        shutdown_grace: duration_or_zero(&raw.shutdown_grace, "shutdown_grace", problems)
+            .max(if raw.shutdown_grace.is_some() {
+                std::time::Duration::ZERO
+            } else {
+                super::DEFAULT_SHUTDOWN_GRACE
+            }),
+        control_socket: raw.control_socket.as_ref().map(|s| base.join(s.get_ref())),
         timeouts,
         limits,
         listeners,
@@ -207,7 +212,7 @@ fn check_pool(
                 );
             }
             if let Some(HashKey::Header(name)) = HashKey::parse(k.get_ref())
-                && (crate::l7::headers::is_hop_by_hop(name.as_bytes())
+                && (crate::headers::is_hop_by_hop(name.as_bytes())
                     || matches!(&*name, "expect" | "x-forwarded-proto"))
             {
                 problems.add(
@@ -286,8 +291,8 @@ fn check_pool(
         ) as u32,
         send_proxy: match &pool.send_proxy {
             None => None,
-            Some(v) if v.get_ref() == "v1" => Some(crate::l4::proxy_protocol::Version::V1),
-            Some(v) if v.get_ref() == "v2" => Some(crate::l4::proxy_protocol::Version::V2),
+            Some(v) if v.get_ref() == "v1" => Some(ProxyVersion::V1),
+            Some(v) if v.get_ref() == "v2" => Some(ProxyVersion::V2),
             Some(v) => {
                 problems.add(
                     v.span(),

@@ -3,7 +3,9 @@
 //! the rise/fall rule. Every change of state is logged with the reason.
 //!
 //! Checks run on one dedicated thread with its own event loop, so they never compete
-//! with the workers' request handling, and a slow check delays nothing but itself.
+//! with the workers' request handling, and a slow check delays nothing but itself. The
+//! set of checks follows the live config ([`Checker::follow`]): a reload starts, stops
+//! or restarts them.
 //! This module decides nothing about individual requests: the selectors read the verdict
 //! through [`Backend::is_available`](crate::balance::Backend::is_available).
 
@@ -11,15 +13,13 @@ pub mod check;
 pub mod state;
 
 use std::sync::Arc;
-
-use crate::tls::client::BackendConnector;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::balance::backend::now_us;
 use crate::balance::circuit::{Admission, CircuitChange};
 use crate::balance::{Backend, Pool};
 use crate::config::HealthCheck;
+use crate::tls::client::BackendConnector;
 
 pub use check::Outcome;
 use state::{RiseFall, Transition};
@@ -47,52 +47,103 @@ pub fn report(pool: &Pool, backend: &Backend, admission: Admission, success: boo
     }
 }
 
-/// Starts checking every backend of the given pools; `None` when no pool has checks.
-/// A pool's checks use `BackendConnector` when the pool speaks TLS to its backends.
-pub fn start(
-    pools: Vec<(Arc<Pool>, HealthCheck, Option<BackendConnector>)>,
-) -> Option<JoinHandle<()>> {
-    if pools.is_empty() {
-        return None;
-    }
-    let handle = std::thread::Builder::new()
-        .name("fulcrum-health".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cannot start the health-check event loop");
-            runtime.block_on(async move {
-                let mut tasks = Vec::new();
-                for (pool, check, tls) in pools {
-                    let check = Arc::new(check);
-                    let tls = tls.map(Arc::new);
-                    for backend in pool.backends() {
-                        tasks.push(tokio::spawn(watch(
-                            Arc::clone(&pool),
-                            Arc::clone(backend),
-                            Arc::clone(&check),
-                            tls.clone(),
-                        )));
+/// The health-check thread, following the live snapshot: each (pool, backend) with checks
+/// has one task; a reload starts the tasks of new backends, stops those of removed ones,
+/// and restarts those whose check settings changed.
+#[derive(Debug)]
+pub struct Checker {
+    orders: tokio::sync::mpsc::UnboundedSender<Vec<Target>>,
+}
+
+/// One backend to check, and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The pool's name, for logs.
+    pub pool: Arc<str>,
+    /// The backend.
+    pub backend: Arc<Backend>,
+    /// The check.
+    pub check: Arc<HealthCheck>,
+    /// TLS settings of the check (TLS pools).
+    pub tls: Option<Arc<BackendConnector>>,
+}
+
+impl Checker {
+    /// Starts the (idle) health-check thread.
+    pub fn start() -> std::io::Result<Checker> {
+        let (orders, mut incoming) = tokio::sync::mpsc::unbounded_channel::<Vec<Target>>();
+        std::thread::Builder::new()
+            .name("fulcrum-health".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot start the health-check event loop");
+                runtime.block_on(async move {
+                    let mut running: Vec<(Target, tokio::task::JoinHandle<()>)> = Vec::new();
+                    while let Some(targets) = incoming.recv().await {
+                        running = reconcile(running, targets);
                     }
-                }
-                for t in tasks {
-                    let _ = t.await;
-                }
-            });
-        })
-        .expect("cannot start the health-check thread");
-    Some(handle)
+                    for (_, task) in running {
+                        task.abort();
+                    }
+                });
+            })?;
+        Ok(Checker { orders })
+    }
+
+    /// Checks exactly `targets` from now on.
+    pub fn follow(&self, targets: Vec<Target>) {
+        let _ = self.orders.send(targets);
+    }
+}
+
+/// Keeps the tasks of targets that did not change, stops the others, starts new ones.
+fn reconcile(
+    running: Vec<(Target, tokio::task::JoinHandle<()>)>,
+    targets: Vec<Target>,
+) -> Vec<(Target, tokio::task::JoinHandle<()>)> {
+    let same = |a: &Target, b: &Target| {
+        Arc::ptr_eq(&a.backend, &b.backend)
+            && a.pool == b.pool
+            && a.check == b.check
+            && a.tls.as_ref().map(|t| t.key) == b.tls.as_ref().map(|t| t.key)
+    };
+    let mut kept = Vec::with_capacity(targets.len());
+    let mut old = running;
+    for target in targets {
+        match old.iter().position(|(t, _)| same(t, &target)) {
+            Some(i) => kept.push(old.swap_remove(i)),
+            None => {
+                let task = tokio::spawn(watch(target.clone()));
+                kept.push((target, task));
+            }
+        }
+    }
+    for (target, task) in old {
+        task.abort();
+        // A backend no longer checked (checks removed from its pool) is not held down
+        // by its last verdict.
+        if !kept.iter().any(|(t, _)| Arc::ptr_eq(&t.backend, &target.backend)) {
+            target.backend.set_healthy(true);
+        }
+    }
+    kept
 }
 
 /// Checks one backend for ever.
-async fn watch(
-    pool: Arc<Pool>,
-    backend: Arc<Backend>,
-    check: Arc<HealthCheck>,
-    tls: Option<Arc<BackendConnector>>,
-) {
+async fn watch(target: Target) {
+    let Target {
+        pool,
+        backend,
+        check,
+        tls,
+    } = target;
     let mut state = RiseFall::new(check.rise, check.fall);
+    if !backend.is_healthy() {
+        // Checks restarted on a backend that was down: it stays down until it rises.
+        state = RiseFall::down(check.rise, check.fall);
+    }
     // Spread the first checks of all backends over a tenth of the interval.
     tokio::time::sleep(check.interval.mul_f64(fastrand::f64() * 0.1)).await;
     loop {
@@ -106,7 +157,7 @@ async fn watch(
             Transition::Down => {
                 backend.set_healthy(false);
                 tracing::warn!(
-                    pool = %pool.name,
+                    pool = %pool,
                     backend = %backend.name,
                     addr = %backend.addr,
                     reason = %outcome,
@@ -118,7 +169,7 @@ async fn watch(
                 backend.set_healthy(true);
                 backend.start_ramp();
                 tracing::info!(
-                    pool = %pool.name,
+                    pool = %pool,
                     backend = %backend.name,
                     addr = %backend.addr,
                     rise = check.rise,

@@ -33,6 +33,14 @@ impl RiseFall {
         }
     }
 
+    /// A backend known to be down (its checks restarted by a reload).
+    pub fn down(rise: u32, fall: u32) -> Self {
+        RiseFall {
+            up: false,
+            ..RiseFall::new(rise, fall)
+        }
+    }
+
     /// Whether the backend is up.
     pub fn is_up(&self) -> bool {
         self.up

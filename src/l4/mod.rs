@@ -2,7 +2,6 @@
 //! datagram, to backends balanced by the same pools, algorithms and health checks as HTTP.
 
 pub mod proxy_protocol;
-pub mod relay;
 pub mod sni;
 pub mod splice;
 pub mod tcp;

@@ -16,14 +16,7 @@ const V1_MAX: usize = 107;
 /// Longest v2 header accepted (addresses and TLVs).
 const V2_MAX: usize = 16 + 536;
 
-/// Which version to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// The text form.
-    V1,
-    /// The binary form.
-    V2,
-}
+pub use crate::config::ProxyVersion as Version;
 
 /// Why a header was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

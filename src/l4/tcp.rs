@@ -1,114 +1,97 @@
-//! A TCP connection relayed to a backend: pick one (hashing on the client's IP for the
-//! hash algorithms), connect within the connect timeout (trying another backend when the
-//! connect fails: nothing was sent yet), then copy both ways until both sides are done.
+//! A TCP connection relayed to a backend: the pipeline picks one (hashing on the client's
+//! IP for the hash algorithms) and admits it, the relay connects within the connect
+//! timeout (another backend when the connect fails: nothing was sent yet), then copies
+//! both ways until both sides are done.
 //!
 //! A side that finishes sending (EOF) is half-closed on the other side, so protocols that
 //! close their write side first (e.g. a client sending a request then `shutdown(WR)`)
 //! work; the connection ends when both directions are done, or after `timeouts.idle` with
 //! no byte in either direction. With the pool's `send_proxy`, the backend first gets a
-//! PROXY protocol header naming the client. Not done here: zero-copy splice.
+//! PROXY protocol header naming the client. With `splice`, bytes move by splice(2).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{proxy_protocol, sni};
-use crate::balance::Backend;
-use crate::balance::circuit::Admission;
-use crate::health;
-use crate::l7::Site;
-use crate::l7::request::hash_ip;
-use crate::l7::upstream;
+use crate::pipeline::error;
+use crate::pipeline::upstream::{Admitted, Attempts, Why};
+use crate::routing::hash_ip;
+use crate::runtime::{Frontend, Pool};
 
 /// Relays one client connection until it ends.
-pub async fn serve(mut client: TcpStream, peer: SocketAddr, site: Arc<Site>) {
+pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Frontend>) {
     let _ = client.set_nodelay(true);
+    let started = Instant::now();
     // TLS passthrough: the ClientHello's server name picks the pool.
-    let site = if site.sni_routes.is_empty() {
-        site
-    } else {
-        let name = sni::peek_name(&client, site.timeouts.request_header).await;
-        name.and_then(|name| {
-            site.sni_routes
+    let mut pool = frontend.default_pool();
+    if !frontend.sni_routes.is_empty() {
+        let name = sni::peek_name(&client, frontend.timeouts.request_header).await;
+        if let Some(routed) = name.and_then(|name| {
+            frontend
+                .sni_routes
                 .iter()
                 .find(|(pattern, _)| sni::matches(pattern, &name))
-                .map(|(_, routed)| Arc::clone(routed))
-        })
-        .unwrap_or(site)
-    };
-    let key = hash_ip(peer.ip());
-    let Some((mut upstream, backend, admission, _in_flight)) = connect(&site, key).await else {
+                .map(|(_, p)| *p)
+        }) {
+            pool = frontend.pools.get(routed);
+        }
+    }
+    let Some(pool) = pool else {
         return;
     };
-    if let Some(version) = site.send_proxy {
+    let mut attempts = Attempts::new(pool, hash_ip(peer.ip()), None);
+    let Some((mut upstream, mut admitted)) = connect(&frontend, &mut attempts).await else {
+        return;
+    };
+    if let Some(version) = pool.send_proxy {
         let mut header = Vec::with_capacity(64);
         let local = client.local_addr().unwrap_or(peer);
         proxy_protocol::encode(version, peer, local, &mut header);
         if upstream.write_all(&header).await.is_err() {
-            health::report(&site.pool, &backend, admission, false);
+            attempts.report(&mut admitted, false);
             return;
         }
     }
-    let idle = site.timeouts.idle;
-    let outcome = if site.splice {
+    let idle = frontend.timeouts.idle;
+    let outcome = if frontend.splice {
         super::splice::relay(&client, &upstream, idle).await
     } else {
-        super::relay::relay(&mut client, &mut upstream, idle).await
+        crate::relay::relay(&mut client, &mut upstream, idle).await
     };
-    health::report(&site.pool, &backend, admission, outcome.is_ok());
-    if site.access_log {
+    attempts.report(&mut admitted, outcome.is_ok());
+    if frontend.access_log {
         let (up, down) = outcome.unwrap_or((0, 0));
-        tracing::info!(
-            target: "fulcrum::access",
-            listener = %site.name,
-            client = %peer,
-            backend = %backend.name,
-            bytes_in = up,
-            bytes_out = down,
-            "tcp"
-        );
+        let backend = &admitted.backend.name;
+        crate::pipeline::log::relayed(false, &frontend.name, peer, &pool.name, backend, up, down, started);
     }
 }
 
-type Connected = (
-    TcpStream,
-    Arc<Backend>,
-    Admission,
-    crate::balance::backend::InFlight,
-);
-
 /// Picks a backend and connects to it, trying others (up to the pool's retry attempts)
 /// when connecting fails. `None`: no backend could be reached; the client is dropped.
-async fn connect(site: &Site, key: u64) -> Option<Connected> {
-    let mut tried = 0;
+async fn connect(
+    frontend: &Frontend,
+    attempts: &mut Attempts<'_>,
+) -> Option<(TcpStream, Admitted)> {
+    let pool: &Pool = attempts.pool();
+    let mut admitted = match attempts.first().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(listener = %frontend.name, pool = %pool.name, reason = e.reason, "tcp connection refused");
+            return None;
+        }
+    };
+    let timeout = frontend.timeouts.connect;
     loop {
-        let backend = match site.queue.pick(&site.pool, key).await {
-            Ok(b) => Arc::clone(b),
+        match crate::connect::connect_tcp(admitted.backend.addr, timeout).await {
+            Ok(up) => return Some((up, admitted)),
             Err(e) => {
-                tracing::debug!(listener = %site.name, reason = e.reason, "tcp connection refused");
-                return None;
-            }
-        };
-        tried += 1;
-        // Filled up, or its last probe slot taken, since it was picked: pick again.
-        let Some((in_flight, admission)) = backend.try_admit() else {
-            if tried > site.retry.attempts + 3 {
-                return None;
-            }
-            continue;
-        };
-        match upstream::connect_tcp(backend.addr, site.timeouts.connect).await {
-            Ok(up) => return Some((up, backend, admission, in_flight)),
-            Err(e) => {
-                health::report(&site.pool, &backend, admission, false);
-                backend.record_latency(site.timeouts.connect);
-                tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
-                drop(in_flight);
-                if tried > site.retry.attempts {
-                    return None;
-                }
+                let error = error::cannot_connect(&admitted.backend, &e);
+                attempts.failed(&mut admitted, timeout, timeout);
+                admitted = attempts.retry(&admitted, error.retry, false, Why::Failed(error.reason))?;
             }
         }
     }

@@ -2,23 +2,26 @@
 //! through a socket of its own, so that the backend's replies come back to the right
 //! client. A flow ends after `timeouts.idle` without a datagram in either direction.
 //!
-//! The listening socket is served by one task (on the first worker); each flow has a
-//! task relaying replies. Flows count as in-flight on their backend, so
-//! `least_connections` balances flows. Not done here: per-datagram balancing (every
-//! datagram of a flow goes to the same backend), and retries.
+//! A new flow goes through the pipeline like a TCP connection: the backend is picked and
+//! admitted (its circuit, `max_in_flight` and the overload queue apply; a flow counts as
+//! one request in flight for as long as it lasts, so `least_connections` balances flows),
+//! the flow's end is reported to passive health (a backend whose port is closed fails
+//! it), and it is logged. The listening socket is served by one task (on the first
+//! worker). Not done here: per-datagram balancing (every datagram of a flow goes to the
+//! same backend), and retries.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use crate::balance::Backend;
 use crate::balance::backend::now_us;
-use crate::l7::Site;
-use crate::l7::request::hash_ip;
+use crate::pipeline::upstream::{Admitted, Attempts};
+use crate::routing::hash_ip;
+use crate::runtime::{Frontend, Live, Pool};
 
 /// Largest datagram relayed.
 const DATAGRAM: usize = 65_535;
@@ -27,13 +30,22 @@ const MAX_FLOWS: usize = 65_536;
 
 struct Flow {
     upstream: Arc<UdpSocket>,
-    last_us: Arc<AtomicU64>,
+    state: Arc<FlowState>,
+}
+
+/// What the listening side and the reply relay of a flow share.
+#[derive(Debug)]
+struct FlowState {
+    /// When a datagram last passed, either way.
+    last_us: AtomicU64,
+    /// Bytes from the client.
+    bytes_in: AtomicU64,
 }
 
 type Flows = Arc<Mutex<HashMap<SocketAddr, Flow>>>;
 
-/// Serves a UDP listening socket for ever.
-pub async fn serve(socket: UdpSocket, site: Arc<Site>) {
+/// Serves a UDP listening socket until the task is cancelled (the listener is removed).
+pub async fn serve(socket: UdpSocket, live: Arc<Live>, mut frontend: Arc<Frontend>) {
     let socket = Arc::new(socket);
     let flows: Flows = Arc::new(Mutex::new(HashMap::new()));
     let mut buf = vec![0u8; DATAGRAM];
@@ -45,15 +57,22 @@ pub async fn serve(socket: UdpSocket, site: Arc<Site>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&client)
-            .map(|f| (Arc::clone(&f.upstream), Arc::clone(&f.last_us)));
-        let (upstream, last_us) = match existing {
+            .map(|f| (Arc::clone(&f.upstream), Arc::clone(&f.state)));
+        let (upstream, state) = match existing {
             Some(flow) => flow,
-            None => match open_flow(&socket, &site, &flows, client).await {
-                Some(flow) => flow,
-                None => continue,
-            },
+            None => {
+                // A new flow follows the config in force.
+                if let Some(newer) = live.refresh(&frontend) {
+                    frontend = newer;
+                }
+                match open_flow(&socket, &frontend, &flows, client).await {
+                    Some(flow) => flow,
+                    None => continue,
+                }
+            }
         };
-        last_us.store(now_us(), Ordering::Relaxed);
+        state.last_us.store(now_us(), Ordering::Relaxed);
+        state.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         let _ = upstream.send(&buf[..n]).await;
     }
 }
@@ -61,72 +80,114 @@ pub async fn serve(socket: UdpSocket, site: Arc<Site>) {
 /// Picks a backend for a new client and starts relaying its replies.
 async fn open_flow(
     socket: &Arc<UdpSocket>,
-    site: &Arc<Site>,
+    frontend: &Arc<Frontend>,
     flows: &Flows,
     client: SocketAddr,
-) -> Option<(Arc<UdpSocket>, Arc<AtomicU64>)> {
+) -> Option<(Arc<UdpSocket>, Arc<FlowState>)> {
     if flows.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_FLOWS {
         return None;
     }
-    let backend = Arc::clone(site.pool.pick(hash_ip(client.ip()))?);
-    let local: IpAddr = match backend.addr {
+    let pool = Arc::clone(frontend.default_pool()?);
+    let mut attempts = Attempts::new(&pool, hash_ip(client.ip()), None);
+    let mut admitted = match attempts.first().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(listener = %frontend.name, client = %client, reason = e.reason, "udp flow refused");
+            return None;
+        }
+    };
+    let addr = admitted.backend.addr;
+    let local: IpAddr = match addr {
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let upstream = UdpSocket::bind((local, 0)).await.ok()?;
-    upstream.connect(backend.addr).await.ok()?;
+    let upstream = match UdpSocket::bind((local, 0)).await {
+        Ok(u) => u,
+        Err(_) => return None,
+    };
+    if upstream.connect(addr).await.is_err() {
+        attempts.report(&mut admitted, false);
+        return None;
+    }
     let upstream = Arc::new(upstream);
-    let last_us = Arc::new(AtomicU64::new(now_us()));
+    let state = Arc::new(FlowState {
+        last_us: AtomicU64::new(now_us()),
+        bytes_in: AtomicU64::new(0),
+    });
     flows.lock().unwrap_or_else(|e| e.into_inner()).insert(
         client,
         Flow {
             upstream: Arc::clone(&upstream),
-            last_us: Arc::clone(&last_us),
+            state: Arc::clone(&state),
         },
     );
-    tokio::spawn(relay_replies(
-        Arc::clone(socket),
-        Arc::clone(&upstream),
+    let flow = FlowTask {
+        socket: Arc::clone(socket),
+        upstream: Arc::clone(&upstream),
         client,
-        Arc::clone(&last_us),
-        Arc::clone(flows),
-        backend,
-        site.timeouts.idle,
-    ));
-    Some((upstream, last_us))
+        state: Arc::clone(&state),
+        flows: Arc::clone(flows),
+        frontend: Arc::clone(frontend),
+        pool,
+        admitted,
+    };
+    tokio::spawn(flow.relay_replies());
+    Some((upstream, state))
 }
 
-/// Sends the backend's replies to the client until the flow has been idle long enough.
-async fn relay_replies(
+/// One flow's reply relay, and what it reports when the flow ends.
+struct FlowTask {
     socket: Arc<UdpSocket>,
     upstream: Arc<UdpSocket>,
     client: SocketAddr,
-    last_us: Arc<AtomicU64>,
+    state: Arc<FlowState>,
     flows: Flows,
-    backend: Arc<Backend>,
-    idle: Duration,
-) {
-    let _flow = backend.begin();
-    let idle_us = idle.as_micros() as u64;
-    let mut buf = vec![0u8; DATAGRAM];
-    loop {
-        let quiet = now_us().saturating_sub(last_us.load(Ordering::Relaxed));
-        if quiet >= idle_us {
-            break;
-        }
-        let wait = Duration::from_micros(idle_us - quiet);
-        match tokio::time::timeout(wait, upstream.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                last_us.store(now_us(), Ordering::Relaxed);
-                let _ = socket.send_to(&buf[..n], client).await;
+    frontend: Arc<Frontend>,
+    pool: Arc<Pool>,
+    admitted: Admitted,
+}
+
+impl FlowTask {
+    /// Sends the backend's replies to the client until the flow has been idle long
+    /// enough, or the backend's port turned out closed.
+    async fn relay_replies(mut self) {
+        let started = Instant::now();
+        let idle_us = self.frontend.timeouts.idle.as_micros() as u64;
+        let mut buf = vec![0u8; DATAGRAM];
+        let mut bytes_out = 0u64;
+        let healthy = loop {
+            let quiet = now_us().saturating_sub(self.state.last_us.load(Ordering::Relaxed));
+            if quiet >= idle_us {
+                break true;
             }
-            // The backend's port is closed (ICMP unreachable): end the flow.
-            Ok(Err(_)) => break,
-            Err(_) => {}
+            let wait = Duration::from_micros(idle_us - quiet);
+            match tokio::time::timeout(wait, self.upstream.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    self.state.last_us.store(now_us(), Ordering::Relaxed);
+                    bytes_out += n as u64;
+                    let _ = self.socket.send_to(&buf[..n], self.client).await;
+                }
+                // The backend's port is closed (ICMP unreachable): end the flow.
+                Ok(Err(_)) => break false,
+                Err(_) => {}
+            }
+        };
+        self.admitted.report(&self.pool.balancer, healthy);
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.client);
+        if self.frontend.access_log {
+            crate::pipeline::log::relayed(
+                true,
+                &self.frontend.name,
+                self.client,
+                &self.pool.name,
+                &self.admitted.backend.name,
+                self.state.bytes_in.load(Ordering::Relaxed),
+                bytes_out,
+                started,
+            );
         }
     }
-    flows
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&client);
 }

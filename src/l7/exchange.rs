@@ -14,59 +14,34 @@
 //! The client gets the last try's outcome: its response, or the 502/504 of its failure.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::ChunkedDecoder;
-use super::errors::{self, ProxyError};
-use super::proxy::{Conn, Failure, READ_CHUNK, connect};
+use super::proxy::{Conn, READ_CHUNK, connect};
 use super::request::{BodyFraming, RequestHead};
 use super::response::{self, ClientSide, ResponseError, ResponseFraming, ResponseHead};
-use super::retry::{self, Tried};
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
-use crate::health;
+use crate::pipeline::Forward;
+use crate::pipeline::error::{Error, Retry};
+use crate::pipeline::upstream::{Attempts, Why};
+use crate::runtime::Pool;
 
 /// The part of the request body that had not arrived with the head: the bytes still
 /// expected (with a length) or the chunked decoder's state.
 type RestOfBody = Option<(u64, Option<ChunkedDecoder>)>;
 
-/// How one try at a backend ended, when it did not end the exchange.
-enum Attempt {
-    /// A final response head: the head for the client is in `rhead`, the backend's bytes
-    /// (head first) in `ubuf`.
-    Response {
-        up: Upstream,
-        resp: ResponseHead,
-        keep_client: bool,
-    },
-    /// No response byte came back, and the request can be sent elsewhere; `error` is
-    /// what the client gets if it is not. `unsent`: the request never reached the
-    /// backend (connecting failed), so repeating it costs the backends nothing.
-    Failed { error: ProxyError, unsent: bool },
-}
-
-/// Why a try is repeated, for the log.
-enum Why {
-    Failed(&'static str),
-    Status(u16),
-}
-
-impl std::fmt::Display for Why {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Why::Failed(reason) => f.write_str(reason),
-            Why::Status(status) => write!(f, "the backend answered {status}"),
-        }
-    }
-}
+/// A final response head from one try: the head for the client is in `rhead`, the
+/// backend's bytes (head first) in `ubuf`; and whether the client connection stays open.
+type Answered = (Upstream, ResponseHead, bool);
 
 impl Conn {
-    /// Forwards one request and its response. Returns whether the client connection
-    /// stays open for another request.
-    pub(super) async fn exchange(&mut self, head: RequestHead) -> Result<bool, Failure> {
+    /// Forwards one request and its response (the head for the backend is in `out`).
+    /// Returns whether the client connection stays open for another request.
+    pub(super) async fn exchange(&mut self, head: RequestHead, fwd: &Forward) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
 
         // Whatever part of the body has already arrived is validated before any backend
@@ -85,7 +60,7 @@ impl Conn {
                 let mut d = ChunkedDecoder::new(true);
                 let used = d
                     .feed(&self.cbuf, &mut self.out)
-                    .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
+                    .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
                 decoder = Some(d);
             }
@@ -93,85 +68,59 @@ impl Conn {
         let body_complete = remaining == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
         let mut rest: RestOfBody = (!body_complete).then_some((remaining, decoder));
         // Everything that will be sent is in `out` and can be sent again.
-        let retryable = head.idempotent && body_complete;
+        let repeatable = head.idempotent && body_complete;
 
-        let site = Arc::clone(&self.site);
-        site.retry.budget.record_request();
+        let frontend = Arc::clone(&self.frontend);
+        let pool = &*fwd.pool;
+        let timeouts = fwd.timeouts(&frontend);
+        let set_cookie = fwd.set_cookie(&frontend);
         let client = ClientSide {
             is_head: head.is_head,
             http10: head.http10,
             keep_alive: head.keep_alive,
             upgrade: head.upgrade,
+            rules: fwd.response_headers(&frontend),
+            set_cookie: set_cookie.as_deref(),
         };
-        let mut tried = Tried::default();
-        let mut backend = Arc::clone(site.queue.pick(&site.pool, head.key).await?);
-        let mut refusals = 0;
+        let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend));
+        let mut admitted = attempts.first().await?;
         let (mut up, resp, keep_client, _in_flight) = loop {
-            self.backend = Some(Arc::clone(&backend));
-            // Another worker may have filled the backend, or taken the last probe slot of
-            // its half-open circuit, since it was picked: pick again (a few times).
-            let Some((in_flight, admission)) = backend.try_admit() else {
-                refusals += 1;
-                if refusals > 3 {
-                    return Err(errors::NO_BACKEND.into());
-                }
-                backend = Arc::clone(site.queue.pick(&site.pool, head.key).await?);
-                continue;
-            };
-            tried.add(&backend);
+            self.backend = Some(Arc::clone(&admitted.backend));
             let started = Instant::now();
-            let result = self.attempt(&backend, &head, client, &mut rest).await;
-            // Passive health: every try's outcome feeds the backend's circuit breaker.
-            match &result {
-                Ok(Attempt::Response { resp, .. }) => {
-                    health::report(&site.pool, &backend, admission, resp.status < 500)
-                }
-                Ok(Attempt::Failed { .. }) => {
-                    health::report(&site.pool, &backend, admission, false)
-                }
-                Err(Failure::Respond(e)) if e.status >= 500 => {
-                    health::report(&site.pool, &backend, admission, false)
-                }
-                Err(_) => backend.circuit.release(admission),
-            }
-            let (why, next) = match result? {
-                Attempt::Response {
-                    up,
-                    resp,
-                    keep_client,
-                } => {
-                    if !site.retry.retries_status(resp.status) {
-                        break (up, resp, keep_client, in_flight);
+            let result = self
+                .attempt(pool, &admitted.backend, &head, client, &mut rest, timeouts)
+                .await;
+            self.retries = attempts.retries;
+            match result {
+                Ok((up, resp, keep_client)) => {
+                    // Passive health: every try's outcome feeds the backend's circuit.
+                    attempts.report(&mut admitted, resp.status < 500);
+                    let retried = attempts
+                        .retries_status(resp.status)
+                        .then(|| {
+                            attempts.retry(&admitted, Retry::Budgeted, repeatable, Why::Status(resp.status))
+                        })
+                        .flatten();
+                    match retried {
+                        None => break (up, resp, keep_client, admitted.take_in_flight()),
+                        Some(next) => {
+                            self.discard(pool, &admitted.backend, up, &resp);
+                            admitted = next;
+                        }
                     }
-                    let Some(next) = self.retry_to(&head, retryable, &tried, true) else {
-                        break (up, resp, keep_client, in_flight);
-                    };
-                    self.discard(&backend, up, &resp);
-                    (Why::Status(resp.status), next)
                 }
-                Attempt::Failed { error: e, unsent } => {
-                    // A request that never reached the backend adds no load when sent
-                    // elsewhere: it does not draw on the retry budget.
-                    let Some(next) = self.retry_to(&head, retryable, &tried, !unsent) else {
-                        return Err(e.into());
-                    };
-                    // As for a failure the client sees: at least as slow as the connect
-                    // timeout, so that response-time balancing moves away from it.
-                    backend.record_latency(started.elapsed().max(site.timeouts.connect));
-                    (Why::Failed(e.reason), next)
+                // The client left: no verdict on the backend.
+                Err(e) if e.is_silent() => return Err(e),
+                Err(e) if e.status < 500 => return Err(e),
+                Err(e) => {
+                    attempts.failed(&mut admitted, started.elapsed(), timeouts.0);
+                    match attempts.retry(&admitted, e.retry, repeatable, Why::Failed(e.reason)) {
+                        Some(next) => admitted = next,
+                        None => return Err(e),
+                    }
                 }
-            };
-            drop(in_flight);
-            self.retries += 1;
-            tracing::debug!(
-                pool = %site.pool.name,
-                from = %backend.name,
-                to = %next.name,
-                reason = %why,
-                retry = self.retries,
-                "retrying the request"
-            );
-            backend = next;
+            }
+            self.retries = attempts.retries;
         };
 
         self.status = resp.status;
@@ -184,35 +133,14 @@ impl Conn {
             .stream_response_body(&mut up.stream, resp.framing, head.http10)
             .await?;
         if resp.reusable && finished && self.ubuf.is_empty() {
-            upstream::put_idle(backend.addr, up.stream);
+            upstream::put_idle(pool.conn_key(&admitted.backend), up.stream);
         }
         Ok(keep_client && finished)
     }
 
-    /// The backend for another try, if the request may have one: `retryable` (see
-    /// [`exchange`](Self::exchange)), retries left, and, when `charge`, a retry in the
-    /// pool's budget.
-    fn retry_to(
-        &self,
-        head: &RequestHead,
-        retryable: bool,
-        tried: &Tried,
-        charge: bool,
-    ) -> Option<Arc<Backend>> {
-        let policy = &self.site.retry;
-        if !retryable || self.retries >= policy.attempts {
-            return None;
-        }
-        if charge && !policy.budget.try_withdraw() {
-            tracing::debug!(pool = %self.site.pool.name, "retry budget exhausted: not retrying");
-            return None;
-        }
-        retry::pick_again(&self.site.pool, head.key, tried).cloned()
-    }
-
     /// Drops a response that is retried: the connection is kept for reuse only if the
     /// whole body came with the head.
-    fn discard(&mut self, backend: &Backend, up: Upstream, resp: &ResponseHead) {
+    fn discard(&mut self, pool: &Pool, backend: &Backend, up: Upstream, resp: &ResponseHead) {
         let body = (self.ubuf.len() - resp.head_len) as u64;
         let complete = match resp.framing {
             ResponseFraming::Empty => body == 0,
@@ -220,31 +148,25 @@ impl Conn {
             ResponseFraming::Chunked | ResponseFraming::UntilClose => false,
         };
         if resp.reusable && complete {
-            upstream::put_idle(backend.addr, up.stream);
+            upstream::put_idle(pool.conn_key(backend), up.stream);
         }
         self.ubuf.clear();
     }
 
     /// One try: sends the request to `backend` (streaming the `rest` of its body, on the
     /// first try only) and reads up to the final response head. Interim (1xx) responses
-    /// are relayed to the client on the way.
+    /// are relayed to the client on the way. `timeouts`: connect and request.
     async fn attempt(
         &mut self,
+        pool: &Pool,
         backend: &Backend,
         head: &RequestHead,
-        client: ClientSide,
+        client: ClientSide<'_>,
         rest: &mut RestOfBody,
-    ) -> Result<Attempt, Failure> {
+        timeouts: (Duration, Duration),
+    ) -> Result<Answered, Error> {
         let whole_request_in_out = rest.is_none();
-        let mut up = match self.send_head(backend, false).await {
-            Ok(up) => up,
-            Err(error) => {
-                return Ok(Attempt::Failed {
-                    error,
-                    unsent: true,
-                });
-            }
-        };
+        let mut up = self.send_head(pool, backend, false, timeouts.0).await?;
         if let Some((remaining, decoder)) = rest.take() {
             if head.expect_continue && self.cbuf.is_empty() {
                 self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -256,7 +178,7 @@ impl Conn {
         // Response time, and the request timeout, run from the request being sent in full,
         // so that connecting and uploading do not count against the backend.
         let sent = Instant::now();
-        let deadline = sent + self.site.timeouts.request;
+        let deadline = sent + timeouts.1;
         let mut interim_seen = false;
         self.ubuf.clear();
         loop {
@@ -276,18 +198,14 @@ impl Conn {
                     }
                     Ok((resp, keep_client)) => {
                         backend.record_latency(sent.elapsed());
-                        return Ok(Attempt::Response {
-                            up,
-                            resp,
-                            keep_client,
-                        });
+                        return Ok((up, resp, keep_client));
                     }
                     Err(ResponseError::Partial) if self.ubuf.len() > 64 * 1024 => {
-                        return Err(ProxyError::bad_gateway("response head too large").into());
+                        return Err(Error::bad_gateway("response head too large"));
                     }
                     Err(ResponseError::Partial) => {}
                     Err(ResponseError::Invalid(reason)) => {
-                        return Err(ProxyError::bad_gateway(reason).into());
+                        return Err(Error::bad_gateway(reason));
                     }
                 }
             }
@@ -295,66 +213,58 @@ impl Conn {
             let read = tokio::time::timeout_at(deadline.into(), up.stream.read_buf(&mut self.ubuf));
             match read.await {
                 Err(_) => {
-                    return Err(
-                        ProxyError::gateway_timeout("the backend did not answer in time").into(),
-                    );
+                    return Err(Error::gateway_timeout("the backend did not answer in time"));
                 }
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(result) => {
-                    let e = ProxyError::bad_gateway(match result {
+                    let reason = match result {
                         Ok(_) => "the backend closed the connection",
                         Err(_) => "the backend reset the connection",
-                    });
+                    };
                     if interim_seen || !self.ubuf.is_empty() {
-                        return Err(e.into());
+                        return Err(Error::bad_gateway(reason));
                     }
                     if up.reused && whole_request_in_out && head.idempotent {
                         // A stale keep-alive connection closed before answering: send the
                         // request again on a new connection to the same backend (the
                         // request timeout is not restarted).
-                        up = match self.send_head(backend, true).await {
-                            Ok(up) => up,
-                            Err(error) => {
-                                return Ok(Attempt::Failed {
-                                    error,
-                                    unsent: true,
-                                });
-                            }
-                        };
+                        up = self.send_head(pool, backend, true, timeouts.0).await?;
                         continue;
                     }
                     // Nothing came back: another backend may be tried.
-                    return Ok(Attempt::Failed {
-                        error: e,
-                        unsent: false,
-                    });
+                    return Err(Error::no_response(502, reason));
                 }
             }
         }
     }
 
-    /// Gets a connection to `backend` (a new one if `fresh`, else an idle one if any) and
+    /// Gets a connection to `backend` (a new one if `fresh`, else a kept one if any) and
     /// writes the request head plus the body bytes already in `out`. A failed write on a
     /// reused connection is retried once on a new one.
-    async fn send_head(&mut self, backend: &Backend, fresh: bool) -> Result<Upstream, ProxyError> {
-        let timeouts = self.site.timeouts;
+    async fn send_head(
+        &mut self,
+        pool: &Pool,
+        backend: &Backend,
+        fresh: bool,
+        connect_timeout: Duration,
+    ) -> Result<Upstream, Error> {
         let idle = if fresh {
             None
         } else {
-            upstream::take_idle(backend.addr)
+            upstream::take_idle(pool.conn_key(backend))
         };
         let mut up = match idle {
             Some(up) => up,
-            None => connect(backend, timeouts.connect, self.site.backend_tls.as_ref()).await?,
+            None => connect(pool, backend, connect_timeout).await?,
         };
         if up.stream.write_all(&self.out).await.is_ok() {
             return Ok(up);
         }
-        let reset = ProxyError::bad_gateway("the backend reset the connection");
+        let reset = Error::no_response(502, "the backend reset the connection");
         if !up.reused {
             return Err(reset);
         }
-        up = connect(backend, timeouts.connect, self.site.backend_tls.as_ref()).await?;
+        up = connect(pool, backend, connect_timeout).await?;
         match up.stream.write_all(&self.out).await {
             Ok(()) => Ok(up),
             Err(_) => Err(reset),

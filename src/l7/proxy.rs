@@ -1,9 +1,12 @@
-//! The per-connection request loop: read, validate, pick, forward, stream back.
+//! The per-connection request loop of the HTTP/1.1 engine: read and validate a head,
+//! run the pipeline's route phase on it, then forward (see `exchange`) or answer, and
+//! wait for the next request on the same connection.
 //!
 //! Per request on a kept-alive connection the fast path is one read from the client, one
 //! write to the backend, one read from the backend and one write to the client; the
-//! buffers live as long as the connection and are reused. Forwarding one request to the
-//! backends, retries included, is in [`super::exchange`].
+//! buffers live as long as the connection and are reused. Between two requests the
+//! connection checks whether a reload happened and, if so, serves the next request with
+//! the new config.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,74 +17,24 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::chunked::ChunkedDecoder;
-use super::errors::{self, ProxyError};
-use super::request::{self, Forwarding, HeadError, RequestHead};
+use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
 use super::response::ResponseFraming;
-use super::retry::RetryPolicy;
-use super::upstream::{self, Upstream};
-use crate::balance::{Backend, Pool};
-use crate::config::{Limits, Timeouts};
+use super::upstream::Upstream;
+use crate::balance::Backend;
+use crate::pipeline::error::{self, Error, NO_ROUTE};
+use crate::pipeline::reply::Reply;
+use crate::pipeline::{self, Decision};
+use crate::runtime::{Frontend, Live, Pool};
 use crate::tls::Stream;
-use crate::tls::client::BackendConnector;
 
 pub(super) const READ_CHUNK: usize = 64 * 1024;
-
-/// Everything a listener's connections share: where to send traffic and the limits.
-#[derive(Debug)]
-pub struct Site {
-    /// The listener's name, for logs.
-    pub name: Box<str>,
-    /// What the listener's clients speak.
-    pub protocol: crate::config::Protocol,
-    /// Connections start with a PROXY protocol header naming the real client.
-    pub accept_proxy: bool,
-    /// Send a PROXY protocol header to backends (TCP listeners).
-    pub send_proxy: Option<crate::l4::proxy_protocol::Version>,
-    /// TLS termination (HTTPS listeners).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// TLS to the pool's backends.
-    pub backend_tls: Option<BackendConnector>,
-    /// The HTTP version spoken to the pool's backends.
-    pub http_version: crate::config::HttpVersion,
-    /// Relay with splice(2) (TCP listeners).
-    pub splice: bool,
-    /// TLS passthrough (TCP listeners): server-name patterns and where they go instead.
-    pub sni_routes: Vec<(Box<str>, Arc<Site>)>,
-    /// The pool requests go to.
-    pub pool: Arc<Pool>,
-    /// The pool's retry settings and budget (shared by every listener using the pool).
-    pub retry: Arc<RetryPolicy>,
-    /// Body of the 503 sent when the pool has no available backend, if not the default.
-    pub unavailable_body: Option<Arc<str>>,
-    /// The pool's queue for requests waiting for a backend with room.
-    pub queue: Arc<super::queue::Queue>,
-    /// Timeouts.
-    pub timeouts: Timeouts,
-    /// Limits.
-    pub limits: Limits,
-    /// Log every request.
-    pub access_log: bool,
-}
-
-/// How an exchange ended when it did not complete.
-pub(super) enum Failure {
-    /// Nothing was sent to the client yet: answer with this error, then close.
-    Respond(ProxyError),
-    /// The client is gone or the response was cut: just close.
-    Abort,
-}
-
-impl From<ProxyError> for Failure {
-    fn from(e: ProxyError) -> Self {
-        Failure::Respond(e)
-    }
-}
 
 /// One client connection and the buffers it reuses for every request.
 pub(super) struct Conn {
     pub(super) client: Stream,
     pub(super) peer: SocketAddr,
-    pub(super) site: Arc<Site>,
+    live: Arc<Live>,
+    pub(super) frontend: Arc<Frontend>,
     /// Bytes read from the client, not yet forwarded.
     pub(super) cbuf: BytesMut,
     /// Bytes read from the backend, not yet forwarded.
@@ -95,8 +48,10 @@ pub(super) struct Conn {
     method: String,
     target: String,
     pub(super) status: u16,
-    /// The backend of the current (or last) try.
+    /// The pool and backend of the current (or last) try.
+    pool: Option<Arc<Pool>>,
     pub(super) backend: Option<Arc<Backend>>,
+    route: Option<usize>,
     /// Retries made for the current request.
     pub(super) retries: u32,
     /// The client sent the HTTP/2 preface: serve it as HTTP/2.
@@ -104,11 +59,12 @@ pub(super) struct Conn {
 }
 
 /// Serves one client connection until it closes, times out or errs.
-pub async fn serve(client: Stream, peer: SocketAddr, site: Arc<Site>) {
+pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: Arc<Frontend>) {
     let mut conn = Conn {
         client,
         peer,
-        site,
+        live,
+        frontend,
         cbuf: BytesMut::with_capacity(8 * 1024),
         ubuf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(4 * 1024),
@@ -116,7 +72,9 @@ pub async fn serve(client: Stream, peer: SocketAddr, site: Arc<Site>) {
         method: String::new(),
         target: String::new(),
         status: 0,
+        pool: None,
         backend: None,
+        route: None,
         retries: 0,
         h2_preface: false,
     };
@@ -129,7 +87,8 @@ pub async fn serve(client: Stream, peer: SocketAddr, site: Arc<Site>) {
             read,
             conn.peer,
             tls,
-            conn.site,
+            conn.live,
+            conn.frontend,
         ))
         .await;
     }
@@ -139,8 +98,12 @@ impl Conn {
     async fn run(&mut self) {
         let mut first = true;
         loop {
-            let head = match self.read_head(first).await {
-                Ok(Some(head)) => head,
+            // A reload since the last request: this one runs on the new config.
+            if let Some(frontend) = self.live.refresh(&self.frontend) {
+                self.frontend = frontend;
+            }
+            let (head, decision) = match self.read_head(first).await {
+                Ok(Some(read)) => read,
                 Ok(None) => return,
                 Err(e) => return self.fail(e).await,
             };
@@ -149,14 +112,21 @@ impl Conn {
             self.status = 0;
             self.backend = None;
             self.retries = 0;
-            let result = self.exchange(head).await;
-            if let Err(Failure::Respond(e)) = &result {
-                self.status = e.status;
-                if let (502 | 504, Some(backend)) = (e.status, &self.backend) {
-                    // A backend that fails counts as at least as slow as the connect
-                    // timeout, so that response-time balancing moves away from it.
-                    backend.record_latency(started.elapsed().max(self.site.timeouts.connect));
+            let result = match decision {
+                Decision::Forward(fwd) => {
+                    self.route = fwd.route;
+                    self.pool = Some(Arc::clone(&fwd.pool));
+                    self.exchange(head, &fwd).await
                 }
+                other => {
+                    self.pool = None;
+                    self.answer(head, other).await
+                }
+            };
+            if let Err(e) = &result
+                && !e.is_silent()
+            {
+                self.status = e.status;
             }
             self.log(started);
             match result {
@@ -165,17 +135,17 @@ impl Conn {
                     let _ = self.client.shutdown().await;
                     return;
                 }
-                Err(Failure::Abort) => return,
-                Err(Failure::Respond(e)) => return self.fail(e).await,
+                Err(e) if e.is_silent() => return,
+                Err(e) => return self.fail(e).await,
             }
         }
     }
 
-    /// Reads until a complete request head is parsed. `Ok(None)`: the client left (or
-    /// stayed idle too long) between requests.
-    async fn read_head(&mut self, first: bool) -> Result<Option<RequestHead>, ProxyError> {
-        let limits = self.site.limits;
-        let timeouts = self.site.timeouts;
+    /// Reads until a complete request head is parsed and routed. `Ok(None)`: the client
+    /// left (or stayed idle too long) between requests.
+    async fn read_head(&mut self, first: bool) -> Result<Option<(RequestHead, Decision)>, Error> {
+        let limits = self.frontend.limits;
+        let timeouts = self.frontend.timeouts;
         let mut deadline = None;
         loop {
             let preface = &super::http2::PREFACE;
@@ -188,61 +158,44 @@ impl Conn {
                     return Ok(None);
                 }
             } else if !self.cbuf.is_empty() {
-                let fwd = Forwarding {
-                    client_ip: self.peer.ip(),
-                    proto: if self.client.is_tls() {
-                        "https"
-                    } else {
-                        "http"
-                    },
-                    hash_key: self
-                        .site
-                        .pool
-                        .uses_key()
-                        .then_some(&self.site.pool.hash_key),
-                    max_headers: limits.max_headers,
-                };
-                self.out.clear();
-                match request::parse(
-                    &self.cbuf,
-                    &fwd,
-                    &mut self.out,
-                    &mut self.method,
-                    &mut self.target,
-                ) {
-                    Ok(head) if head.head_len > limits.max_header_size => {
+                let tls = self.client.is_tls();
+                let mut slots = [const { std::mem::MaybeUninit::uninit() }; request::HEADER_SLOTS];
+                match request::parse(&self.cbuf, &mut slots, limits.max_headers, self.peer.ip()) {
+                    Ok(parsed) if parsed.head.head_len > limits.max_header_size => {
                         return Err(too_large());
                     }
-                    Ok(head) => {
-                        if head.missing_host {
+                    Ok(parsed) => {
+                        let decision = pipeline::route(&self.frontend, &parsed, tls);
+                        self.out.clear();
+                        if let Decision::Forward(fwd) = &decision {
+                            let forwarding = Forwarding {
+                                client_ip: self.peer.ip(),
+                                proto: if tls { "https" } else { "http" },
+                            };
+                            parsed
+                                .write(
+                                    &forwarding,
+                                    fwd.rewrite(&self.frontend),
+                                    fwd.request_headers(&self.frontend),
+                                    &mut self.out,
+                                )
+                                .map_err(head_error)?;
+                        }
+                        self.method.clear();
+                        self.method.push_str(parsed.method);
+                        self.target.clear();
+                        self.target.push_str(parsed.target);
+                        let head = parsed.head;
+                        if head.missing_host && matches!(decision, Decision::Forward(_)) {
                             self.add_host();
                         }
-                        return Ok(Some(head));
+                        return Ok(Some((head, decision)));
                     }
                     Err(HeadError::Partial) if self.cbuf.len() > limits.max_header_size => {
                         return Err(too_large());
                     }
                     Err(HeadError::Partial) => {}
-                    Err(HeadError::TooManyHeaders) => return Err(too_large()),
-                    Err(HeadError::Bad(reason)) => return Err(ProxyError::bad_request(reason)),
-                    Err(HeadError::NotImplemented(reason)) => {
-                        return Err(ProxyError {
-                            status: 501,
-                            reason,
-                        });
-                    }
-                    Err(HeadError::ExpectationFailed) => {
-                        return Err(ProxyError {
-                            status: 417,
-                            reason: "only Expect: 100-continue is supported",
-                        });
-                    }
-                    Err(HeadError::MethodNotAllowed) => {
-                        return Err(ProxyError {
-                            status: 405,
-                            reason: "CONNECT is not supported",
-                        });
-                    }
+                    Err(e) => return Err(head_error(e)),
                 }
             }
             // Between requests the idle timeout applies; once a request has started,
@@ -263,10 +216,7 @@ impl Conn {
                 }
                 Err(_) if self.cbuf.is_empty() => return Ok(None),
                 Err(_) => {
-                    return Err(ProxyError {
-                        status: 408,
-                        reason: "the request head did not arrive in time",
-                    });
+                    return Err(Error::client(408, "the request head did not arrive in time"));
                 }
             }
         }
@@ -283,31 +233,56 @@ impl Conn {
         let _ = write!(self.out, "Host: {local}\r\n\r\n");
     }
 
+    /// Answers a request that routing does not forward: a redirect, a route's fixed
+    /// response, or 404. The connection stays open unless the request has a body (which
+    /// is not read) or the client asked to close.
+    async fn answer(&mut self, head: RequestHead, decision: Decision) -> Result<bool, Error> {
+        self.cbuf.advance(head.head_len);
+        let keep = head.keep_alive && head.body == BodyFraming::Empty && !head.http10;
+        let frontend = Arc::clone(&self.frontend);
+        let mut reply = match &decision {
+            Decision::Redirect { status, location } => Reply::redirect(*status, location),
+            Decision::Respond(route) => match frontend.routes.routes()[*route].fixed_response() {
+                Some(f) => Reply::fixed(f.status, &f.body, &f.content_type),
+                None => Reply::error(&NO_ROUTE, None),
+            },
+            _ => Reply::error(&NO_ROUTE, None),
+        };
+        self.route = match &decision {
+            Decision::Respond(route) => Some(*route),
+            _ => None,
+        };
+        reply.close = !keep;
+        self.status = reply.status;
+        self.out.clear();
+        reply.write_h1(&mut self.out, head.is_head);
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_client(&out).await;
+        self.out = out;
+        written?;
+        Ok(keep)
+    }
+
     /// Streams the rest of the request body from the client to the backend.
     pub(super) async fn stream_request_body(
         &mut self,
         to: &mut Stream,
         mut remaining: u64,
         mut decoder: Option<ChunkedDecoder>,
-    ) -> Result<(), Failure> {
-        let idle = self.site.timeouts.idle;
+    ) -> Result<(), Error> {
+        let idle = self.frontend.timeouts.idle;
         loop {
             self.cbuf.reserve(READ_CHUNK);
             match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
                 Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Err(Failure::Abort),
-                Err(_) => {
-                    return Err(Failure::Respond(ProxyError {
-                        status: 408,
-                        reason: "the request body stalled",
-                    }));
-                }
+                Ok(_) => return Err(Error::client_gone()),
+                Err(_) => return Err(Error::client(408, "the request body stalled")),
             }
             let done = if let Some(d) = decoder.as_mut() {
                 self.out.clear();
                 let used = d
                     .feed(&self.cbuf, &mut self.out)
-                    .map_err(|_| ProxyError::bad_request("invalid chunked body"))?;
+                    .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
                 write_timed(to, &self.out, idle)
                     .await
@@ -335,8 +310,8 @@ impl Conn {
         from: &mut Stream,
         framing: ResponseFraming,
         http10: bool,
-    ) -> Result<bool, Failure> {
-        let idle = self.site.timeouts.idle;
+    ) -> Result<bool, Error> {
+        let idle = self.frontend.timeouts.idle;
         let mut remaining = match framing {
             ResponseFraming::Length(n) => n,
             _ => u64::MAX,
@@ -354,7 +329,7 @@ impl Conn {
                 if let Some(d) = decoder.as_mut() {
                     let used = d
                         .feed(&self.ubuf, &mut pending)
-                        .map_err(|_| Failure::Abort)?;
+                        .map_err(|_| Error::client_gone())?;
                     self.ubuf.advance(used);
                 } else {
                     let take = (self.ubuf.len() as u64).min(remaining) as usize;
@@ -383,7 +358,7 @@ impl Conn {
                 match timeout(idle, from.read_buf(&mut self.ubuf)).await {
                     Ok(Ok(n)) if n > 0 => {}
                     Ok(Ok(_)) if framing == ResponseFraming::UntilClose => return Ok(false),
-                    _ => return Err(Failure::Abort),
+                    _ => return Err(Error::client_gone()),
                 }
             }
         }
@@ -401,7 +376,7 @@ impl Conn {
         &mut self,
         mut up: Upstream,
         head_len: usize,
-    ) -> Result<bool, Failure> {
+    ) -> Result<bool, Error> {
         let head = std::mem::take(&mut self.rhead);
         let written = self.write_client(&head).await;
         self.rhead = head;
@@ -413,34 +388,35 @@ impl Conn {
             self.write_client(&early).await?;
         }
         if !self.cbuf.is_empty() {
-            write_timed(&mut up.stream, &self.cbuf, self.site.timeouts.idle).await?;
+            write_timed(&mut up.stream, &self.cbuf, self.frontend.timeouts.idle).await?;
             self.cbuf.clear();
         }
-        let idle = self.site.timeouts.idle;
-        match crate::l4::relay::relay(&mut self.client, &mut up.stream, idle).await {
+        let idle = self.frontend.timeouts.idle;
+        match crate::relay::relay(&mut self.client, &mut up.stream, idle).await {
             Ok((sent, received)) => {
                 tracing::debug!(client = %self.peer, sent, received, "upgraded connection closed")
             }
             Err(e) => tracing::debug!(client = %self.peer, error = %e, "upgraded connection ended"),
         }
-        Err(Failure::Abort)
+        Err(Error::client_gone())
     }
 
-    pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        write_timed(&mut self.client, bytes, self.site.timeouts.idle).await
+    pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        write_timed(&mut self.client, bytes, self.frontend.timeouts.idle).await
     }
 
     /// Sends an error response, then closes gracefully so that the client reads it.
-    async fn fail(&mut self, e: ProxyError) {
+    async fn fail(&mut self, e: Error) {
         self.status = e.status;
         if e.status == 400 || e.status == 431 || e.status == 408 || e.status >= 500 {
             tracing::debug!(client = %self.peer, status = e.status, reason = e.reason, "request refused");
         }
         self.out.clear();
-        match &self.site.unavailable_body {
-            Some(body) if e == errors::NO_BACKEND => e.write_with_body(body, &mut self.out),
-            _ => e.write(&mut self.out),
-        }
+        let body = match &self.pool {
+            Some(pool) if e.is_no_backend() => pool.unavailable_body.as_deref(),
+            _ => None,
+        };
+        Reply::error(&e, body).write_h1(&mut self.out, false);
         let out = std::mem::take(&mut self.out);
         if write_timed(&mut self.client, &out, Duration::from_secs(5))
             .await
@@ -464,58 +440,70 @@ impl Conn {
     }
 
     fn log(&self, started: Instant) {
-        if !self.site.access_log {
+        if !self.frontend.access_log {
             return;
         }
-        let backend = self.backend.as_deref().map_or("-", |b| &b.name);
-        tracing::info!(
-            target: "fulcrum::access",
-            listener = %self.site.name,
-            client = %self.peer,
-            method = %self.method,
-            path = %self.target,
-            backend = %backend,
-            status = self.status,
-            retries = self.retries,
-            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-        );
+        pipeline::log::request(&pipeline::log::Request {
+            listener: &self.frontend.name,
+            client: self.peer,
+            method: &self.method,
+            path: &self.target,
+            route: self
+                .route
+                .and_then(|r| self.frontend.routes.routes().get(r))
+                .map(|r| &*r.name),
+            pool: self.pool.as_deref().map(|p| &*p.name),
+            backend: self.backend.as_deref().map(|b| &*b.name),
+            status: self.status,
+            retries: self.retries,
+            grpc_status: None,
+            started,
+        });
     }
 }
 
-fn too_large() -> ProxyError {
-    ProxyError {
-        status: 431,
-        reason: "the request head is too large",
+fn too_large() -> Error {
+    Error::client(431, "the request head is too large")
+}
+
+/// The error answering a head that was not accepted.
+fn head_error(e: HeadError) -> Error {
+    match e {
+        HeadError::Partial | HeadError::TooManyHeaders => too_large(),
+        HeadError::Bad(reason) => Error::bad_request(reason),
+        HeadError::NotImplemented(reason) => Error::client(501, reason),
+        HeadError::ExpectationFailed => {
+            Error::client(417, "only Expect: 100-continue is supported")
+        }
+        HeadError::MethodNotAllowed => Error::client(405, "CONNECT is not supported"),
     }
 }
 
 /// A failed write to the backend while the request body streams: nothing has been sent
 /// to the client yet, so it gets a 502.
-fn backend_broke(_: Failure) -> Failure {
-    Failure::Respond(ProxyError::bad_gateway(
-        "the backend closed the connection during the request body",
-    ))
+pub(super) fn backend_broke(_: Error) -> Error {
+    Error::bad_gateway("the backend closed the connection during the request body")
 }
 
-/// Opens a new connection to `backend`; the error is what the client gets if the request
-/// is not retried elsewhere.
-pub(super) async fn connect(
-    backend: &Backend,
-    limit: Duration,
-    tls: Option<&BackendConnector>,
-) -> Result<Upstream, ProxyError> {
-    upstream::connect(backend.addr, limit, tls)
+/// Opens a new connection to `backend` of `pool`; the error is what the client gets if
+/// the request is not retried elsewhere.
+pub(super) async fn connect(pool: &Pool, backend: &Backend, limit: Duration) -> Result<Upstream, Error> {
+    crate::connect::connect(backend.addr, limit, pool.tls.as_ref())
         .await
-        .map_err(|e| errors::cannot_connect(backend, &e))
+        .map(|stream| Upstream {
+            stream,
+            reused: false,
+        })
+        .map_err(|e| error::cannot_connect(backend, &e))
 }
 
 async fn write_timed<S: AsyncWrite + Unpin>(
     to: &mut S,
     bytes: &[u8],
     limit: Duration,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     match timeout(limit, to.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(Failure::Abort),
+        _ => Err(Error::client_gone()),
     }
 }

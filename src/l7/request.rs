@@ -1,5 +1,7 @@
-//! Reading a client's request head: strict parsing and validation of its framing, and
-//! writing the head Fulcrum sends to the backend (hop-by-hop headers removed,
+//! Reading a client's request head: strict parsing and validation of its framing, target
+//! and `Host` ([`parse`], giving a [`Parsed`] head that the pipeline reads through
+//! `RequestView`), and writing the head Fulcrum sends to the backend ([`Parsed::write`]:
+//! origin-form target, hop-by-hop headers removed, the route's rewrites applied,
 //! `X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded` and `Via` added).
 //!
 //! Everything here is synchronous and works on the bytes already read; it never
@@ -9,9 +11,8 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use super::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
-use crate::balance::HashKey;
-use crate::balance::hash::{hash_bytes, mix};
+use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
+use crate::routing::{HeaderRules, PathRewrite, RequestView};
 
 /// Most header lines that can ever be parsed (the configured limit is at most this).
 pub const HEADER_SLOTS: usize = 256;
@@ -45,11 +46,9 @@ pub struct RequestHead {
     /// The method is idempotent (RFC 9110 9.2.2), so it may be sent again after a stale
     /// backend connection failed before answering.
     pub idempotent: bool,
-    /// An HTTP/1.0 request without `Host`: the proxy adds one, since it speaks
-    /// HTTP/1.1 to backends.
+    /// An HTTP/1.0 request without `Host` (nor an absolute-form target): the proxy adds
+    /// one, since it speaks HTTP/1.1 to backends.
     pub missing_host: bool,
-    /// The request's hash key, for pools that hash.
-    pub key: u64,
     /// A GET asking to switch protocols (`Connection: upgrade`, `Upgrade: websocket`):
     /// after a 101 the connection becomes a tunnel to the backend.
     pub upgrade: bool,
@@ -74,28 +73,48 @@ pub enum HeadError {
 
 /// Per-listener facts used to rewrite the head.
 #[derive(Debug)]
-pub struct Forwarding<'a> {
+pub struct Forwarding {
     /// The client's address.
     pub client_ip: IpAddr,
     /// The scheme the client used ("http").
     pub proto: &'static str,
-    /// What pools hash on, when the pool hashes.
-    pub hash_key: Option<&'a HashKey>,
-    /// Configured limit of header lines.
-    pub max_headers: usize,
 }
 
-/// Parses the request head at the start of `buf`. On success, the head to send to the
-/// backend is appended to `out`, and `method`/`target` receive copies for the access log.
-pub fn parse(
-    buf: &[u8],
-    fwd: &Forwarding<'_>,
-    out: &mut Vec<u8>,
-    method: &mut String,
-    target: &mut String,
-) -> Result<RequestHead, HeadError> {
-    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
-    let slots = &mut slots[..fwd.max_headers.min(HEADER_SLOTS)];
+/// Header slots for [`parse`], on the caller's stack.
+pub type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; HEADER_SLOTS];
+
+/// A parsed and validated request head, borrowing the bytes read: what the pipeline
+/// reads through [`RequestView`], and what [`Parsed::write`] turns into the backend's head.
+#[derive(Debug)]
+pub struct Parsed<'h, 'b> {
+    /// Framing and connection facts.
+    pub head: RequestHead,
+    /// The method.
+    pub method: &'b str,
+    /// The target as received (for the log).
+    pub target: &'b str,
+    /// The target in origin form (path and query), as forwarded.
+    origin: &'b str,
+    /// The authority of an absolute-form target, which wins over `Host`.
+    authority: Option<&'b str>,
+    /// The `Host` header's value.
+    host: Option<&'b [u8]>,
+    headers: &'h [httparse::Header<'b>],
+    tokens: ConnectionTokens<'b>,
+    length: Option<u64>,
+    upgrade_to: Option<&'b [u8]>,
+    client_ip: IpAddr,
+}
+
+/// Parses and validates the request head at the start of `buf`, using `slots` (at most
+/// `max_headers` of them) for its header lines.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    slots: &'h mut Slots<'b>,
+    max_headers: usize,
+    client_ip: IpAddr,
+) -> Result<Parsed<'h, 'b>, HeadError> {
+    let slots = &mut slots[..max_headers.min(HEADER_SLOTS)];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -107,22 +126,21 @@ pub fn parse(
         Err(httparse::Error::NewLine) => return Err(HeadError::Bad("invalid line ending")),
         Err(_) => return Err(HeadError::Bad("malformed request line")),
     };
-    let (Some(m), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+    let (Some(m), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Bad("malformed request line"));
     };
     let http10 = minor == 0;
     if m == "CONNECT" {
         return Err(HeadError::MethodNotAllowed);
     }
-    if !(path.starts_with('/') || path == "*" || path.starts_with("http://")) {
-        return Err(HeadError::Bad("invalid request target"));
-    }
+    let (origin, authority) = split_target(m, target)?;
 
-    // First pass: framing, connection tokens, and values that are merged.
+    // Framing, connection tokens, and values that are merged.
     let mut tokens = ConnectionTokens::default();
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoding = false;
+    let mut host: Option<&[u8]> = None;
     let mut hosts = 0;
     let mut expect_continue = false;
     let mut upgrade_to: Option<&[u8]> = None;
@@ -145,6 +163,7 @@ pub fn parse(
             tokens.add(h.value);
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            host = Some(h.value.trim_ascii());
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade_to = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") && !http10 {
@@ -173,6 +192,9 @@ pub fn parse(
     if hosts > 1 || (hosts == 0 && !http10) {
         return Err(HeadError::Bad("a request needs exactly one Host header"));
     }
+    if host.is_some_and(|h| !valid_authority(h)) {
+        return Err(HeadError::Bad("invalid Host header"));
+    }
     let body = match (chunked, length) {
         (true, _) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::Empty,
@@ -192,87 +214,187 @@ pub fn parse(
     } else {
         !tokens.close
     };
-
-    // Second pass: the head for the backend.
-    out.extend_from_slice(m.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut xff = ListHeader::default();
-    let mut forwarded = ListHeader::default();
-    let mut via = ListHeader::default();
-    let mut key_value: Option<&[u8]> = None;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if is_hop_by_hop(name) || tokens.lists(name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto") {
-            continue;
-        }
-        if let Some(HashKey::Header(want)) = fwd.hash_key
-            && name.eq_ignore_ascii_case(want.as_bytes())
-        {
-            key_value = Some(h.value);
-        }
-        if let Some(HashKey::Cookie(want)) = fwd.hash_key
-            && name.eq_ignore_ascii_case(b"cookie")
-            && let Some(v) = find_cookie(h.value, want.as_bytes())
-        {
-            key_value = Some(v);
-        }
-        // List headers that Fulcrum extends are written last, as one line each.
-        let list = if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            &mut xff
-        } else if name.eq_ignore_ascii_case(b"forwarded") {
-            &mut forwarded
-        } else if name.eq_ignore_ascii_case(b"via") {
-            &mut via
-        } else {
-            put(out, name, h.value);
-            continue;
-        };
-        list.push(h.value)?;
-    }
-    match body {
-        BodyFraming::Empty if length == Some(0) => out.extend_from_slice(b"Content-Length: 0\r\n"),
-        BodyFraming::Empty => {}
-        BodyFraming::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            super::headers::put_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-    }
-    if let Some(protocol) = upgrade_to {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-        put(out, b"Upgrade", protocol);
-    }
-    write_forwarding(out, fwd, &xff, &forwarded, &via);
-    out.extend_from_slice(b"\r\n");
-
-    let key = match fwd.hash_key {
-        None => 0,
-        Some(HashKey::Uri) => hash_bytes(path.as_bytes()),
-        Some(HashKey::SourceIp) => hash_ip(fwd.client_ip),
-        Some(_) => key_value.map_or_else(|| hash_ip(fwd.client_ip), hash_bytes),
-    };
-    method.clear();
-    method.push_str(m);
-    target.clear();
-    target.push_str(path);
-    Ok(RequestHead {
-        head_len,
-        body,
-        keep_alive,
-        expect_continue,
-        is_head: m == "HEAD",
-        http10,
-        idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
-        missing_host: hosts == 0,
-        key,
-        upgrade: upgrade_to.is_some(),
+    Ok(Parsed {
+        head: RequestHead {
+            head_len,
+            body,
+            keep_alive,
+            expect_continue,
+            is_head: m == "HEAD",
+            http10,
+            idempotent: matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+            missing_host: hosts == 0 && authority.is_none(),
+            upgrade: upgrade_to.is_some(),
+        },
+        method: m,
+        target,
+        origin,
+        authority,
+        host,
+        headers: req.headers,
+        tokens,
+        length,
+        upgrade_to,
+        client_ip,
     })
+}
+
+/// The origin form (path and query) of a request target, and the authority of an
+/// absolute-form one (RFC 9112 3.2). Fragments, user info, and an asterisk other than
+/// `OPTIONS *` are refused.
+fn split_target<'b>(method: &str, target: &'b str) -> Result<(&'b str, Option<&'b str>), HeadError> {
+    if target.contains('#') {
+        return Err(HeadError::Bad("a request target cannot carry a fragment"));
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok((target, None))
+        } else {
+            Err(HeadError::Bad("invalid request target"))
+        };
+    }
+    if target.starts_with('/') {
+        return Ok((target, None));
+    }
+    let rest = [("http://", 7), ("https://", 8)]
+        .iter()
+        .find(|(scheme, _)| {
+            target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+        })
+        .map(|(_, n)| &target[*n..])
+        .ok_or(HeadError::Bad("invalid request target"))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, origin) = rest.split_at(end);
+    if authority.is_empty() || !valid_authority(authority.as_bytes()) {
+        return Err(HeadError::Bad("invalid authority in the request target"));
+    }
+    // `http://h?q` has an empty path: it is `/`. The query is then forwarded without
+    // it, which no client sends in practice.
+    let origin = if origin.starts_with('/') { origin } else { "/" };
+    Ok((origin, Some(authority)))
+}
+
+/// Whether `value` is a valid `host[:port]` (RFC 9110 7.2): no user info, path, spaces or
+/// other delimiters. An empty value is allowed (a target without authority).
+fn valid_authority(value: &[u8]) -> bool {
+    value.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || b".-_~!$&'()*+,;=:[]%".contains(&b)
+    })
+}
+
+impl Parsed<'_, '_> {
+    /// Writes the head for the backend into `out`: the target as `rewrite` says, hop-by-hop
+    /// headers out (and those `Connection` names, except `Host`), `Host` set to the
+    /// target's authority for absolute-form requests, the route's header `rules`, then
+    /// framing and forwarding headers.
+    pub fn write(
+        &self,
+        fwd: &Forwarding,
+        rewrite: &PathRewrite,
+        rules: Option<&HeaderRules>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HeadError> {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        rewrite.write(self.origin.as_bytes(), out);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut xff = ListHeader::default();
+        let mut forwarded = ListHeader::default();
+        let mut via = ListHeader::default();
+        if let Some(authority) = self.authority {
+            put(out, b"Host", authority.as_bytes());
+        }
+        for h in self.headers.iter() {
+            let name = h.name.as_bytes();
+            let is_host = name.eq_ignore_ascii_case(b"host");
+            if is_host {
+                // The authority of an absolute-form target replaced it.
+                if self.authority.is_none() {
+                    put(out, name, h.value);
+                }
+                continue;
+            }
+            if is_hop_by_hop(name) || self.tokens.lists(name) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+                continue;
+            }
+            if rules.is_some_and(|r| r.drops(name)) {
+                continue;
+            }
+            // List headers that Fulcrum extends are written last, as one line each.
+            let list = if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                &mut xff
+            } else if name.eq_ignore_ascii_case(b"forwarded") {
+                &mut forwarded
+            } else if name.eq_ignore_ascii_case(b"via") {
+                &mut via
+            } else {
+                put(out, name, h.value);
+                continue;
+            };
+            list.push(h.value)?;
+        }
+        match self.head.body {
+            BodyFraming::Empty if self.length == Some(0) => {
+                out.extend_from_slice(b"Content-Length: 0\r\n")
+            }
+            BodyFraming::Empty => {}
+            BodyFraming::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                crate::headers::put_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        }
+        if let Some(protocol) = self.upgrade_to {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+            put(out, b"Upgrade", protocol);
+        }
+        if let Some(rules) = rules {
+            for (name, value) in rules.appended() {
+                put(out, name, value);
+            }
+        }
+        write_forwarding(out, fwd, &xff, &forwarded, &via);
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
+
+impl RequestView for Parsed<'_, '_> {
+    fn method(&self) -> &[u8] {
+        self.method.as_bytes()
+    }
+
+    fn host(&self) -> Option<&[u8]> {
+        self.authority.map(str::as_bytes).or(self.host)
+    }
+
+    fn path(&self) -> &[u8] {
+        let o = self.origin.as_bytes();
+        match o.iter().position(|&b| b == b'?') {
+            Some(q) => &o[..q],
+            None => o,
+        }
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        let o = self.origin.as_bytes();
+        o.iter().position(|&b| b == b'?').map(|q| &o[q + 1..])
+    }
+
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
 }
 
 /// The values of a list header that may be sent on several lines.
@@ -308,7 +430,7 @@ impl<'a> ListHeader<'a> {
 /// continuing the list the client sent.
 fn write_forwarding(
     out: &mut Vec<u8>,
-    fwd: &Forwarding<'_>,
+    fwd: &Forwarding,
     xff: &ListHeader<'_>,
     forwarded: &ListHeader<'_>,
     via: &ListHeader<'_>,
@@ -325,26 +447,6 @@ fn write_forwarding(
     };
     via.start(out, b"Via");
     out.extend_from_slice(b"1.1 fulcrum\r\n");
-}
-
-/// The value of cookie `name` in a `Cookie` header value.
-pub(crate) fn find_cookie<'v>(header: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        (&pair[..eq] == name).then(|| &pair[eq + 1..])
-    })
-}
-
-/// Hash of a client address.
-pub fn hash_ip(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => mix(u64::from(u32::from(v4))),
-        IpAddr::V6(v6) => {
-            let n = u128::from(v6);
-            mix((n as u64) ^ mix((n >> 64) as u64))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,20 +2,24 @@
 
 use super::*;
 
-fn fwd() -> Forwarding<'static> {
+use crate::config::HashKey;
+use crate::routing::{hash_ip, hash_key};
+
+const CLIENT: &str = "192.0.2.7";
+
+fn fwd() -> Forwarding {
     Forwarding {
-        client_ip: "192.0.2.7".parse().unwrap(),
+        client_ip: CLIENT.parse().unwrap(),
         proto: "http",
-        hash_key: None,
-        max_headers: 100,
     }
 }
 
 fn parse_str(raw: &str) -> Result<(RequestHead, String), HeadError> {
     let mut out = Vec::new();
-    let (mut m, mut t) = (String::new(), String::new());
-    let head = parse(raw.as_bytes(), &fwd(), &mut out, &mut m, &mut t)?;
-    Ok((head, String::from_utf8(out).unwrap()))
+    let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+    let parsed = parse(raw.as_bytes(), &mut slots, 100, CLIENT.parse().unwrap())?;
+    parsed.write(&fwd(), &PathRewrite::None, None, &mut out)?;
+    Ok((parsed.head, String::from_utf8(out).unwrap()))
 }
 
 #[test]
@@ -121,16 +125,10 @@ fn too_many_headers() {
 #[test]
 fn hash_keys() {
     let key = HashKey::Cookie("sid".into());
-    let f = Forwarding {
-        hash_key: Some(&key),
-        ..fwd()
-    };
     let parse_key = |raw: &str| {
-        let mut out = Vec::new();
-        let (mut m, mut t) = (String::new(), String::new());
-        parse(raw.as_bytes(), &f, &mut out, &mut m, &mut t)
-            .unwrap()
-            .key
+        let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+        let parsed = parse(raw.as_bytes(), &mut slots, 100, CLIENT.parse().unwrap()).unwrap();
+        hash_key(&parsed, &key)
     };
     let a = parse_key("GET / HTTP/1.1\r\nHost: h\r\nCookie: x=1; sid=abc\r\n\r\n");
     let b = parse_key("GET /other HTTP/1.1\r\nHost: h\r\nCookie: sid=abc\r\n\r\n");
@@ -138,5 +136,68 @@ fn hash_keys() {
     let none = parse_key("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(a, b);
     assert_ne!(a, c);
-    assert_eq!(none, hash_ip("192.0.2.7".parse().unwrap()));
+    assert_eq!(none, hash_ip(CLIENT.parse().unwrap()));
+}
+
+#[test]
+fn host_survives_being_named_in_connection() {
+    let (_, out) =
+        parse_str("GET / HTTP/1.1\r\nHost: kit.test\r\nConnection: Host, X-A\r\nX-A: 1\r\n\r\n")
+            .unwrap();
+    assert!(out.contains("Host: kit.test\r\n"), "{out}");
+    assert!(!out.contains("X-A"), "{out}");
+}
+
+#[test]
+fn absolute_form_target_wins_over_host() {
+    let (head, out) =
+        parse_str("GET http://other.test/x?q=1 HTTP/1.1\r\nHost: kit.test\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET /x?q=1 HTTP/1.1\r\nHost: other.test\r\n"), "{out}");
+    assert_eq!(out.matches("Host:").count(), 1, "{out}");
+    assert!(!head.missing_host);
+    let (_, out) = parse_str("GET HTTPS://Other.test:8443 HTTP/1.1\r\nHost: k\r\n\r\n").unwrap();
+    assert!(out.starts_with("GET / HTTP/1.1\r\nHost: Other.test:8443\r\n"), "{out}");
+    // HTTP/1.0 without Host but with an authority: no Host needs adding.
+    let (head, out) = parse_str("GET http://a.test/ HTTP/1.0\r\n\r\n").unwrap();
+    assert!(!head.missing_host);
+    assert!(out.contains("Host: a.test\r\n"));
+}
+
+#[test]
+fn refuses_bad_targets_and_hosts() {
+    for raw in [
+        "GET /p#frag HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
+    ] {
+        assert!(matches!(parse_str(raw), Err(HeadError::Bad(_))), "accepted: {raw:?}");
+    }
+    assert!(parse_str("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").is_ok());
+    assert!(parse_str("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
+    assert!(parse_str("GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok(), "an empty Host is allowed");
+}
+
+#[test]
+fn route_rules_apply_while_writing() {
+    use crate::config::routes::HeaderRules as Rules;
+    let rules = HeaderRules::new(&Rules {
+        remove: vec!["x-secret".into()],
+        set: vec![("x-env".into(), "prod".into())],
+        add: vec![],
+    });
+    let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+    let raw = b"GET /api/users?id=2 HTTP/1.1\r\nHost: h\r\nX-Secret: s\r\nX-Env: dev\r\n\r\n";
+    let parsed = parse(raw, &mut slots, 100, CLIENT.parse().unwrap()).unwrap();
+    let mut out = Vec::new();
+    let strip = PathRewrite::Strip(b"/api"[..].into());
+    parsed.write(&fwd(), &strip, Some(&rules), &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("GET /users?id=2 HTTP/1.1\r\n"), "{out}");
+    assert!(!out.contains("X-Secret") && !out.contains("dev"), "{out}");
+    assert!(out.contains("x-env: prod\r\n"), "{out}");
 }

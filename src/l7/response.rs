@@ -4,8 +4,9 @@
 
 use std::mem::MaybeUninit;
 
-use super::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
+use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
 use super::request::HEADER_SLOTS;
+use crate::routing::HeaderRules;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub enum ResponseError {
 
 /// What the client side needs from the response head.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientSide {
+pub struct ClientSide<'a> {
     /// The request was HEAD.
     pub is_head: bool,
     /// The client speaks HTTP/1.0 (no chunked encoding).
@@ -53,6 +54,10 @@ pub struct ClientSide {
     pub keep_alive: bool,
     /// The client asked to switch protocols: a 101 is expected.
     pub upgrade: bool,
+    /// The route's response header rules.
+    pub rules: Option<&'a HeaderRules>,
+    /// A `Set-Cookie` value to add (a split side).
+    pub set_cookie: Option<&'a str>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -61,7 +66,7 @@ pub struct ClientSide {
 /// Returns the head and whether the client connection stays open.
 pub fn parse(
     buf: &[u8],
-    client: ClientSide,
+    client: ClientSide<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(ResponseHead, bool), ResponseError> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
@@ -158,7 +163,7 @@ pub fn parse(
     } else {
         b"HTTP/1.1 "
     });
-    super::headers::put_decimal(out, u64::from(status));
+    crate::headers::put_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -167,19 +172,30 @@ pub fn parse(
         if is_hop_by_hop(name) || tokens.lists(name) {
             continue;
         }
+        if client.rules.is_some_and(|r| r.drops(name)) {
+            continue;
+        }
         put(out, name, h.value);
+    }
+    if let Some(rules) = client.rules {
+        for (name, value) in rules.appended() {
+            put(out, name, value);
+        }
+    }
+    if let Some(cookie) = client.set_cookie {
+        put(out, b"Set-Cookie", cookie.as_bytes());
     }
     match framing {
         ResponseFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
-            super::headers::put_decimal(out, n);
+            crate::headers::put_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         ResponseFraming::Empty => {
             if let Some(n) = length {
                 // HEAD/304 keep the length of the representation.
                 out.extend_from_slice(b"Content-Length: ");
-                super::headers::put_decimal(out, n);
+                crate::headers::put_decimal(out, n);
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -214,12 +230,14 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    fn client() -> ClientSide {
+    fn client() -> ClientSide<'static> {
         ClientSide {
             is_head: false,
             http10: false,
             keep_alive: true,
             upgrade: false,
+            rules: None,
+            set_cookie: None,
         }
     }
 

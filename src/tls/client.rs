@@ -27,6 +27,9 @@ pub struct BackendConnector {
     connector: TlsConnector,
     /// The configured name, if any (otherwise each backend's IP address).
     server_name: Option<ServerName<'static>>,
+    /// What makes these connections different from others to the same address (CA,
+    /// verification, name, ALPN): kept connections are reused only for the same key.
+    pub key: u64,
 }
 
 impl std::fmt::Debug for BackendConnector {
@@ -63,9 +66,15 @@ impl BackendConnector {
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| e.to_string())?),
             None => None,
         };
+        let identity = format!(
+            "{:?}|{}|{:?}|{h2}",
+            tls.ca, tls.verify, tls.server_name
+        );
         Ok(BackendConnector {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
+            // Never 0, which stands for plain TCP.
+            key: crate::balance::hash::hash_bytes(identity.as_bytes()) | 1,
         })
     }
 

@@ -165,9 +165,14 @@ pub fn server_config(tls: &ListenerTls, store: Arc<CertStore>) -> Arc<ServerConf
 }
 
 /// Starts the thread that reloads `stores` when their files change (checking every
-/// `interval`); does nothing if there is nothing to watch.
+/// `interval`); does nothing if there is nothing to watch. The thread holds the stores
+/// weakly and ends once all of them are gone (a reload replaced them).
 pub fn watch(stores: Vec<(Arc<CertStore>, Duration)>) {
-    let stores: Vec<_> = stores.into_iter().filter(|(_, i)| !i.is_zero()).collect();
+    let stores: Vec<_> = stores
+        .into_iter()
+        .filter(|(_, i)| !i.is_zero())
+        .map(|(s, i)| (Arc::downgrade(&s), i))
+        .collect();
     let Some(tick) = stores.iter().map(|(_, i)| *i).min() else {
         return;
     };
@@ -179,11 +184,19 @@ pub fn watch(stores: Vec<(Arc<CertStore>, Duration)>) {
             loop {
                 std::thread::sleep(tick);
                 elapsed += tick;
+                let mut alive = false;
                 for ((store, interval), due) in stores.iter().zip(&mut next) {
+                    let Some(store) = store.upgrade() else {
+                        continue;
+                    };
+                    alive = true;
                     if elapsed >= *due {
                         store.reload_if_changed();
                         *due = elapsed + *interval;
                     }
+                }
+                if !alive {
+                    return;
                 }
             }
         });

@@ -263,7 +263,7 @@ impl Fulcrum {
         let mut child = Command::new(bin())
             .args(["run", "-c"])
             .arg(&path)
-            .env("RUST_LOG", "info,fulcrum::l7::exchange=debug")
+            .env("RUST_LOG", "info,fulcrum::pipeline=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,56 +1,51 @@
-//! One request on the hyper path (HTTP/2 clients, and every client of a pool that
-//! speaks HTTP/2 to its backends): rewrite it for the backend, pick and admit a
-//! backend as the HTTP/1.1 engine does, send it, return the response.
+//! One request on the hyper path (HTTP/2 clients, and HTTP/1.1 clients of listeners that
+//! route to pools speaking HTTP/2): the pipeline's phases as on the HTTP/1.1 engine
+//! (route, upstream with the shared pick/admit/retry loop, header rules, the log), with
+//! hyper moving the bytes.
 //!
 //! The request body streams straight through, so a try is repeated only when nothing was
-//! sent: the connection could not be made (another backend, within `retries.attempts`,
+//! sent: the connection could not be made (another backend, within the retry attempts,
 //! for any method, since nothing reached a backend), or a kept HTTP/1.1 connection turned
 //! out closed before the request was written (once more, on a new connection). A
-//! response is passed on whatever its status (`retries.on_status` applies to HTTP/1.1
-//! clients of HTTP/1.1 pools only). The backend stays "in flight" until the response
-//! body has been sent in full, as on the HTTP/1.1 path.
+//! response is passed on whatever its status (`on_status` retries need the whole request
+//! in memory, which only the HTTP/1.1 engine keeps). The backend stays "in flight" until
+//! the response body has been sent in full, as on the HTTP/1.1 path.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, Uri, Version};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response};
 
+use super::activity::{Activity, Busy};
 use super::grpc;
+use super::prepare::{self, Rewrites, View};
 use super::senders::{self, Sender};
+use crate::balance::Backend;
 use crate::balance::backend::InFlight;
-use crate::balance::{Backend, HashKey, Pool};
-use crate::config::HttpVersion;
-use crate::health;
-use crate::l7::Site;
-use crate::l7::errors::{self, ProxyError};
-use crate::l7::request::{find_cookie, hash_ip};
-use crate::l7::retry::{self, Tried};
+use crate::pipeline::error::{self, Error, NO_ROUTE};
+use crate::pipeline::reply::Reply;
+use crate::pipeline::upstream::{Attempts, Why};
+use crate::pipeline::{self, Decision, Forward};
+use crate::routing::HeaderRules;
+use crate::runtime::{Frontend, Live, Pool};
 
-/// A response body: the backend's, or Fulcrum's own error text.
+/// A response body: the backend's, or Fulcrum's own.
 pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// Headers that only concern one hop of an HTTP/1.1 connection.
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
 
 /// What the access log says about a request.
 #[derive(Default)]
 struct Trace {
+    route: Option<usize>,
+    pool: Option<Arc<Pool>>,
     backend: Option<Arc<Backend>>,
     retries: u32,
 }
@@ -60,79 +55,99 @@ pub(super) async fn forward(
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
-    site: Arc<Site>,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
     conn: Arc<Activity>,
 ) -> Result<Response<Body>, Infallible> {
+    // A reload since the connection started: this request runs on the new config.
+    let frontend = live.refresh(&frontend).unwrap_or(frontend);
     let busy = Busy::new(conn);
     let started = Instant::now();
     let grpc = grpc::is_grpc(req.headers());
-    let logged = site
-        .access_log
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let logged = frontend.access_log.then(|| {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        (req.method().clone(), target.to_owned())
+    });
     let mut trace = Trace::default();
-    let response = match send(req, peer, tls, &site, &mut trace, busy).await {
+    let response = match handle(req, peer, tls, &frontend, &mut trace, busy).await {
         Ok(response) => response,
-        Err(e) => error_response(e, grpc, &site),
+        Err(e) => error_response(e, grpc, trace.pool.as_deref()),
     };
     if let Some((method, path)) = logged {
-        let backend = trace.backend.as_deref().map_or("-", |b| &b.name);
-        tracing::info!(
-            target: "fulcrum::access",
-            listener = %site.name,
-            client = %peer,
-            method = %method,
-            path = %path,
-            backend = %backend,
-            status = response.status().as_u16(),
-            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            retries = trace.retries,
-            ms = %format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-        );
+        pipeline::log::request(&pipeline::log::Request {
+            listener: &frontend.name,
+            client: peer,
+            method: method.as_str(),
+            path: &path,
+            route: trace
+                .route
+                .and_then(|r| frontend.routes.routes().get(r))
+                .map(|r| &*r.name),
+            pool: trace.pool.as_deref().map(|p| &*p.name),
+            backend: trace.backend.as_deref().map(|b| &*b.name),
+            status: response.status().as_u16(),
+            retries: trace.retries,
+            grpc_status: response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()),
+            started,
+        });
     }
     Ok(response)
 }
 
-async fn send(
+async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
-    site: &Site,
+    frontend: &Frontend,
     trace: &mut Trace,
     busy: Busy,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Response<Body>, Error> {
     if req.method() == hyper::Method::CONNECT {
-        return Err(ProxyError {
-            status: 405,
-            reason: "CONNECT is not supported",
-        });
+        return Err(Error::client(405, "CONNECT is not supported"));
     }
-    let key = hash_key(&req, peer.ip(), &site.pool);
-    prepare(&mut req, peer.ip(), tls, site)?;
-    site.retry.budget.record_request();
-    let limit = match grpc::timeout(req.headers()) {
-        Some(deadline) => deadline.min(site.timeouts.request),
-        None => site.timeouts.request,
+    prepare::check_host(&req)?;
+    let decision = pipeline::route(frontend, &View::new(&req, peer.ip()), tls);
+    let fwd = match decision {
+        Decision::Forward(fwd) => fwd,
+        Decision::Redirect { status, location } => {
+            return Ok(reply(&Reply::redirect(status, &location)));
+        }
+        Decision::Respond(route) => {
+            trace.route = Some(route);
+            return Ok(match frontend.routes.routes()[route].fixed_response() {
+                Some(f) => reply(&Reply::fixed(f.status, &f.body, &f.content_type)),
+                None => reply(&Reply::error(&NO_ROUTE, None)),
+            });
+        }
+        Decision::NotFound => return Err(NO_ROUTE),
     };
-    let mut tried = Tried::default();
-    let mut backend = Arc::clone(site.queue.pick(&site.pool, key).await?);
-    let mut refusals = 0;
+    trace.route = fwd.route;
+    trace.pool = Some(Arc::clone(&fwd.pool));
+    let rewrites = Rewrites {
+        path: fwd.rewrite(frontend),
+        headers: fwd.request_headers(frontend),
+    };
+    prepare::prepare(&mut req, peer.ip(), tls, &fwd.pool, &rewrites)?;
+    let (connect_timeout, request_timeout) = fwd.timeouts(frontend);
+    let limit = match grpc::timeout(req.headers()) {
+        Some(deadline) => deadline.min(request_timeout),
+        None => request_timeout,
+    };
+    let pool = &*fwd.pool;
+    let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(frontend));
+    let mut admitted = attempts.first().await?;
     let mut fresh = false;
     loop {
-        trace.backend = Some(Arc::clone(&backend));
-        let Some((in_flight, admission)) = backend.try_admit() else {
-            refusals += 1;
-            if refusals > 3 {
-                return Err(errors::NO_BACKEND);
-            }
-            backend = Arc::clone(site.queue.pick(&site.pool, key).await?);
-            continue;
-        };
-        tried.add(&backend);
-        let connect = site.timeouts.connect;
+        trace.backend = Some(Arc::clone(&admitted.backend));
+        trace.retries = attempts.retries;
+        let key = pool.conn_key(&admitted.backend);
         let kept = if fresh {
             None
         } else {
-            senders::take(backend.addr, site.http_version)
+            senders::take(key, pool.http_version)
         };
         // Connecting is the rare path: boxed, so that its (large) state does not make
         // every request's future larger.
@@ -140,10 +155,10 @@ async fn send(
             Some(sender) => Ok((sender, true)),
             None => {
                 Box::pin(senders::connect(
-                    backend.addr,
-                    site.http_version,
-                    connect,
-                    site.backend_tls.as_ref(),
+                    key,
+                    pool.http_version,
+                    connect_timeout,
+                    pool.tls.as_ref(),
                 ))
                 .await
             }
@@ -151,19 +166,17 @@ async fn send(
         let (mut sender, reused) = match got {
             Ok(got) => got,
             Err(e) => {
-                health::report(&site.pool, &backend, admission, false);
-                backend.record_latency(connect);
-                let error = errors::cannot_connect(&backend, &e);
+                let error = error::cannot_connect(&admitted.backend, &e);
+                attempts.failed(&mut admitted, connect_timeout, connect_timeout);
                 // Nothing reached the backend: another one may take it (no budget).
-                if trace.retries >= site.retry.attempts {
-                    return Err(error);
+                match attempts.retry(&admitted, error.retry, false, Why::Failed(error.reason)) {
+                    Some(next) => {
+                        admitted = next;
+                        fresh = false;
+                        continue;
+                    }
+                    None => return Err(error),
                 }
-                let Some(next) = retry::pick_again(&site.pool, key, &tried) else {
-                    return Err(error);
-                };
-                trace.retries += 1;
-                backend = Arc::clone(next);
-                continue;
             }
         };
         let sent = Instant::now();
@@ -174,193 +187,83 @@ async fn send(
         let failure = match result {
             Ok(Ok(response)) => {
                 let status = response.status();
-                backend.record_latency(sent.elapsed());
-                health::report(&site.pool, &backend, admission, status.as_u16() < 500);
-                senders::put_back(backend.addr, sender);
-                return Ok(finish(response, in_flight, busy));
+                admitted.backend.record_latency(sent.elapsed());
+                attempts.report(&mut admitted, status.as_u16() < 500);
+                senders::put_back(key, sender);
+                let finish = Finish {
+                    in_flight: admitted.take_in_flight(),
+                    busy,
+                    rules: fwd.response_headers(frontend),
+                    set_cookie: set_cookie(&fwd, frontend),
+                };
+                return Ok(finish.apply(response));
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(unsent) if reused => {
                     // A kept connection that had closed: again, on a new one.
-                    backend.circuit.release(admission);
                     req = unsent;
                     fresh = true;
                     continue;
                 }
                 _ => {
-                    tracing::debug!(backend = %backend.name, error = %e.error(), "backend exchange failed");
-                    ProxyError::bad_gateway("the backend closed or reset the connection")
+                    tracing::debug!(backend = %admitted.backend.name, error = %e.error(), "backend exchange failed");
+                    Error::bad_gateway("the backend closed or reset the connection")
                 }
             },
-            Err(_) => ProxyError::gateway_timeout("the backend did not answer in time"),
+            Err(_) => Error::gateway_timeout("the backend did not answer in time"),
         };
         if matches!(sender, Sender::H2(_)) {
-            senders::forget_h2(backend.addr);
+            senders::forget_h2(key);
         }
-        health::report(&site.pool, &backend, admission, false);
-        backend.record_latency(sent.elapsed().max(connect));
+        attempts.failed(&mut admitted, sent.elapsed(), connect_timeout);
         return Err(failure);
     }
 }
 
-/// The request's hash key, for pools that hash (as the HTTP/1.1 engine computes it).
-fn hash_key(req: &Request<Incoming>, ip: IpAddr, pool: &Pool) -> u64 {
-    if !pool.uses_key() {
-        return 0;
-    }
-    let value = match &pool.hash_key {
-        HashKey::SourceIp => None,
-        HashKey::Uri => {
-            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            return crate::balance::hash::hash_bytes(target.as_bytes());
-        }
-        HashKey::Header(name) => req.headers().get(&**name).map(|v| v.as_bytes()),
-        HashKey::Cookie(name) => req
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .find_map(|v| find_cookie(v.as_bytes(), name.as_bytes())),
-    };
-    value.map_or_else(|| hash_ip(ip), crate::balance::hash::hash_bytes)
+fn set_cookie(fwd: &Forward, frontend: &Frontend) -> Option<HeaderValue> {
+    fwd.set_cookie(frontend)
+        .and_then(|c| HeaderValue::from_str(&c).ok())
 }
 
-/// Rewrites the request for the backend: hop-by-hop headers out, forwarding headers in,
-/// the target in the form the backend's HTTP version needs.
-fn prepare(
-    req: &mut Request<Incoming>,
-    ip: IpAddr,
-    tls: bool,
-    site: &Site,
-) -> Result<(), ProxyError> {
-    let h2_backend = site.http_version == HttpVersion::Http2;
-    let authority = match req.uri().authority() {
-        Some(a) => Some(a.as_str().to_owned()),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned),
-    };
-    let via = if req.version() == Version::HTTP_2 {
-        "2 fulcrum"
-    } else {
-        "1.1 fulcrum"
-    };
-    let headers = req.headers_mut();
-    strip_hop_by_hop(headers);
-    // HTTP/2 clients may split cookies over several fields; HTTP/1.1 wants one line
-    // (RFC 9113 8.2.3).
-    if !h2_backend && headers.get_all(header::COOKIE).iter().nth(1).is_some() {
-        let joined = join(headers, &header::COOKIE, "; ");
-        if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert(header::COOKIE, v);
-        }
-    }
-    // gRPC needs `te: trailers` to reach an HTTP/2 backend; HTTP/1.1 backends get no TE.
-    if !h2_backend || headers.get(header::TE).is_some_and(|v| v != "trailers") {
-        headers.remove(header::TE);
-    }
-    let proto = if tls { "https" } else { "http" };
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    append(
-        headers,
-        HeaderName::from_static("x-forwarded-for"),
-        &ip.to_string(),
-    );
-    let forwarded = match ip {
-        IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
-    };
-    append(headers, header::FORWARDED, &forwarded);
-    append(headers, header::VIA, via);
+/// What the backend's response gets on its way to the client.
+struct Finish<'a> {
+    in_flight: Option<InFlight>,
+    busy: Busy,
+    rules: Option<&'a HeaderRules>,
+    set_cookie: Option<HeaderValue>,
+}
 
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let uri = if h2_backend {
-        // HTTP/2 carries the authority in its own field.
-        req.headers_mut().remove(header::HOST);
-        let scheme = if site.backend_tls.is_some() {
-            "https"
-        } else {
-            "http"
+impl Finish<'_> {
+    /// The backend's response for the client: hop-by-hop headers out, the route's
+    /// response rules and split cookie in, the body kept "in flight" until it has been
+    /// sent.
+    fn apply(self, response: Response<Incoming>) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        prepare::strip_hop_by_hop(&mut parts.headers);
+        if let Some(rules) = self.rules {
+            rules.apply(&mut parts.headers);
+        }
+        if let Some(cookie) = self.set_cookie {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        let body = Guarded {
+            inner: body,
+            _in_flight: self.in_flight,
+            _busy: self.busy,
         };
-        let authority = authority.as_deref().unwrap_or("backend");
-        *req.version_mut() = Version::HTTP_2;
-        format!("{scheme}://{authority}{path}")
-    } else {
-        if let Some(a) = &authority
-            && !req.headers().contains_key(header::HOST)
-        {
-            let host = HeaderValue::from_str(a)
-                .map_err(|_| ProxyError::bad_request("invalid authority"))?;
-            req.headers_mut().insert(header::HOST, host);
-        }
-        *req.version_mut() = Version::HTTP_11;
-        path
-    };
-    *req.uri_mut() = uri
-        .parse::<Uri>()
-        .map_err(|_| ProxyError::bad_request("invalid request target"))?;
-    Ok(())
-}
-
-/// Removes hop-by-hop headers, and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
+        Response::from_parts(parts, body.boxed())
     }
 }
 
-/// The values of every `name` field, joined with `separator`.
-fn join(headers: &HeaderMap, name: &HeaderName, separator: &str) -> String {
-    let mut joined = String::new();
-    for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
-        if !joined.is_empty() {
-            joined.push_str(separator);
-        }
-        joined.push_str(v);
-    }
-    joined
+/// A reply of Fulcrum's own as a hyper response.
+fn reply(r: &Reply<'_>) -> Response<Body> {
+    r.to_http().map(|b| Full::new(b).map_err(|n| match n {}).boxed())
 }
 
-/// Adds `value` to a list header (one line, comma-separated).
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match join(headers, &name, ", ") {
-        prior if prior.is_empty() => value.to_owned(),
-        prior => format!("{prior}, {value}"),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
-    }
-}
-
-/// The backend's response for the client: hop-by-hop headers out, the body kept "in
-/// flight" until it has been sent.
-fn finish(response: Response<Incoming>, in_flight: InFlight, busy: Busy) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let body = Guarded {
-        inner: body,
-        _in_flight: in_flight,
-        _busy: busy,
-    };
-    Response::from_parts(parts, body.boxed())
-}
-
-/// Fulcrum's own response: a gRPC status for gRPC calls, else the HTTP error.
-fn error_response(e: ProxyError, grpc: bool, site: &Site) -> Response<Body> {
+/// Fulcrum's own error response: a gRPC status for gRPC calls, else the HTTP error.
+fn error_response(e: Error, grpc: bool, pool: Option<&Pool>) -> Response<Body> {
     if grpc {
-        let mut r = Response::new(empty());
+        let mut r = Response::new(Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
         let h = r.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -373,89 +276,24 @@ fn error_response(e: ProxyError, grpc: bool, site: &Site) -> Response<Body> {
         if let Ok(message) = HeaderValue::from_str(e.reason) {
             h.insert("grpc-message", message);
         }
-        r
-    } else {
-        let body = match &site.unavailable_body {
-            Some(body) if e == errors::NO_BACKEND => body.to_string(),
-            _ => format!("{}: {}\n", errors::status_title(e.status), e.reason),
-        };
-        let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
-        *r.status_mut() =
-            hyper::StatusCode::from_u16(e.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if e.status == 503 {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        r
+        return r;
     }
-}
-
-fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|n| match n {}).boxed()
+    let body = match pool {
+        Some(p) if e.is_no_backend() => p.unavailable_body.as_deref(),
+        _ => None,
+    };
+    let mut r = Reply::error(&e, body);
+    // hyper manages the connection; an error ends only this request.
+    r.close = false;
+    reply(&r)
 }
 
 /// A backend's response body that keeps the request counted in flight (at the backend,
 /// and on the client connection) until it ends.
 struct Guarded {
     inner: Incoming,
-    _in_flight: InFlight,
+    _in_flight: Option<InFlight>,
     _busy: Busy,
-}
-
-/// When a client connection last had nothing to do, for its idle timeout.
-#[derive(Debug)]
-pub struct Activity {
-    start: Instant,
-    active: AtomicUsize,
-    idle_since_us: AtomicU64,
-    served: AtomicUsize,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity {
-            start: Instant::now(),
-            active: AtomicUsize::new(0),
-            idle_since_us: AtomicU64::new(0),
-            served: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Activity {
-    /// How long the connection has had no request in progress (zero while it has one),
-    /// and whether it has had any request yet.
-    pub fn idle_for(&self) -> (Duration, bool) {
-        let served = self.served.load(Ordering::Relaxed) > 0;
-        if self.active.load(Ordering::Acquire) > 0 {
-            return (Duration::ZERO, served);
-        }
-        let since = Duration::from_micros(self.idle_since_us.load(Ordering::Relaxed));
-        (self.start.elapsed().saturating_sub(since), served)
-    }
-}
-
-/// One request in progress on a client connection.
-pub(super) struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn new(conn: Arc<Activity>) -> Busy {
-        conn.active.fetch_add(1, Ordering::AcqRel);
-        conn.served.fetch_add(1, Ordering::Relaxed);
-        Busy(conn)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let now = self.0.start.elapsed().as_micros() as u64;
-        self.0.idle_since_us.store(now, Ordering::Relaxed);
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl hyper::body::Body for Guarded {

@@ -20,6 +20,8 @@ pub fn status_for(http: u16) -> u8 {
         504 | 408 => 4,
         // RESOURCE_EXHAUSTED
         429 | 431 => 8,
+        // UNIMPLEMENTED: nothing routes the call
+        404 => 12,
         // UNAVAILABLE
         502 | 503 => 14,
         // INTERNAL

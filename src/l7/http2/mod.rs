@@ -3,9 +3,10 @@
 //! A client speaks HTTP/2 when it chose `h2` with ALPN on a TLS listener, or when its
 //! clear-text connection starts with the HTTP/2 preface (prior knowledge, "h2c"): the
 //! HTTP/1.1 engine notices the preface and hands the connection over with the bytes it
-//! has read. HTTP/1.1 clients of a pool that speaks HTTP/2 to its backends
-//! are also served here (by hyper's HTTP/1.1 server), so every request of such a pool
-//! takes one path: [`forward`].
+//! has read. HTTP/1.1 clients of a listener that routes to a pool speaking HTTP/2 to its
+//! backends are also served here (by hyper's HTTP/1.1 server), so that every request of
+//! such a pool takes one path: [`forward`], which runs the same pipeline phases as the
+//! HTTP/1.1 engine.
 //!
 //! hyper's HTTP/2 server does the framing, flow control (per stream and per connection)
 //! and the stream limit (`limits.max_concurrent_streams`). It refuses malformed requests
@@ -16,9 +17,11 @@
 //! sent to the backend is re-framed by Fulcrum. A flood of RST_STREAM ("rapid reset")
 //! ends in GOAWAY; floods of SETTINGS or PING frames close the connection ([`flood`]).
 
+mod activity;
 pub mod flood;
 mod forward;
 mod grpc;
+mod prepare;
 mod senders;
 
 use std::net::SocketAddr;
@@ -32,47 +35,86 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::flood::Guarded;
-use super::Site;
+use crate::runtime::{Frontend, Live};
 
 /// The first bytes of every HTTP/2 connection.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves an HTTP/2 client connection until it ends; `read` are the bytes already read
 /// from it (the preface, when the HTTP/1.1 engine hands a connection over).
-pub async fn serve_h2<S>(io: S, read: Bytes, peer: SocketAddr, tls: bool, site: Arc<Site>)
-where
+pub async fn serve_h2<S>(
+    io: S,
+    read: Bytes,
+    peer: SocketAddr,
+    tls: bool,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve(Guarded::new(read, io), peer, tls, site, true).await
+    let conn = Conn {
+        peer,
+        tls,
+        live,
+        frontend,
+    };
+    serve(Guarded::new(read, io), conn, true).await
 }
 
-/// Serves a client connection of a pool that speaks HTTP/2 to its backends: HTTP/1.1,
-/// or HTTP/2 if it starts with the preface.
-pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, site: Arc<Site>)
+/// Serves a client connection of a listener that routes to pools speaking HTTP/2:
+/// HTTP/1.1, or HTTP/2 if it starts with the preface.
+pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, live: Arc<Live>, frontend: Arc<Frontend>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve(Guarded::new(Bytes::new(), io), peer, tls, site, false).await
+    let conn = Conn {
+        peer,
+        tls,
+        live,
+        frontend,
+    };
+    serve(Guarded::new(Bytes::new(), io), conn, false).await
 }
 
-async fn serve<S>(io: Guarded<S>, peer: SocketAddr, tls: bool, site: Arc<Site>, h2_only: bool)
+/// Who a connection is with, and the config it is served with.
+struct Conn {
+    peer: SocketAddr,
+    tls: bool,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+}
+
+async fn serve<S>(io: Guarded<S>, conn: Conn, h2_only: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = site.limits;
-    let activity = Arc::new(forward::Activity::default());
+    let Conn {
+        peer,
+        tls,
+        live,
+        frontend,
+    } = conn;
+    let settings = Arc::clone(&frontend);
+    let limits = settings.limits;
+    let activity = Arc::new(activity::Activity::default());
     let service = {
-        let site = Arc::clone(&site);
         let activity = Arc::clone(&activity);
         service_fn(move |req| {
-            forward::forward(req, peer, tls, Arc::clone(&site), Arc::clone(&activity))
+            forward::forward(
+                req,
+                peer,
+                tls,
+                Arc::clone(&live),
+                Arc::clone(&frontend),
+                Arc::clone(&activity),
+            )
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(site.timeouts.request_header)
+        .header_read_timeout(settings.timeouts.request_header)
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_size.max(8192));
     builder
@@ -95,7 +137,7 @@ where
     tokio::pin!(conn);
     // The connection is closed (gracefully: GOAWAY for HTTP/2) once it has had no
     // request in progress for `timeouts.idle`, or none at all for `request_header`.
-    let timeouts = site.timeouts;
+    let timeouts = settings.timeouts;
     let result = loop {
         let (idle, served) = activity.idle_for();
         let limit = if served {
@@ -104,7 +146,7 @@ where
             timeouts.request_header
         };
         if idle >= limit {
-            tracing::debug!(listener = %site.name, client = %peer, "idle HTTP connection closed");
+            tracing::debug!(listener = %settings.name, client = %peer, "idle HTTP connection closed");
             conn.as_mut().graceful_shutdown();
             break tokio::time::timeout(Duration::from_secs(5), conn.as_mut())
                 .await
@@ -116,6 +158,6 @@ where
         }
     };
     if let Err(e) = result {
-        tracing::debug!(listener = %site.name, client = %peer, error = %e, "HTTP connection ended with an error");
+        tracing::debug!(listener = %settings.name, client = %peer, error = %e, "HTTP connection ended with an error");
     }
 }

@@ -1,10 +1,10 @@
 //! Backend connections for the hyper path, kept per worker thread (no locks): HTTP/1.1
 //! connections are reused one request at a time, an HTTP/2 connection carries every
-//! request of the worker to that backend at once.
+//! request of the worker to that backend at once. Connections are kept by [`ConnKey`]
+//! (address and TLS settings), never by address alone.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -12,7 +12,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config::HttpVersion;
-use crate::l7::upstream::{self, ConnectError};
+use crate::connect::{self, ConnKey, ConnectError};
 use crate::tls::client::BackendConnector;
 
 /// Most idle HTTP/1.1 connections kept per backend per worker thread.
@@ -27,21 +27,21 @@ pub enum Sender {
 }
 
 thread_local! {
-    static H1: RefCell<HashMap<SocketAddr, Vec<http1::SendRequest<Incoming>>>> =
+    static H1: RefCell<HashMap<ConnKey, Vec<http1::SendRequest<Incoming>>>> =
         RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<SocketAddr, http2::SendRequest<Incoming>>> =
+    static H2: RefCell<HashMap<ConnKey, http2::SendRequest<Incoming>>> =
         RefCell::new(HashMap::new());
 }
 
-/// A new connection to `addr` (`reused` = false).
+/// A new connection to `key`'s address (`reused` = false).
 pub async fn connect(
-    addr: SocketAddr,
+    key: ConnKey,
     version: HttpVersion,
     connect_timeout: Duration,
     tls: Option<&BackendConnector>,
 ) -> Result<(Sender, bool), ConnectError> {
-    let up = upstream::connect(addr, connect_timeout, tls).await?;
-    let io = TokioIo::new(up.stream);
+    let stream = connect::connect(key.addr, connect_timeout, tls).await?;
+    let io = TokioIo::new(stream);
     let failed = |e: hyper::Error| {
         ConnectError::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
@@ -63,22 +63,22 @@ pub async fn connect(
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            H2.with(|h2| h2.borrow_mut().insert(addr, sender.clone()));
+            H2.with(|h2| h2.borrow_mut().insert(key, sender.clone()));
             Sender::H2(sender)
         }
     };
     Ok((sender, false))
 }
 
-/// A kept connection to `addr` that can take a request now, if there is one.
-pub fn take(addr: SocketAddr, version: HttpVersion) -> Option<Sender> {
+/// A kept connection for `key` that can take a request now, if there is one.
+pub fn take(key: ConnKey, version: HttpVersion) -> Option<Sender> {
     match version {
         HttpVersion::Http2 => H2.with(|h2| {
             let mut h2 = h2.borrow_mut();
-            match h2.get(&addr) {
+            match h2.get(&key) {
                 Some(s) if !s.is_closed() => Some(Sender::H2(s.clone())),
                 Some(_) => {
-                    h2.remove(&addr);
+                    h2.remove(&key);
                     None
                 }
                 None => None,
@@ -86,7 +86,7 @@ pub fn take(addr: SocketAddr, version: HttpVersion) -> Option<Sender> {
         }),
         HttpVersion::Http1 => H1.with(|h1| {
             let mut h1 = h1.borrow_mut();
-            let list = h1.get_mut(&addr)?;
+            let list = h1.get_mut(&key)?;
             list.retain(|s| !s.is_closed());
             // One still streaming its last response body is not ready yet: skip it.
             let ready = list.iter().position(|s| s.is_ready())?;
@@ -96,13 +96,13 @@ pub fn take(addr: SocketAddr, version: HttpVersion) -> Option<Sender> {
 }
 
 /// Keeps an HTTP/1.1 connection for the next request once its response is sent.
-pub fn put_back(addr: SocketAddr, sender: Sender) {
+pub fn put_back(key: ConnKey, sender: Sender) {
     if let Sender::H1(s) = sender
         && !s.is_closed()
     {
         H1.with(|h1| {
             let mut h1 = h1.borrow_mut();
-            let list = h1.entry(addr).or_default();
+            let list = h1.entry(key).or_default();
             if list.len() < MAX_IDLE_H1 {
                 list.push(s);
             }
@@ -110,8 +110,8 @@ pub fn put_back(addr: SocketAddr, sender: Sender) {
     }
 }
 
-/// Forgets the HTTP/2 connection to `addr` (after it failed), so the next request opens
+/// Forgets the HTTP/2 connection for `key` (after it failed), so the next request opens
 /// a new one.
-pub fn forget_h2(addr: SocketAddr) {
-    H2.with(|h2| h2.borrow_mut().remove(&addr));
+pub fn forget_h2(key: ConnKey) {
+    H2.with(|h2| h2.borrow_mut().remove(&key));
 }

@@ -64,6 +64,11 @@ impl RetryPolicy {
     pub fn retries_status(&self, status: u16) -> bool {
         self.on_status.contains(&status)
     }
+
+    /// The statuses that are retried.
+    pub fn on_status(&self) -> &[u16] {
+        &self.on_status
+    }
 }
 
 /// A pool's retry allowance, shared by every thread; see the [module docs](self).
@@ -188,7 +193,7 @@ pub fn pick_again<'a>(pool: &'a Pool, key: u64, tried: &Tried) -> Option<&'a Arc
     {
         return Some(second);
     }
-    let tier = || pool.backends().filter(|b| b.backup == first.backup);
+    let tier = || pool.backends().filter(|b| b.is_backup() == first.is_backup());
     let n = tier().count();
     let start = if pool.uses_key() {
         (key % n as u64) as usize

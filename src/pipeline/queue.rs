@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::errors::{self, ProxyError};
+use super::error::{Error, QUEUE_FULL, QUEUE_TIMEOUT};
 use crate::balance::{Backend, Pool};
 
 /// One pool's queue of requests waiting for a backend with room.
@@ -35,10 +35,12 @@ impl Drop for Place<'_> {
 }
 
 impl Queue {
-    /// A queue of at most `max` requests, each waiting at most `timeout`.
-    pub fn new(max: u32, timeout: Duration) -> Self {
+    /// A queue of at most `max` requests, each waiting at most `timeout`; `released` is
+    /// the signal of the queue this one replaces (a reload), so that its waiters still
+    /// hear of backends with room.
+    pub fn new(max: u32, timeout: Duration, released: Option<Arc<Notify>>) -> Self {
         Queue {
-            released: Arc::new(Notify::new()),
+            released: released.unwrap_or_default(),
             waiting: AtomicU32::new(0),
             max,
             timeout,
@@ -51,13 +53,18 @@ impl Queue {
     }
 
     /// Picks a backend of `pool` for `key`, waiting in the queue while every usable one
-    /// is full. The error is the 503 to send.
-    pub async fn pick<'p>(&self, pool: &'p Pool, key: u64) -> Result<&'p Arc<Backend>, ProxyError> {
+    /// is full. The error is the 503 to send (`no_backend` when none is up).
+    pub async fn pick<'p>(
+        &self,
+        pool: &'p Pool,
+        key: u64,
+        no_backend: impl Fn() -> Error,
+    ) -> Result<&'p Arc<Backend>, Error> {
         if let Some(b) = pool.pick(key) {
             return Ok(b);
         }
         if !pool.is_saturated() {
-            return Err(errors::NO_BACKEND);
+            return Err(no_backend());
         }
         let joined = self
             .waiting
@@ -65,7 +72,7 @@ impl Queue {
                 (n < self.max).then_some(n + 1)
             });
         if joined.is_err() {
-            return Err(errors::QUEUE_FULL);
+            return Err(QUEUE_FULL.come_back_in(self.timeout));
         }
         let _place = Place(&self.waiting);
         let deadline = Instant::now() + self.timeout;
@@ -79,10 +86,10 @@ impl Queue {
                 return Ok(b);
             }
             if !pool.is_saturated() {
-                return Err(errors::NO_BACKEND);
+                return Err(no_backend());
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(errors::QUEUE_TIMEOUT);
+                return Err(QUEUE_TIMEOUT.come_back_in(self.timeout));
             }
         }
     }

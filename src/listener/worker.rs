@@ -1,0 +1,223 @@
+//! Worker threads, NGINX-style: each runs its own single-threaded event loop and accepts
+//! from every listening socket; a connection stays on the worker that accepted it, which
+//! is what lets backend connection pools be per-thread and lock-free.
+//!
+//! A worker takes orders over a channel ([`Command`]): start accepting on a socket (a
+//! listener added by a reload), stop (a listener removed), or stop everything (graceful
+//! stop: connections in progress finish, then the worker ends). What a connection does
+//! comes from the live snapshot, never from the worker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle as Task;
+use tokio_rustls::TlsAcceptor;
+
+use super::socket::Bound;
+use crate::config::Protocol;
+use crate::l7;
+use crate::runtime::{Frontend, Live};
+use crate::tls::Stream;
+
+/// An order to a worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Accept connections (or read datagrams, when `udp_reader`) on `socket` for the
+    /// listener `name`, within `limit` connections at once.
+    Listen {
+        /// The listener.
+        name: Arc<str>,
+        /// This worker's handle on the socket.
+        socket: Bound,
+        /// The listener's connection limit, shared by every worker.
+        limit: Arc<Semaphore>,
+        /// This worker is the one reading the (UDP) socket.
+        udp_reader: bool,
+    },
+    /// Stop accepting for the listener `name` (connections in progress go on).
+    Close {
+        /// The listener.
+        name: Arc<str>,
+    },
+    /// Stop accepting everywhere, let connections finish, then end the worker.
+    Stop,
+}
+
+/// A running worker thread.
+#[derive(Debug)]
+pub struct Worker {
+    /// The thread.
+    pub thread: JoinHandle<()>,
+    /// Its orders.
+    pub commands: mpsc::UnboundedSender<Command>,
+}
+
+/// Starts worker `index`.
+pub fn spawn(index: usize, live: Arc<Live>) -> std::io::Result<Worker> {
+    let (commands, orders) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("fulcrum-worker-{index}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot start a worker event loop");
+            runtime.block_on(run(live, orders));
+        })?;
+    Ok(Worker { thread, commands })
+}
+
+async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
+    let mut accepting: HashMap<Arc<str>, Task<()>> = HashMap::new();
+    while let Some(order) = orders.recv().await {
+        match order {
+            Command::Listen {
+                name,
+                socket,
+                limit,
+                udp_reader,
+            } => {
+                let task = match socket {
+                    Bound::Tcp(socket) => match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => tokio::spawn(accept_loop(l, Arc::clone(&live), Arc::clone(&name), limit)),
+                        Err(e) => {
+                            tracing::error!(listener = %name, error = %e, "cannot register listener");
+                            continue;
+                        }
+                    },
+                    Bound::Udp(socket) if udp_reader => {
+                        let Some(frontend) = live.snapshot().frontend(&name).cloned() else {
+                            continue;
+                        };
+                        match tokio::net::UdpSocket::from_std(socket) {
+                            Ok(s) => tokio::spawn(crate::l4::udp::serve(s, Arc::clone(&live), frontend)),
+                            Err(e) => {
+                                tracing::error!(listener = %name, error = %e, "cannot register listener");
+                                continue;
+                            }
+                        }
+                    }
+                    Bound::Udp(_) => continue,
+                };
+                if let Some(old) = accepting.insert(name, task) {
+                    old.abort();
+                }
+            }
+            Command::Close { name } => {
+                if let Some(task) = accepting.remove(&name) {
+                    task.abort();
+                }
+            }
+            Command::Stop => break,
+        }
+    }
+    for (_, task) in accepting.drain() {
+        task.abort();
+    }
+    // Connections in progress (on every worker) finish; the process ends the wait at
+    // its grace period.
+    live.drained().await;
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    live: Arc<Live>,
+    name: Arc<str>,
+    limit: Arc<Semaphore>,
+) {
+    let Some(mut frontend) = live.snapshot().frontend(&name).cloned() else {
+        return;
+    };
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if let Some(newer) = live.refresh(&frontend) {
+                    frontend = newer;
+                }
+                let counted = live.connection();
+                let live = Arc::clone(&live);
+                let frontend = Arc::clone(&frontend);
+                tokio::spawn(async move {
+                    serve_connection(stream, peer, live, frontend).await;
+                    drop(permit);
+                    drop(counted);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+) {
+    // Behind another balancer, the client is who its PROXY header says.
+    let peer = if frontend.accept_proxy {
+        let limit = frontend.timeouts.request_header;
+        match crate::l4::proxy_protocol::read_header(&mut stream, limit).await {
+            Ok(source) => source.unwrap_or(peer),
+            Err(e) => {
+                tracing::debug!(listener = %frontend.name, client = %peer, error = %e, "connection refused");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
+    match frontend.protocol {
+        Protocol::Http => serve_http(stream, peer, live, frontend).await,
+        Protocol::Tcp | Protocol::Udp => crate::l4::tcp::serve(stream, peer, frontend).await,
+    }
+}
+
+/// Serves an HTTP connection: TLS handshake first on HTTPS listeners, then HTTP/2 if
+/// the client chose it with ALPN, else HTTP/1.1 (which hands over to HTTP/2 when the
+/// connection starts with the HTTP/2 preface).
+async fn serve_http(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match frontend.server_tls() {
+        None => Stream::Tcp(tcp),
+        Some(config) => {
+            let acceptor = TlsAcceptor::from(Arc::clone(config));
+            let limit = frontend.timeouts.request_header;
+            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %frontend.name, client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = %frontend.name, client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let tls = stream.is_tls();
+    if stream.alpn() == Some(b"h2") {
+        l7::http2::serve_h2(stream, bytes::Bytes::new(), peer, tls, live, frontend).await
+    } else if frontend.hyper_h1 {
+        l7::http2::serve_h1(stream, peer, tls, live, frontend).await
+    } else {
+        l7::serve(stream, peer, live, frontend).await
+    }
+}

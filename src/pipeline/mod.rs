@@ -1,0 +1,155 @@
+//! The request pipeline: the phases every request goes through, whatever engine carries
+//! it (the HTTP/1.1 engine, the HTTP/2 path, and for the phases that apply, the TCP and
+//! UDP relays). The engines only move bytes; what happens to a request is decided here,
+//! once:
+//!
+//! 1. **route** ([`route`]): the listener's route table picks a pool (with a split side
+//!    and the route's fallback), or an answer of Fulcrum's own (redirect, fixed
+//!    response, 404); the request's hash key is computed for the pool.
+//! 2. **upstream** ([`upstream::Attempts`]): pick and admit a backend, report each try to
+//!    passive health, retry elsewhere within the attempts and the budget.
+//! 3. **upstream request**: the route's path rewrite and request header rules
+//!    ([`Forward::rewrite`], [`Forward::request_headers`]), applied by the engine while it
+//!    writes the request for the backend.
+//! 4. **response** ([`Forward::response_headers`], [`Forward::set_cookie`]): the route's
+//!    response header rules and the split cookie, applied while the engine writes the
+//!    response head.
+//! 5. **log** ([`log`]): one access log line per request or connection.
+//!
+//! Errors on the way are one type ([`error::Error`]) that says who failed, whether the
+//! request may be retried and what the client gets ([`reply::Reply`]).
+//!
+//! A later policy (a rate limit, sticky sessions, a metric) is one more step in one of
+//! these phases, written once here, not once per engine.
+
+pub mod error;
+pub mod log;
+pub mod queue;
+pub mod reply;
+pub mod retry;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::routing::{HeaderRules, PathRewrite, RequestView, Route, Target, hash_key};
+use crate::runtime::{Frontend, Pool};
+
+/// What routing decided for a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Forward it.
+    Forward(Forward),
+    /// Answer with a redirect.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// Where to.
+        location: String,
+    },
+    /// Answer with route `.0`'s fixed response.
+    Respond(usize),
+    /// No route matched and there is no default pool: 404.
+    NotFound,
+}
+
+/// A request on its way to a pool.
+#[derive(Debug)]
+pub struct Forward {
+    /// The pool (the route's fallback when the route's own pool has no backend up).
+    pub pool: Arc<Pool>,
+    /// The route that matched (`None`: the listener's default pool).
+    pub route: Option<usize>,
+    /// The request's hash key, for pools that hash.
+    pub key: u64,
+    /// The split side the client was just given (the response sets its cookie).
+    pub new_side: Option<usize>,
+}
+
+/// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
+#[inline]
+pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -> Decision {
+    let selected = frontend.routes.select(req, tls);
+    match selected.target {
+        Target::Pool { pool, new_side } => {
+            let route = selected.route.map(|i| &frontend.routes.routes()[i]);
+            let mut chosen = &frontend.pools[pool];
+            if let Some(fallback) = route.and_then(|r| r.fallback)
+                && !chosen.has_backend_up()
+            {
+                chosen = &frontend.pools[fallback];
+            }
+            let key = if chosen.balancer.uses_key() {
+                hash_key(req, &chosen.balancer.hash_key)
+            } else {
+                0
+            };
+            Decision::Forward(Forward {
+                pool: Arc::clone(chosen),
+                route: selected.route,
+                key,
+                new_side,
+            })
+        }
+        Target::Redirect { status, location } => Decision::Redirect { status, location },
+        Target::Respond => Decision::Respond(selected.route.unwrap_or(0)),
+        Target::NotFound => Decision::NotFound,
+    }
+}
+
+impl Forward {
+    fn route<'f>(&self, frontend: &'f Frontend) -> Option<&'f Route> {
+        self.route.map(|i| &frontend.routes.routes()[i])
+    }
+
+    /// The route's name, for the log.
+    pub fn route_name<'f>(&self, frontend: &'f Frontend) -> Option<&'f str> {
+        self.route(frontend).map(|r| &*r.name)
+    }
+
+    /// How the path changes before forwarding.
+    pub fn rewrite<'f>(&self, frontend: &'f Frontend) -> &'f PathRewrite {
+        static NONE: PathRewrite = PathRewrite::None;
+        self.route(frontend).map_or(&NONE, |r| &r.rewrite)
+    }
+
+    /// The route's request header rules.
+    pub fn request_headers<'f>(&self, frontend: &'f Frontend) -> Option<&'f HeaderRules> {
+        self.route(frontend)
+            .map(|r| &r.request_headers)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// The route's response header rules.
+    pub fn response_headers<'f>(&self, frontend: &'f Frontend) -> Option<&'f HeaderRules> {
+        self.route(frontend)
+            .map(|r| &r.response_headers)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// The `Set-Cookie` value that keeps the client on the split side it was given.
+    pub fn set_cookie(&self, frontend: &Frontend) -> Option<String> {
+        let side = self.new_side?;
+        self.route(frontend)?.split_cookie(side)
+    }
+
+    /// The connect and request timeouts (the route's, else the listener's).
+    pub fn timeouts(&self, frontend: &Frontend) -> (Duration, Duration) {
+        let t = frontend.timeouts;
+        match self.route(frontend) {
+            Some(r) => (
+                r.connect_timeout.unwrap_or(t.connect),
+                r.request_timeout.unwrap_or(t.request),
+            ),
+            None => (t.connect, t.request),
+        }
+    }
+
+    /// The route's retry settings (attempts and statuses), if it has its own.
+    pub fn retries<'f>(&self, frontend: &'f Frontend) -> Option<(u32, &'f [u16])> {
+        self.route(frontend)?
+            .retries
+            .as_ref()
+            .map(|r| (r.attempts, r.on_status.as_slice()))
+    }
+}

@@ -1,0 +1,189 @@
+//! The upstream phase, shared by every engine: pick a backend of the pool (waiting in the
+//! overload queue while every usable one is full), admit the request (room under
+//! `max_in_flight`, a probe slot of a half-open circuit), report each try's outcome to
+//! passive health, and decide whether a failed try goes to another backend (within the
+//! retry attempts and the pool's retry budget).
+//!
+//! The engines only move bytes: the HTTP/1.1 engine, the HTTP/2 path and the TCP relay
+//! each run the same loop, [`Attempts::first`] then, per failure, [`Attempts::retry`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Error, Retry};
+use super::retry::{self, Tried};
+use crate::balance::Backend;
+use crate::balance::backend::InFlight;
+use crate::balance::circuit::Admission;
+use crate::health;
+use crate::runtime::Pool;
+
+/// A backend admitted for one try: it counts as in flight until this is dropped, and its
+/// circuit's verdict is pending until the try is reported.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The backend.
+    pub backend: Arc<Backend>,
+    in_flight: Option<InFlight>,
+    admission: Option<Admission>,
+}
+
+impl Admitted {
+    /// Keeps the backend counted in flight after the try has been reported (until the
+    /// response body has been sent).
+    pub fn take_in_flight(&mut self) -> Option<InFlight> {
+        self.in_flight.take()
+    }
+
+    /// Passive health: reports the try's outcome to the backend's circuit breaker (once).
+    pub fn report(&mut self, pool: &crate::balance::Pool, success: bool) {
+        if let Some(admission) = self.admission.take() {
+            health::report(pool, &self.backend, admission, success);
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        // Ended without a verdict (the client left): a probe slot is given back.
+        if let Some(admission) = self.admission.take() {
+            self.backend.circuit.release(admission);
+        }
+    }
+}
+
+/// Why a try is repeated, for the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Why {
+    /// The try failed.
+    Failed(&'static str),
+    /// The backend answered with a status that is retried.
+    Status(u16),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Failed(reason) => f.write_str(reason),
+            Why::Status(status) => write!(f, "the backend answered {status}"),
+        }
+    }
+}
+
+/// The tries of one request (or TCP connection) at one pool.
+#[derive(Debug)]
+pub struct Attempts<'p> {
+    pool: &'p Pool,
+    key: u64,
+    tried: Tried,
+    max_retries: u32,
+    on_status: &'p [u16],
+    /// Retries made so far.
+    pub retries: u32,
+}
+
+impl<'p> Attempts<'p> {
+    /// Starts the tries of a request with hash key `key`; `retries` overrides the pool's
+    /// attempts and retried statuses (a route's own settings). Counts the request in
+    /// the pool's retry budget.
+    pub fn new(pool: &'p Pool, key: u64, retries: Option<(u32, &'p [u16])>) -> Attempts<'p> {
+        pool.retry.budget.record_request();
+        let (max_retries, on_status) =
+            retries.unwrap_or((pool.retry.attempts, pool.retry.on_status()));
+        Attempts {
+            pool,
+            key,
+            tried: Tried::default(),
+            max_retries,
+            on_status,
+            retries: 0,
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &'p Pool {
+        self.pool
+    }
+
+    /// The first backend: picked (after waiting in the queue while every usable backend
+    /// is full) and admitted. The error is the 503 to send.
+    pub async fn first(&mut self) -> Result<Admitted, Error> {
+        let pool = self.pool;
+        for _ in 0..4 {
+            let picked = pool
+                .queue
+                .pick(&pool.balancer, self.key, || pool.no_backend())
+                .await?;
+            // Another worker may have filled the backend, or taken the last probe slot
+            // of its half-open circuit, since it was picked: pick again (a few times).
+            if let Some(admitted) = self.admit(picked) {
+                return Ok(admitted);
+            }
+        }
+        Err(pool.no_backend())
+    }
+
+    fn admit(&mut self, backend: &Arc<Backend>) -> Option<Admitted> {
+        let (in_flight, admission) = backend.try_admit()?;
+        self.tried.add(backend);
+        Some(Admitted {
+            backend: Arc::clone(backend),
+            in_flight: Some(in_flight),
+            admission: Some(admission),
+        })
+    }
+
+    /// Passive health: reports a try's outcome to the backend's circuit breaker.
+    pub fn report(&self, a: &mut Admitted, success: bool) {
+        a.report(&self.pool.balancer, success);
+    }
+
+    /// A try failed after `elapsed`: reported to passive health, and counted as at least
+    /// as slow as the connect timeout, so that response-time balancing moves away.
+    pub fn failed(&self, a: &mut Admitted, elapsed: Duration, connect_timeout: Duration) {
+        self.report(a, false);
+        a.backend.record_latency(elapsed.max(connect_timeout));
+    }
+
+    /// Whether a response with `status` is to be retried (when the request may be).
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.on_status.contains(&status)
+    }
+
+    /// The backend for another try after `failed` ended with `why`, if the request may
+    /// have one: the error allows it (nothing was sent, or `repeatable`: the request is
+    /// idempotent and still whole in memory), retries are left, the retry budget has one
+    /// (unless nothing reached the backend), and another backend is available.
+    pub fn retry(&mut self, failed: &Admitted, retry: Retry, repeatable: bool, why: Why) -> Option<Admitted> {
+        match retry {
+            Retry::No => return None,
+            Retry::Budgeted if !repeatable => return None,
+            _ => {}
+        }
+        if self.retries >= self.max_retries {
+            return None;
+        }
+        // A request that never reached the backend adds no load when sent elsewhere.
+        if retry == Retry::Budgeted && !self.pool.retry.budget.try_withdraw() {
+            tracing::debug!(pool = %self.pool.name, "retry budget exhausted: not retrying");
+            return None;
+        }
+        for _ in 0..4 {
+            let next = retry::pick_again(&self.pool.balancer, self.key, &self.tried)?;
+            let next = Arc::clone(next);
+            if let Some(admitted) = self.admit(&next) {
+                self.retries += 1;
+                tracing::debug!(
+                    pool = %self.pool.name,
+                    from = %failed.backend.name,
+                    to = %next.name,
+                    reason = %why,
+                    retry = self.retries,
+                    "retrying the request"
+                );
+                return Some(admitted);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,125 @@
+//! A listener as its connections use it: what it speaks, its TLS settings, timeouts and
+//! limits, its route table (HTTP) or server-name routes (TLS passthrough), and the pools
+//! they send to.
+//!
+//! The listening socket itself is not here: it belongs to the listener module, which
+//! binds and closes sockets as reloads add and remove listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, HttpVersion, Limits, ListenerConfig, Protocol, Timeouts};
+use crate::routing::RouteTable;
+use crate::tls::server::{CertStore, server_config};
+
+use super::{BuildError, Pool};
+
+/// One listener of the running config.
+#[derive(Debug)]
+pub struct Frontend {
+    /// Position in the snapshot.
+    pub index: usize,
+    /// The snapshot generation it belongs to.
+    pub generation: u64,
+    /// The listener's name, for logs.
+    pub name: Box<str>,
+    /// The configured address.
+    pub bind: SocketAddr,
+    /// What clients speak.
+    pub protocol: Protocol,
+    /// Connections start with a PROXY protocol header naming the real client.
+    pub accept_proxy: bool,
+    /// Relay with splice(2) (TCP listeners).
+    pub splice: bool,
+    /// TLS termination (HTTPS listeners), and the certificates it serves.
+    pub tls: Option<(Arc<rustls::ServerConfig>, Arc<CertStore>)>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Limits.
+    pub limits: Limits,
+    /// Log every request.
+    pub access_log: bool,
+    /// Where HTTP requests go.
+    pub routes: RouteTable,
+    /// TLS passthrough (TCP listeners): server-name patterns and the pool each sends to.
+    pub sni_routes: Box<[(Box<str>, usize)]>,
+    /// Every pool of the snapshot, by config index.
+    pub pools: Box<[Arc<Pool>]>,
+    /// HTTP/1.1 clients are served by hyper, because a route leads to a pool that speaks
+    /// HTTP/2 to its backends (which the HTTP/1.1 engine does not).
+    pub hyper_h1: bool,
+    /// The config it was built from.
+    pub config: ListenerConfig,
+}
+
+impl Frontend {
+    /// Builds listener `l` of `config`; `previous` is the frontend of the same name in the
+    /// running config, whose TLS state (certificates, session cache, ticket keys) is kept
+    /// when the TLS settings did not change.
+    pub fn build(
+        index: usize,
+        generation: u64,
+        l: &ListenerConfig,
+        config: &Config,
+        pools: &[Arc<Pool>],
+        previous: Option<&Frontend>,
+    ) -> Result<Frontend, BuildError> {
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => match previous {
+                Some(p) if p.config.tls.as_ref() == Some(t) && p.tls.is_some() => p.tls.clone(),
+                _ => {
+                    let store = CertStore::load(&l.name, &t.certificates).map_err(|e| {
+                        BuildError::Tls {
+                            name: l.name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    let store = Arc::new(store);
+                    crate::tls::server::watch(vec![(Arc::clone(&store), t.reload_interval)]);
+                    Some((server_config(t, Arc::clone(&store)), store))
+                }
+            },
+        };
+        let routes = match l.protocol {
+            Protocol::Http => RouteTable::new(l, &config.pools),
+            _ => RouteTable::single(l.pool.unwrap_or(0)),
+        };
+        let hyper_h1 = l.protocol == Protocol::Http
+            && routes
+                .pools()
+                .any(|p| pools.get(p).is_some_and(|p| p.http_version == HttpVersion::Http2));
+        Ok(Frontend {
+            hyper_h1,
+            index,
+            generation,
+            name: l.name.as_str().into(),
+            bind: l.bind,
+            protocol: l.protocol,
+            accept_proxy: l.accept_proxy,
+            splice: l.splice,
+            tls,
+            timeouts: config.timeouts,
+            limits: config.limits,
+            access_log: config.access_log,
+            routes,
+            sni_routes: l
+                .sni_routes
+                .iter()
+                .map(|(pattern, pool)| (pattern.as_str().into(), *pool))
+                .collect(),
+            pools: pools.into(),
+            config: l.clone(),
+        })
+    }
+
+    /// The pool of a layer 4 listener (its only pool).
+    pub fn default_pool(&self) -> Option<&Arc<Pool>> {
+        self.config.pool.and_then(|p| self.pools.get(p))
+    }
+
+    /// The rustls settings of a TLS listener.
+    pub fn server_tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.tls.as_ref().map(|(c, _)| c)
+    }
+}

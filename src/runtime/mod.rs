@@ -1,0 +1,231 @@
+//! The running configuration as one immutable [`Snapshot`], swapped atomically by a
+//! reload ([`Live`]).
+//!
+//! A snapshot holds every listener's [`Frontend`] (settings, route table, TLS) and every
+//! [`Pool`]. A connection holds the `Arc<Frontend>` of its listener and, between two
+//! requests, checks one atomic generation counter: when a reload has happened it takes the
+//! new frontend, so a request always finishes on the snapshot it started with, and the
+//! next one runs on the new config. Nothing of the config is frozen into worker threads.
+//!
+//! Building a snapshot ([`Snapshot::build`]) reads files (certificates, CA bundles) and
+//! may fail; it never touches the running one. Backends that stay the same keep their
+//! live state (see [`pool`]).
+
+pub mod diff;
+pub mod frontend;
+pub mod pool;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::tls::client::BackendConnector;
+
+pub use frontend::Frontend;
+pub use pool::Pool;
+
+/// One complete running configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Counts reloads: 1 for the first config.
+    pub generation: u64,
+    /// The config it was built from.
+    pub config: Config,
+    /// The pools, in config order.
+    pub pools: Box<[Arc<Pool>]>,
+    /// The listeners' frontends, in config order.
+    pub frontends: Box<[Arc<Frontend>]>,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Certificates, keys or CA files could not be loaded (they changed since `check`).
+    #[error("cannot set up TLS for `{name}`: {message}")]
+    Tls {
+        /// The listener or pool.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Snapshot {
+    /// Builds the snapshot of `config`, carrying live state over from `previous`.
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
+        let generation = previous.map_or(1, |p| p.generation + 1);
+        let mut pools = Vec::with_capacity(config.pools.len());
+        for c in &config.pools {
+            let old = previous.and_then(|p| p.pool(&c.name));
+            let h2 = c.http_version == crate::config::HttpVersion::Http2;
+            let connector = |alpn_h2: bool| -> Result<Option<BackendConnector>, BuildError> {
+                c.tls
+                    .as_ref()
+                    .map(|t| BackendConnector::new(t, alpn_h2))
+                    .transpose()
+                    .map_err(|message| BuildError::Tls {
+                        name: format!("pool {}", c.name),
+                        message,
+                    })
+            };
+            let tls = connector(h2)?;
+            // HTTP checks speak HTTP/1.1 and offer only that with ALPN; TCP checks of an
+            // HTTP/2 pool offer h2, which gRPC servers insist on.
+            let check_tls = match &c.health {
+                Some(h) => connector(h2 && h.kind == crate::config::CheckKind::Tcp)?,
+                None => None,
+            };
+            pools.push(Arc::new(Pool::build(c, old.map(|p| &**p), tls, check_tls)));
+        }
+        let pools: Box<[Arc<Pool>]> = pools.into();
+        let mut frontends = Vec::with_capacity(config.listeners.len());
+        for (index, l) in config.listeners.iter().enumerate() {
+            let old = previous.and_then(|p| p.frontend(&l.name));
+            frontends.push(Arc::new(Frontend::build(
+                index,
+                generation,
+                l,
+                &config,
+                &pools,
+                old.map(|f| &**f),
+            )?));
+        }
+        Ok(Snapshot {
+            generation,
+            frontends: frontends.into(),
+            pools,
+            config,
+        })
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| &*p.name == name)
+    }
+
+    /// The frontend of the listener named `name`.
+    pub fn frontend(&self, name: &str) -> Option<&Arc<Frontend>> {
+        self.frontends.iter().find(|f| &*f.name == name)
+    }
+}
+
+/// The snapshot in force, shared by every worker thread, and the process's graceful
+/// stop: whether it is stopping, and how many client connections are still open.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    stopping: AtomicBool,
+    stop_signal: Notify,
+    connections: AtomicUsize,
+    idle_signal: Notify,
+}
+
+/// One open client connection, counted until dropped.
+#[derive(Debug)]
+pub struct Connection(Arc<Live>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.0.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_signal.notify_waiters();
+        }
+    }
+}
+
+impl Live {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Live {
+        let generation = AtomicU64::new(snapshot.generation);
+        Live {
+            current: ArcSwap::from_pointee(snapshot),
+            generation,
+            stopping: AtomicBool::new(false),
+            stop_signal: Notify::new(),
+            connections: AtomicUsize::new(0),
+            idle_signal: Notify::new(),
+        }
+    }
+
+    /// Counts a new client connection while the returned guard lives.
+    pub fn connection(self: &Arc<Self>) -> Connection {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Connection(Arc::clone(self))
+    }
+
+    /// Client connections open now.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Starts the graceful stop: connections close once their request in flight is done.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop_signal.notify_waiters();
+    }
+
+    /// Whether the process is stopping (kept-alive connections are closed after their
+    /// current request).
+    #[inline]
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the process is stopping.
+    pub async fn stopped(&self) {
+        loop {
+            let signal = self.stop_signal.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            if self.is_stopping() {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// Resolves once no client connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let signal = self.idle_signal.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            if self.connections() == 0 {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The generation in force: one relaxed atomic load, checked between requests.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Puts `snapshot` in force; returns the one it replaces.
+    pub fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let generation = snapshot.generation;
+        let old = self.current.swap(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+        old
+    }
+
+    /// The current frontend of the listener named like `frontend`, if `frontend` is not
+    /// current any more (`None`: it is, or its listener is gone).
+    #[inline]
+    pub fn refresh(&self, frontend: &Frontend) -> Option<Arc<Frontend>> {
+        if frontend.generation == self.generation() {
+            return None;
+        }
+        self.snapshot().frontend(&frontend.name).cloned()
+    }
+}

@@ -216,7 +216,10 @@ pub fn run(config: &Config, path: Option<&Path>) -> i32 {
             Event::Reload(request) => {
                 let (ok, lines) = match path {
                     Some(p) => reload_running(&mut running, p),
-                    None => (false, vec!["nothing to reload: started without a config file".into()]),
+                    None => (
+                        false,
+                        vec!["nothing to reload: started without a config file".into()],
+                    ),
                 };
                 if let Some(request) = request {
                     signals.runtime.block_on(request.answer(ok, &lines));
@@ -225,7 +228,11 @@ pub fn run(config: &Config, path: Option<&Path>) -> i32 {
         }
     }
     let grace = running.live.snapshot().config.shutdown_grace;
-    tracing::info!(grace_s = grace.as_secs_f64(), open = running.live.connections(), "stopping: no new connections; waiting for those in progress");
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        open = running.live.connections(),
+        "stopping: no new connections; waiting for those in progress"
+    );
     drop(control);
     if running.stop(grace) {
         tracing::info!("stopped");

@@ -193,13 +193,19 @@ fn a_request_whose_body_is_streamed_is_not_retried_once_sent() {
     // (the client waits for 100 Continue), so once streamed it cannot be sent again.
     let mut s = std::net::TcpStream::connect(f.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap();
     got.extend_from_slice(&buf[..n]);
-    assert!(got.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     s.write_all(b"hi").unwrap();
     let _ = s.read_to_end(&mut got);
     let out = String::from_utf8_lossy(&got);

@@ -50,7 +50,8 @@ impl Pool {
         hash_key: HashKey,
         backends: Vec<Arc<Backend>>,
     ) -> Self {
-        let (backups, primaries): (Vec<_>, Vec<_>) = backends.into_iter().partition(|b| b.is_backup());
+        let (backups, primaries): (Vec<_>, Vec<_>) =
+            backends.into_iter().partition(|b| b.is_backup());
         Pool {
             name: name.into(),
             algorithm,

@@ -143,4 +143,3 @@ impl CircuitPolicy {
         self.failures > 0 || self.error_rate_percent > 0
     }
 }
-

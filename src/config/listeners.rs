@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::HashKey;
 use super::error::{Problems, closest};
 use super::raw::RawConfig;
 use super::validate::parse_address;
 use super::{HttpVersion, Limits, ListenerConfig, PoolConfig, Protocol};
-use super::HashKey;
 
 const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::CircuitPolicy;
 use super::error::Problems;
 use super::fields::{duration, integer};
-use super::CircuitPolicy;
 
 /// `[pools.NAME.health]` as written.
 #[derive(Debug, Deserialize)]

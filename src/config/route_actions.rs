@@ -4,8 +4,10 @@
 use toml::Spanned;
 
 use super::error::Problems;
-use super::routes::{FixedResponse, HeaderRules, RawHeaderRules, RawRedirect, RawRespond, RawRoute};
 use super::routes::Redirect;
+use super::routes::{
+    FixedResponse, HeaderRules, RawHeaderRules, RawRedirect, RawRespond, RawRoute,
+};
 
 /// Headers that the rules may not touch: Fulcrum frames every message itself.
 const FRAMING: &[&str] = &["content-length", "transfer-encoding", "connection", "host"];
@@ -42,7 +44,10 @@ pub(super) fn redirect(
         problems.add(
             raw.span(),
             format!("route `{name}` redirects to where the request already is"),
-            Some("set `scheme = \"https\"`, `host`, `port`, `path`, `prefix` or a whole `location`".into()),
+            Some(
+                "set `scheme = \"https\"`, `host`, `port`, `path`, `prefix` or a whole `location`"
+                    .into(),
+            ),
         );
         return None;
     }
@@ -61,7 +66,10 @@ pub(super) fn redirect(
         problems.add(
             raw.span(),
             "a redirect with both `path` and `prefix`",
-            Some("`path` replaces the whole path, `prefix` only the matched path_prefix: use one".into()),
+            Some(
+                "`path` replaces the whole path, `prefix` only the matched path_prefix: use one"
+                    .into(),
+            ),
         );
         return None;
     }

@@ -379,12 +379,22 @@ pub(super) fn check_routes(
             response_headers: checker.header_rules(r.response_headers.as_ref(), problems),
             connect_timeout: r.timeouts.as_ref().and_then(|t| {
                 t.connect.as_ref().map(|_| {
-                    duration(&t.connect, "routes.timeouts.connect", Duration::ZERO, problems)
+                    duration(
+                        &t.connect,
+                        "routes.timeouts.connect",
+                        Duration::ZERO,
+                        problems,
+                    )
                 })
             }),
             request_timeout: r.timeouts.as_ref().and_then(|t| {
                 t.request.as_ref().map(|_| {
-                    duration(&t.request, "routes.timeouts.request", Duration::ZERO, problems)
+                    duration(
+                        &t.request,
+                        "routes.timeouts.request",
+                        Duration::ZERO,
+                        problems,
+                    )
                 })
             }),
             retries: r.retries.as_ref().map(|x| checker.retries(x, problems)),
@@ -496,7 +506,9 @@ impl RouteCheck<'_> {
                     None => problems.add(
                         clients.span(),
                         format!("bad network `{net}` in route `{}`", self.route),
-                        Some("write an address or a CIDR, e.g. \"10.0.0.0/8\" or \"::1/128\"".into()),
+                        Some(
+                            "write an address or a CIDR, e.g. \"10.0.0.0/8\" or \"::1/128\"".into(),
+                        ),
                     ),
                 }
             }
@@ -710,7 +722,9 @@ impl RouteCheck<'_> {
             Some(k) => match k.get_ref().as_str() {
                 "cookie" => SplitKey::Cookie(format!("fulcrum_split_{}", cookie_safe(self.route))),
                 text => match text.strip_prefix("set_cookie:") {
-                    Some(name) if !name.is_empty() && name.bytes().all(crate::config::is_token_byte) => {
+                    Some(name)
+                        if !name.is_empty() && name.bytes().all(crate::config::is_token_byte) =>
+                    {
                         SplitKey::Cookie(name.to_owned())
                     }
                     _ => match HashKey::parse(text) {
@@ -735,7 +749,10 @@ impl RouteCheck<'_> {
         if !p.get_ref().starts_with('/') || p.get_ref().len() < 2 {
             problems.add(
                 p.span(),
-                format!("`strip_prefix` `{}` must start with `/` and not be `/` alone", p.get_ref()),
+                format!(
+                    "`strip_prefix` `{}` must start with `/` and not be `/` alone",
+                    p.get_ref()
+                ),
                 Some("e.g. strip_prefix = \"/api\" sends /api/users as /users".into()),
             );
             return None;
@@ -805,7 +822,13 @@ impl RouteCheck<'_> {
     }
 
     fn retries(&self, raw: &RawRouteRetries, problems: &mut Problems<'_>) -> RouteRetries {
-        let attempts = super::fields::integer(&raw.attempts, "routes.retries.attempts", 0..=10, 2, problems) as u32;
+        let attempts = super::fields::integer(
+            &raw.attempts,
+            "routes.retries.attempts",
+            0..=10,
+            2,
+            problems,
+        ) as u32;
         let mut on_status = Vec::new();
         if let Some(list) = &raw.on_status {
             for s in list.get_ref() {
@@ -813,7 +836,10 @@ impl RouteCheck<'_> {
                     Ok(code @ 500..=599) => on_status.push(code),
                     _ => problems.add(
                         list.span(),
-                        format!("route `{}` retries on {s}, which is not a 5xx status", self.route),
+                        format!(
+                            "route `{}` retries on {s}, which is not a 5xx status",
+                            self.route
+                        ),
                         Some("only server errors (500-599) can be retried".into()),
                     ),
                 }

@@ -83,8 +83,7 @@ fn path_covers(a: Option<&PathMatch>, b: Option<&PathMatch>) -> bool {
 fn values_cover(a: &[(String, ValueMatch)], b: &[(String, ValueMatch)]) -> bool {
     a.iter().all(|(name, want)| {
         b.iter().any(|(n, m)| {
-            n == name
-                && (m == want || (*want == ValueMatch::Present && *m != ValueMatch::Absent))
+            n == name && (m == want || (*want == ValueMatch::Present && *m != ValueMatch::Absent))
         })
     })
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::certs::{self, CertPaths, Which};
 use super::error::Problems;
 use super::fields::duration_or_zero;
-use super::certs::{self, CertPaths, Which};
 
 /// Application protocols a TLS listener may offer with ALPN.
 const ALPN: &[&str] = &["h2", "http/1.1"];

@@ -12,8 +12,8 @@ use super::fields::{duration, duration_or_zero, integer};
 use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
 use super::resilience;
 use super::units::parse_size;
-use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
 use super::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion};
+use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -92,12 +92,13 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
     Config {
         threads,
         access_log: raw.access_log.unwrap_or(true),
-        shutdown_grace: duration_or_zero(&raw.shutdown_grace, "shutdown_grace", problems)
-            .max(if raw.shutdown_grace.is_some() {
+        shutdown_grace: duration_or_zero(&raw.shutdown_grace, "shutdown_grace", problems).max(
+            if raw.shutdown_grace.is_some() {
                 std::time::Duration::ZERO
             } else {
                 super::DEFAULT_SHUTDOWN_GRACE
-            }),
+            },
+        ),
         control_socket: raw.control_socket.as_ref().map(|s| base.join(s.get_ref())),
         timeouts,
         limits,

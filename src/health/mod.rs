@@ -124,7 +124,10 @@ fn reconcile(
         task.abort();
         // A backend no longer checked (checks removed from its pool) is not held down
         // by its last verdict.
-        if !kept.iter().any(|(t, _)| Arc::ptr_eq(&t.backend, &target.backend)) {
+        if !kept
+            .iter()
+            .any(|(t, _)| Arc::ptr_eq(&t.backend, &target.backend))
+        {
             target.backend.set_healthy(true);
         }
     }

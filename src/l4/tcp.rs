@@ -66,7 +66,16 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Fronte
     if frontend.access_log {
         let (up, down) = outcome.unwrap_or((0, 0));
         let backend = &admitted.backend.name;
-        crate::pipeline::log::relayed(false, &frontend.name, peer, &pool.name, backend, up, down, started);
+        crate::pipeline::log::relayed(
+            false,
+            &frontend.name,
+            peer,
+            &pool.name,
+            backend,
+            up,
+            down,
+            started,
+        );
     }
 }
 
@@ -91,7 +100,8 @@ async fn connect(
             Err(e) => {
                 let error = error::cannot_connect(&admitted.backend, &e);
                 attempts.failed(&mut admitted, timeout, timeout);
-                admitted = attempts.retry(&admitted, error.retry, false, Why::Failed(error.reason))?;
+                admitted =
+                    attempts.retry(&admitted, error.retry, false, Why::Failed(error.reason))?;
             }
         }
     }

@@ -41,7 +41,11 @@ type Answered = (Upstream, ResponseHead, bool);
 impl Conn {
     /// Forwards one request and its response (the head for the backend is in `out`).
     /// Returns whether the client connection stays open for another request.
-    pub(super) async fn exchange(&mut self, head: RequestHead, fwd: &Forward) -> Result<bool, Error> {
+    pub(super) async fn exchange(
+        &mut self,
+        head: RequestHead,
+        fwd: &Forward,
+    ) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
 
         // Whatever part of the body has already arrived is validated before any backend
@@ -77,7 +81,8 @@ impl Conn {
         let client = ClientSide {
             is_head: head.is_head,
             http10: head.http10,
-            keep_alive: head.keep_alive,
+            // Stopping: the response says the connection closes after it.
+            keep_alive: head.keep_alive && !self.live.is_stopping(),
             upgrade: head.upgrade,
             rules: fwd.response_headers(&frontend),
             set_cookie: set_cookie.as_deref(),
@@ -98,7 +103,12 @@ impl Conn {
                     let retried = attempts
                         .retries_status(resp.status)
                         .then(|| {
-                            attempts.retry(&admitted, Retry::Budgeted, repeatable, Why::Status(resp.status))
+                            attempts.retry(
+                                &admitted,
+                                Retry::Budgeted,
+                                repeatable,
+                                Why::Status(resp.status),
+                            )
                         })
                         .flatten();
                     match retried {

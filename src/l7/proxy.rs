@@ -33,7 +33,7 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 pub(super) struct Conn {
     pub(super) client: Stream,
     pub(super) peer: SocketAddr,
-    live: Arc<Live>,
+    pub(super) live: Arc<Live>,
     pub(super) frontend: Arc<Frontend>,
     /// Bytes read from the client, not yet forwarded.
     pub(super) cbuf: BytesMut,
@@ -130,8 +130,8 @@ impl Conn {
             }
             self.log(started);
             match result {
-                Ok(true) => continue,
-                Ok(false) => {
+                Ok(true) if !self.live.is_stopping() => continue,
+                Ok(_) => {
                     let _ = self.client.shutdown().await;
                     return;
                 }
@@ -206,8 +206,15 @@ impl Conn {
                 None => Instant::now() + timeouts.request_header,
             };
             self.cbuf.reserve(8 * 1024);
+            let idle = self.cbuf.is_empty();
             let read = tokio::time::timeout_at(wait.into(), self.client.read_buf(&mut self.cbuf));
-            match read.await {
+            // A graceful stop closes connections that wait for their next request.
+            let read = tokio::select! {
+                biased;
+                read = read => read,
+                () = self.live.stopped(), if idle => return Ok(None),
+            };
+            match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
                 Ok(Ok(_)) => {
                     if deadline.is_none() {
@@ -216,7 +223,10 @@ impl Conn {
                 }
                 Err(_) if self.cbuf.is_empty() => return Ok(None),
                 Err(_) => {
-                    return Err(Error::client(408, "the request head did not arrive in time"));
+                    return Err(Error::client(
+                        408,
+                        "the request head did not arrive in time",
+                    ));
                 }
             }
         }
@@ -487,7 +497,11 @@ pub(super) fn backend_broke(_: Error) -> Error {
 
 /// Opens a new connection to `backend` of `pool`; the error is what the client gets if
 /// the request is not retried elsewhere.
-pub(super) async fn connect(pool: &Pool, backend: &Backend, limit: Duration) -> Result<Upstream, Error> {
+pub(super) async fn connect(
+    pool: &Pool,
+    backend: &Backend,
+    limit: Duration,
+) -> Result<Upstream, Error> {
     crate::connect::connect(backend.addr, limit, pool.tls.as_ref())
         .await
         .map(|stream| Upstream {

@@ -242,7 +242,10 @@ pub fn parse<'h, 'b>(
 /// The origin form (path and query) of a request target, and the authority of an
 /// absolute-form one (RFC 9112 3.2). Fragments, user info, and an asterisk other than
 /// `OPTIONS *` are refused.
-fn split_target<'b>(method: &str, target: &'b str) -> Result<(&'b str, Option<&'b str>), HeadError> {
+fn split_target<'b>(
+    method: &str,
+    target: &'b str,
+) -> Result<(&'b str, Option<&'b str>), HeadError> {
     if target.contains('#') {
         return Err(HeadError::Bad("a request target cannot carry a fragment"));
     }
@@ -277,9 +280,9 @@ fn split_target<'b>(method: &str, target: &'b str) -> Result<(&'b str, Option<&'
 /// Whether `value` is a valid `host[:port]` (RFC 9110 7.2): no user info, path, spaces or
 /// other delimiters. An empty value is allowed (a target without authority).
 fn valid_authority(value: &[u8]) -> bool {
-    value.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || b".-_~!$&'()*+,;=:[]%".contains(&b)
-    })
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b".-_~!$&'()*+,;=:[]%".contains(&b))
 }
 
 impl Parsed<'_, '_> {
@@ -317,7 +320,9 @@ impl Parsed<'_, '_> {
             if is_hop_by_hop(name) || self.tokens.lists(name) {
                 continue;
             }
-            if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            if name.eq_ignore_ascii_case(b"expect")
+                || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            {
                 continue;
             }
             if rules.is_some_and(|r| r.drops(name)) {

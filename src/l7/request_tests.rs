@@ -152,11 +152,17 @@ fn host_survives_being_named_in_connection() {
 fn absolute_form_target_wins_over_host() {
     let (head, out) =
         parse_str("GET http://other.test/x?q=1 HTTP/1.1\r\nHost: kit.test\r\n\r\n").unwrap();
-    assert!(out.starts_with("GET /x?q=1 HTTP/1.1\r\nHost: other.test\r\n"), "{out}");
+    assert!(
+        out.starts_with("GET /x?q=1 HTTP/1.1\r\nHost: other.test\r\n"),
+        "{out}"
+    );
     assert_eq!(out.matches("Host:").count(), 1, "{out}");
     assert!(!head.missing_host);
     let (_, out) = parse_str("GET HTTPS://Other.test:8443 HTTP/1.1\r\nHost: k\r\n\r\n").unwrap();
-    assert!(out.starts_with("GET / HTTP/1.1\r\nHost: Other.test:8443\r\n"), "{out}");
+    assert!(
+        out.starts_with("GET / HTTP/1.1\r\nHost: Other.test:8443\r\n"),
+        "{out}"
+    );
     // HTTP/1.0 without Host but with an authority: no Host needs adding.
     let (head, out) = parse_str("GET http://a.test/ HTTP/1.0\r\n\r\n").unwrap();
     assert!(!head.missing_host);
@@ -175,11 +181,17 @@ fn refuses_bad_targets_and_hosts() {
         "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
     ] {
-        assert!(matches!(parse_str(raw), Err(HeadError::Bad(_))), "accepted: {raw:?}");
+        assert!(
+            matches!(parse_str(raw), Err(HeadError::Bad(_))),
+            "accepted: {raw:?}"
+        );
     }
     assert!(parse_str("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").is_ok());
     assert!(parse_str("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
-    assert!(parse_str("GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok(), "an empty Host is allowed");
+    assert!(
+        parse_str("GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok(),
+        "an empty Host is allowed"
+    );
 }
 
 #[test]
@@ -195,7 +207,9 @@ fn route_rules_apply_while_writing() {
     let parsed = parse(raw, &mut slots, 100, CLIENT.parse().unwrap()).unwrap();
     let mut out = Vec::new();
     let strip = PathRewrite::Strip(b"/api"[..].into());
-    parsed.write(&fwd(), &strip, Some(&rules), &mut out).unwrap();
+    parsed
+        .write(&fwd(), &strip, Some(&rules), &mut out)
+        .unwrap();
     let out = String::from_utf8(out).unwrap();
     assert!(out.starts_with("GET /users?id=2 HTTP/1.1\r\n"), "{out}");
     assert!(!out.contains("X-Secret") && !out.contains("dev"), "{out}");

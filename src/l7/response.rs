@@ -4,8 +4,8 @@
 
 use std::mem::MaybeUninit;
 
-use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
 use super::request::HEADER_SLOTS;
+use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
 use crate::routing::HeaderRules;
 
 /// How the response body is delimited.

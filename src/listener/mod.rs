@@ -233,7 +233,9 @@ impl Running {
 
 /// Whether two listener configs use the same socket (same name, address and protocol).
 fn same_socket(a: &ListenerConfig, b: &ListenerConfig) -> bool {
-    a.name == b.name && a.bind == b.bind && (a.protocol == Protocol::Udp) == (b.protocol == Protocol::Udp)
+    a.name == b.name
+        && a.bind == b.bind
+        && (a.protocol == Protocol::Udp) == (b.protocol == Protocol::Udp)
 }
 
 /// Changes a connection limit in place (permits in use are kept).

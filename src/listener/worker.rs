@@ -83,7 +83,12 @@ async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
             } => {
                 let task = match socket {
                     Bound::Tcp(socket) => match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => tokio::spawn(accept_loop(l, Arc::clone(&live), Arc::clone(&name), limit)),
+                        Ok(l) => tokio::spawn(accept_loop(
+                            l,
+                            Arc::clone(&live),
+                            Arc::clone(&name),
+                            limit,
+                        )),
                         Err(e) => {
                             tracing::error!(listener = %name, error = %e, "cannot register listener");
                             continue;
@@ -94,7 +99,9 @@ async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
                             continue;
                         };
                         match tokio::net::UdpSocket::from_std(socket) {
-                            Ok(s) => tokio::spawn(crate::l4::udp::serve(s, Arc::clone(&live), frontend)),
+                            Ok(s) => {
+                                tokio::spawn(crate::l4::udp::serve(s, Arc::clone(&live), frontend))
+                            }
                             Err(e) => {
                                 tracing::error!(listener = %name, error = %e, "cannot register listener");
                                 continue;

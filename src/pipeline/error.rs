@@ -67,7 +67,12 @@ impl Error {
 
     /// The client went away, or its connection broke: nothing is sent.
     pub const fn client_gone() -> Error {
-        Error::new(Side::Client, 0, "the client closed the connection", Retry::No)
+        Error::new(
+            Side::Client,
+            0,
+            "the client closed the connection",
+            Retry::No,
+        )
     }
 
     /// The backend could not be reached (nothing was sent to it).
@@ -97,7 +102,10 @@ impl Error {
 
     /// The same error with `Retry-After` set to cover `wait`.
     pub fn come_back_in(mut self, wait: Duration) -> Error {
-        self.retry_after = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).clamp(1, 3600) as u32;
+        self.retry_after = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
+            .clamp(1, 3600) as u32;
         self
     }
 
@@ -132,13 +140,18 @@ pub const QUEUE_TIMEOUT: Error =
 pub const NO_ROUTE: Error = Error::proxy(404, "no route matches this request");
 
 /// What the client gets when `backend` could not be reached; logged at debug level.
-pub fn cannot_connect(backend: &crate::balance::Backend, e: &crate::connect::ConnectError) -> Error {
+pub fn cannot_connect(
+    backend: &crate::balance::Backend,
+    e: &crate::connect::ConnectError,
+) -> Error {
     use crate::connect::ConnectError;
     tracing::debug!(backend = %backend.name, error = ?e, "cannot connect to backend");
     match e {
         ConnectError::Timeout => Error::unreachable(504, "connecting to the backend timed out"),
         ConnectError::Failed(_) => Error::unreachable(502, "the backend refused the connection"),
-        ConnectError::Tls(_) => Error::unreachable(502, "the TLS handshake with the backend failed"),
+        ConnectError::Tls(_) => {
+            Error::unreachable(502, "the TLS handshake with the backend failed")
+        }
     }
 }
 

@@ -137,7 +137,10 @@ impl<'a> Reply<'a> {
         if let Ok(v) = http::HeaderValue::from_str(self.content_type) {
             h.insert(http::header::CONTENT_TYPE, v);
         }
-        if let Some(v) = self.location.and_then(|l| http::HeaderValue::from_str(l).ok()) {
+        if let Some(v) = self
+            .location
+            .and_then(|l| http::HeaderValue::from_str(l).ok())
+        {
             h.insert(http::header::LOCATION, v);
         }
         if let Some(secs) = self.retry_after {
@@ -152,7 +155,10 @@ impl<'a> Reply<'a> {
             h.append(n, v);
         }
         if self.close {
-            h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            h.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
         }
         r
     }
@@ -171,7 +177,10 @@ mod tests {
 
     #[test]
     fn error_body_length_matches() {
-        let text = h1(&Reply::error(&Error::bad_gateway("backend refused the connection"), None));
+        let text = h1(&Reply::error(
+            &Error::bad_gateway("backend refused the connection"),
+            None,
+        ));
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));

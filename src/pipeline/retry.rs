@@ -193,7 +193,10 @@ pub fn pick_again<'a>(pool: &'a Pool, key: u64, tried: &Tried) -> Option<&'a Arc
     {
         return Some(second);
     }
-    let tier = || pool.backends().filter(|b| b.is_backup() == first.is_backup());
+    let tier = || {
+        pool.backends()
+            .filter(|b| b.is_backup() == first.is_backup())
+    };
     let n = tier().count();
     let start = if pool.uses_key() {
         (key % n as u64) as usize

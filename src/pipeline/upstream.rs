@@ -154,7 +154,13 @@ impl<'p> Attempts<'p> {
     /// have one: the error allows it (nothing was sent, or `repeatable`: the request is
     /// idempotent and still whole in memory), retries are left, the retry budget has one
     /// (unless nothing reached the backend), and another backend is available.
-    pub fn retry(&mut self, failed: &Admitted, retry: Retry, repeatable: bool, why: Why) -> Option<Admitted> {
+    pub fn retry(
+        &mut self,
+        failed: &Admitted,
+        retry: Retry,
+        repeatable: bool,
+        why: Why,
+    ) -> Option<Admitted> {
         match retry {
             Retry::No => return None,
             Retry::Budgeted if !repeatable => return None,

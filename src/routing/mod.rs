@@ -18,7 +18,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::balance::hash::{hash_bytes, mix};
-use crate::config::routes::{FixedResponse, Redirect, RouteAction, RouteConfig, RouteRetries, SplitKey};
+use crate::config::routes::{
+    FixedResponse, Redirect, RouteAction, RouteConfig, RouteRetries, SplitKey,
+};
 use crate::config::{HashKey, ListenerConfig, PoolConfig};
 
 pub use matcher::{Matcher, host_name};
@@ -152,14 +154,16 @@ impl RouteTable {
 
     /// Every pool this table can send to (default, routes, splits, fallbacks).
     pub fn pools(&self) -> impl Iterator<Item = usize> + '_ {
-        self.default.into_iter().chain(self.routes.iter().flat_map(|r| {
-            let own: Box<dyn Iterator<Item = usize>> = match &r.action {
-                Action::Pool(p) => Box::new(std::iter::once(*p)),
-                Action::Split(s) => Box::new(s.sides.iter().map(|(p, _, _)| *p)),
-                _ => Box::new(std::iter::empty()),
-            };
-            own.chain(r.fallback)
-        }))
+        self.default
+            .into_iter()
+            .chain(self.routes.iter().flat_map(|r| {
+                let own: Box<dyn Iterator<Item = usize>> = match &r.action {
+                    Action::Pool(p) => Box::new(std::iter::once(*p)),
+                    Action::Split(s) => Box::new(s.sides.iter().map(|(p, _, _)| *p)),
+                    _ => Box::new(std::iter::empty()),
+                };
+                own.chain(r.fallback)
+            }))
     }
 
     /// Routes `req` (which came over TLS when `tls`).
@@ -206,7 +210,9 @@ impl Route {
                 sides: sides
                     .iter()
                     .map(|&(p, w)| {
-                        let name = pools.get(p).map_or_else(|| p.to_string(), |c| c.name.clone());
+                        let name = pools
+                            .get(p)
+                            .map_or_else(|| p.to_string(), |c| c.name.clone());
                         (p, w, name.into())
                     })
                     .collect(),

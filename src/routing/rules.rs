@@ -11,19 +11,22 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use super::RequestView;
 use crate::config::routes::{HeaderRules as RulesConfig, Redirect};
 
+/// One header line: name (lower case) and value.
+type Line = (Box<[u8]>, Box<[u8]>);
+
 /// Compiled header rules: names lower case, values as bytes.
 #[derive(Debug, Default)]
 pub struct HeaderRules {
     remove: Box<[Box<[u8]>]>,
-    set: Box<[(Box<[u8]>, Box<[u8]>)]>,
-    add: Box<[(Box<[u8]>, Box<[u8]>)]>,
+    set: Box<[Line]>,
+    add: Box<[Line]>,
     typed: Box<[(HeaderName, Option<HeaderValue>, bool)]>,
 }
 
 impl HeaderRules {
     /// Compiles validated rules.
     pub fn new(c: &RulesConfig) -> HeaderRules {
-        let bytes = |list: &[(String, String)]| -> Box<[(Box<[u8]>, Box<[u8]>)]> {
+        let bytes = |list: &[(String, String)]| -> Box<[Line]> {
             list.iter()
                 .map(|(n, v)| (n.as_bytes().into(), v.as_bytes().into()))
                 .collect()
@@ -123,10 +126,8 @@ impl PathRewrite {
         };
         // `/api` stripped from `/api` or `/api?x` leaves `/`; from `/apix` it does not
         // apply (a prefix ends at a segment boundary unless it ends with `/`).
-        let boundary = from.ends_with(b"/")
-            || rest.is_empty()
-            || rest[0] == b'/'
-            || rest[0] == b'?';
+        let boundary =
+            from.ends_with(b"/") || rest.is_empty() || rest[0] == b'/' || rest[0] == b'?';
         if !boundary {
             out.extend_from_slice(target);
             return;
@@ -154,12 +155,20 @@ impl PathRewrite {
 }
 
 /// The `Location` of a redirect for `req`, which came over TLS when `tls`.
-pub fn location<V: RequestView + ?Sized>(r: &Redirect, matched_prefix: Option<&str>, req: &V, tls: bool) -> String {
+pub fn location<V: RequestView + ?Sized>(
+    r: &Redirect,
+    matched_prefix: Option<&str>,
+    req: &V,
+    tls: bool,
+) -> String {
     if let Some(location) = &r.location {
         return location.clone();
     }
     let mut out = Vec::with_capacity(128);
-    let scheme = r.scheme.as_deref().unwrap_or(if tls { "https" } else { "http" });
+    let scheme = r
+        .scheme
+        .as_deref()
+        .unwrap_or(if tls { "https" } else { "http" });
     out.extend_from_slice(scheme.as_bytes());
     out.extend_from_slice(b"://");
     let authority = req.host().unwrap_or(b"");
@@ -174,7 +183,9 @@ pub fn location<V: RequestView + ?Sized>(r: &Redirect, matched_prefix: Option<&s
         }
         // Keep the request's port, unless the scheme changes (then its default port).
         None if r.host.is_none() && r.scheme.is_none() => {
-            let rest = &authority[super::matcher::host_name(authority).len().min(authority.len())..];
+            let rest = &authority[super::matcher::host_name(authority)
+                .len()
+                .min(authority.len())..];
             if rest.starts_with(b":") {
                 out.extend_from_slice(rest);
             }
@@ -212,7 +223,11 @@ mod tests {
         assert_eq!(rewrite(&strip, "/api/users?id=1"), "/users?id=1");
         assert_eq!(rewrite(&strip, "/api"), "/");
         assert_eq!(rewrite(&strip, "/api?x=1"), "/?x=1");
-        assert_eq!(rewrite(&strip, "/apix"), "/apix", "not at a segment boundary");
+        assert_eq!(
+            rewrite(&strip, "/apix"),
+            "/apix",
+            "not at a segment boundary"
+        );
         assert_eq!(rewrite(&strip, "/other"), "/other");
         let slash = PathRewrite::Strip(b"/api/"[..].into());
         assert_eq!(rewrite(&slash, "/api/users"), "/users");
@@ -243,7 +258,10 @@ mod tests {
         assert!(rules.drops(b"x-env"));
         assert!(!rules.drops(b"x-tag"));
         let appended: Vec<_> = rules.appended().collect();
-        assert_eq!(appended, vec![(&b"x-env"[..], &b"prod"[..]), (b"x-tag", b"a")]);
+        assert_eq!(
+            appended,
+            vec![(&b"x-env"[..], &b"prod"[..]), (b"x-tag", b"a")]
+        );
         let mut map = HeaderMap::new();
         map.insert("x-secret", HeaderValue::from_static("1"));
         map.insert("x-env", HeaderValue::from_static("dev"));

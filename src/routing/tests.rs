@@ -242,7 +242,9 @@ respond = { status = 503, body = "back soon" }
 
 fn errors(routes: &str) -> String {
     let text = format!("[[listeners]]\nbind = \"127.0.0.1:0\"\n{routes}\n{POOLS}");
-    Config::parse(Path::new("t.toml"), &text).unwrap_err().to_string()
+    Config::parse(Path::new("t.toml"), &text)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -258,7 +260,10 @@ path_prefix = "/api/"
 pool = "api"
 "#,
     );
-    assert!(e.contains("t.toml:7:1: route `api` can never match: route `all` (line 4)"), "{e}");
+    assert!(
+        e.contains("t.toml:7:1: route `api` can never match: route `all` (line 4)"),
+        "{e}"
+    );
     let e = errors(
         r#"
 [[listeners.routes]]
@@ -284,14 +289,20 @@ pool = "wbe"
 split = [{ pool = "web", weight = 0 }, { pool = "v2", weight = 0 }]
 "#,
     );
-    assert!(e.contains("every weight of route `route 1`'s split is 0"), "{e}");
+    assert!(
+        e.contains("every weight of route `route 1`'s split is 0"),
+        "{e}"
+    );
     let e = errors(
         r#"
 [[listeners.routes]]
 split = [{ pool = "web", weight = 5000 }, { pool = "v2", weight = 1 }]
 "#,
     );
-    assert!(e.contains("split weight must be between 0 and 1000, not 5000"), "{e}");
+    assert!(
+        e.contains("split weight must be between 0 and 1000, not 5000"),
+        "{e}"
+    );
     let e = errors(
         r#"
 [[listeners.routes]]

@@ -23,11 +23,7 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     }
     for p in &new.pools {
         match old.pools.iter().find(|o| o.name == p.name) {
-            None => lines.push(format!(
-                "+ pool {} ({} backends)",
-                p.name,
-                p.backends.len()
-            )),
+            None => lines.push(format!("+ pool {} ({} backends)", p.name, p.backends.len())),
             Some(o) => pool_changes(o, p, &mut lines),
         }
     }
@@ -43,7 +39,10 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
         lines.push("~ limits".into());
     }
     if old.access_log != new.access_log {
-        lines.push(format!("~ access_log: {} -> {}", old.access_log, new.access_log));
+        lines.push(format!(
+            "~ access_log: {} -> {}",
+            old.access_log, new.access_log
+        ));
     }
     if old.threads != new.threads {
         lines.push(format!(
@@ -55,7 +54,8 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
 }
 
 fn pool_name(c: &Config, i: Option<usize>) -> &str {
-    i.and_then(|i| c.pools.get(i)).map_or("-", |p| p.name.as_str())
+    i.and_then(|i| c.pools.get(i))
+        .map_or("-", |p| p.name.as_str())
 }
 
 fn listener_changes(
@@ -67,14 +67,18 @@ fn listener_changes(
 ) {
     let (from, to) = (pool_name(old, o.pool), pool_name(new, l.pool));
     if from != to {
-        lines.push(format!("~ listener {}: default pool {from} -> {to}", l.name));
+        lines.push(format!(
+            "~ listener {}: default pool {from} -> {to}",
+            l.name
+        ));
     }
     for r in &l.routes {
         match o.routes.iter().find(|x| x.name == r.name) {
             None => lines.push(format!("+ route {} on listener {}", r.name, l.name)),
             // Pool indexes may differ between the two configs: compare by what they say.
-            Some(x) if format!("{:?}", x.conditions) != format!("{:?}", r.conditions)
-                || action_text(old, &x.action) != action_text(new, &r.action) =>
+            Some(x)
+                if format!("{:?}", x.conditions) != format!("{:?}", r.conditions)
+                    || action_text(old, &x.action) != action_text(new, &r.action) =>
             {
                 lines.push(format!(
                     "~ route {} on listener {}: {}",

@@ -69,12 +69,11 @@ impl Frontend {
             Some(t) => match previous {
                 Some(p) if p.config.tls.as_ref() == Some(t) && p.tls.is_some() => p.tls.clone(),
                 _ => {
-                    let store = CertStore::load(&l.name, &t.certificates).map_err(|e| {
-                        BuildError::Tls {
+                    let store =
+                        CertStore::load(&l.name, &t.certificates).map_err(|e| BuildError::Tls {
                             name: l.name.clone(),
                             message: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     let store = Arc::new(store);
                     crate::tls::server::watch(vec![(Arc::clone(&store), t.reload_interval)]);
                     Some((server_config(t, Arc::clone(&store)), store))
@@ -86,9 +85,11 @@ impl Frontend {
             _ => RouteTable::single(l.pool.unwrap_or(0)),
         };
         let hyper_h1 = l.protocol == Protocol::Http
-            && routes
-                .pools()
-                .any(|p| pools.get(p).is_some_and(|p| p.http_version == HttpVersion::Http2));
+            && routes.pools().any(|p| {
+                pools
+                    .get(p)
+                    .is_some_and(|p| p.http_version == HttpVersion::Http2)
+            });
         Ok(Frontend {
             hyper_h1,
             index,

@@ -91,7 +91,12 @@ impl Pool {
             .collect();
         Pool {
             name: c.name.as_str().into(),
-            balancer: balance::Pool::new(c.name.as_str(), c.algorithm, c.hash_key.clone(), backends),
+            balancer: balance::Pool::new(
+                c.name.as_str(),
+                c.algorithm,
+                c.hash_key.clone(),
+                backends,
+            ),
             retry: RetryPolicy::new(&c.retries),
             queue,
             unavailable_body: c.unavailable_body.as_deref().map(Into::into),

@@ -66,10 +66,7 @@ impl BackendConnector {
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| e.to_string())?),
             None => None,
         };
-        let identity = format!(
-            "{:?}|{}|{:?}|{h2}",
-            tls.ca, tls.verify, tls.server_name
-        );
+        let identity = format!("{:?}|{}|{:?}|{h2}", tls.ca, tls.verify, tls.server_name);
         Ok(BackendConnector {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,

@@ -257,7 +257,8 @@ impl Finish<'_> {
 
 /// A reply of Fulcrum's own as a hyper response.
 fn reply(r: &Reply<'_>) -> Response<Body> {
-    r.to_http().map(|b| Full::new(b).map_err(|n| match n {}).boxed())
+    r.to_http()
+        .map(|b| Full::new(b).map_err(|n| match n {}).boxed())
 }
 
 /// Fulcrum's own error response: a gRPC status for gRPC calls, else the HTTP error.

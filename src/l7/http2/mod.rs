@@ -63,8 +63,13 @@ pub async fn serve_h2<S>(
 
 /// Serves a client connection of a listener that routes to pools speaking HTTP/2:
 /// HTTP/1.1, or HTTP/2 if it starts with the preface.
-pub async fn serve_h1<S>(io: S, peer: SocketAddr, tls: bool, live: Arc<Live>, frontend: Arc<Frontend>)
-where
+pub async fn serve_h1<S>(
+    io: S,
+    peer: SocketAddr,
+    tls: bool,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Conn {
@@ -97,6 +102,7 @@ where
     let settings = Arc::clone(&frontend);
     let limits = settings.limits;
     let activity = Arc::new(activity::Activity::default());
+    let stop = Arc::clone(&live);
     let service = {
         let activity = Arc::clone(&activity);
         service_fn(move |req| {
@@ -155,6 +161,11 @@ where
         tokio::select! {
             result = conn.as_mut() => break result,
             () = tokio::time::sleep(limit - idle) => {}
+            // A graceful stop: GOAWAY, then the streams in progress finish.
+            () = stop.stopped() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.as_mut().await;
+            }
         }
     };
     if let Err(e) = result {

@@ -81,7 +81,9 @@ pub fn check_host(req: &Request<Incoming>) -> Result<(), Error> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
-        return Err(Error::bad_request("a request needs at most one Host header"));
+        return Err(Error::bad_request(
+            "a request needs at most one Host header",
+        ));
     }
     let authority = req.uri().authority();
     if authority.is_some_and(|a| a.as_str().contains('@')) {
@@ -91,7 +93,9 @@ pub fn check_host(req: &Request<Incoming>) -> Result<(), Error> {
         && let (Some(a), Some(h)) = (authority, host)
         && !host_name(a.as_str().as_bytes()).eq_ignore_ascii_case(host_name(h.as_bytes()))
     {
-        return Err(Error::bad_request("the Host header and :authority name different hosts"));
+        return Err(Error::bad_request(
+            "the Host header and :authority name different hosts",
+        ));
     }
     if authority.is_none() && host.is_none() && req.version() != Version::HTTP_10 {
         return Err(Error::bad_request("a request needs a host"));

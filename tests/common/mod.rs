@@ -237,6 +237,8 @@ pub struct Fulcrum {
     pub addr: SocketAddr,
     pub child: Child,
     pub log: Arc<Mutex<String>>,
+    /// The config file it runs.
+    pub path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -299,8 +301,56 @@ impl Fulcrum {
             addr,
             child,
             log,
+            path,
             _dir: dir,
         }
+    }
+
+    /// The address listener `name` listens on (waits up to 5 s for it to be logged).
+    pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        let needle = format!("listening listener={name} addr=");
+        assert!(
+            self.wait_log(&needle),
+            "listener {name} not started:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log.lines().filter(|l| l.contains(&needle)).last().unwrap();
+        let addr = line.split(&needle).nth(1).unwrap();
+        addr.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Writes `config` over the running config file and runs `fulcrum reload` on it.
+    pub fn reload(&self, config: &str) -> std::process::Output {
+        std::fs::write(&self.path, config).unwrap();
+        Command::new(bin())
+            .args(["reload", "-c"])
+            .arg(&self.path)
+            .output()
+            .unwrap()
+    }
+
+    /// Sends `signal` (e.g. "HUP", "TERM") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -313,7 +363,12 @@ impl Fulcrum {
 
     /// Waits up to 5 s for `needle` to appear in the log.
     pub fn wait_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_log_for(needle, Duration::from_secs(5))
+    }
+
+    /// Waits up to `limit` for `needle` to appear in the log.
+    pub fn wait_log_for(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.log().contains(needle) {
                 return true;
@@ -353,6 +408,29 @@ pub fn config(top: &str, backends: &[&Backend], pool_extra: &str) -> String {
         "threads = 1\n{top}\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\n[pools.app]\n{pool_extra}\nbackends = [\n{}\n]\n",
         list.join("\n")
     )
+}
+
+/// Runs curl with `args` (plus `-sS --max-time 10`); returns (exit code, stdout, stderr).
+pub fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The value of header `name` in a response head printed by `curl -D -` (last one).
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .last()
 }
 
 /// Sends raw bytes and reads until the server closes (or `limit` passes).

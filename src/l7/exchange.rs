@@ -81,8 +81,7 @@ impl Conn {
         let client = ClientSide {
             is_head: head.is_head,
             http10: head.http10,
-            // Stopping: the response says the connection closes after it.
-            keep_alive: head.keep_alive && !self.live.is_stopping(),
+            keep_alive: head.keep_alive,
             upgrade: head.upgrade,
             rules: fwd.response_headers(&frontend),
             set_cookie: set_cookie.as_deref(),
@@ -194,6 +193,11 @@ impl Conn {
         loop {
             if !self.ubuf.is_empty() {
                 self.rhead.clear();
+                // Stopping: the response says the connection closes after it.
+                let client = ClientSide {
+                    keep_alive: client.keep_alive && !self.live.is_stopping(),
+                    ..client
+                };
                 match response::parse(&self.ubuf, client, &mut self.rhead) {
                     Ok((resp, _)) if (100..200).contains(&resp.status) && resp.status != 101 => {
                         interim_seen = true;

@@ -191,13 +191,8 @@ fn reload(path: &Path) -> i32 {
 /// for `serve`, which has none).
 pub fn run(config: &Config, path: Option<&Path>) -> i32 {
     let signals = Signals::install();
-    let mut running = match listener::start(config) {
-        Ok(running) => running,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
+    // Bound before anything listens, so that `fulcrum reload` works as soon as the
+    // listeners are logged.
     let control = path.and_then(|p| {
         let socket = control::socket_path(config.control_socket.as_deref(), p);
         let _guard = signals.runtime.enter();
@@ -209,10 +204,24 @@ pub fn run(config: &Config, path: Option<&Path>) -> i32 {
             }
         }
     });
+    let mut running = match listener::start(config) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
     let mut signals = signals;
     loop {
         match signals.next(control.as_ref()) {
             Event::Stop => break,
+            Event::Reload(Some(request)) if request.command != "reload" => {
+                let answer = vec![format!(
+                    "unknown command `{}`: the control socket takes `reload`",
+                    request.command
+                )];
+                signals.runtime.block_on(request.answer(false, &answer));
+            }
             Event::Reload(request) => {
                 let (ok, lines) = match path {
                     Some(p) => reload_running(&mut running, p),

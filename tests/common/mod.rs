@@ -315,7 +315,7 @@ impl Fulcrum {
             self.log()
         );
         let log = self.log();
-        let line = log.lines().filter(|l| l.contains(&needle)).last().unwrap();
+        let line = log.lines().rfind(|l| l.contains(&needle)).unwrap();
         let addr = line.split(&needle).nth(1).unwrap();
         addr.split_whitespace().next().unwrap().parse().unwrap()
     }
@@ -427,10 +427,10 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
 /// The value of header `name` in a response head printed by `curl -D -` (last one).
 pub fn header_of(head: &str, name: &str) -> Option<String> {
     head.lines()
+        .rev()
         .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim().to_string())
-        .last()
 }
 
 /// Sends raw bytes and reads until the server closes (or `limit` passes).

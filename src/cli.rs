@@ -31,6 +31,10 @@ pub enum Command {
         /// The TOML config file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Take the listening sockets over from the Fulcrum running this config file
+        /// (a binary upgrade with no connection refused); it then stops gracefully.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate a config file and exit: 0 if valid, 2 with FILE:LINE:COL errors if not.
     Check {
@@ -109,8 +113,11 @@ pub fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Run { config: path } => match Config::load(&path) {
-            Ok(c) => run(&c, Some(&path)),
+        Command::Run {
+            config: path,
+            takeover,
+        } => match Config::load(&path) {
+            Ok(c) => run(&c, Some((&path, takeover))),
             Err(e) => {
                 eprintln!("{e}");
                 2
@@ -187,16 +194,42 @@ fn reload(path: &Path) -> i32 {
 }
 
 /// Starts the listeners, then serves signals and the control socket until SIGINT or
-/// SIGTERM, and stops gracefully. `path`: the config file, re-read on reload (`None`
-/// for `serve`, which has none).
-pub fn run(config: &Config, path: Option<&Path>) -> i32 {
+/// SIGTERM (or a takeover), and stops gracefully. `file`: the config file, re-read on
+/// reload, and whether to take the sockets over from the process running it (`None` for
+/// `serve`, which has no file).
+pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     let signals = Signals::install();
+    let path = file.map(|(p, _)| p);
+    let socket = path.map(|p| control::socket_path(config.control_socket.as_deref(), p));
+    let mut inherited = Vec::new();
+    if let (Some((_, true)), Some(socket)) = (file, &socket) {
+        match control::take_over(socket) {
+            Ok(sockets) => {
+                tracing::info!(
+                    sockets = sockets.len(),
+                    "took the listening sockets over from the running Fulcrum"
+                );
+                inherited = sockets;
+                // The old process removes its control socket as it starts stopping.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while socket.exists() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot take over from the Fulcrum on {}: {e}",
+                    socket.display()
+                );
+                return 1;
+            }
+        }
+    }
     // Bound before anything listens, so that `fulcrum reload` works as soon as the
     // listeners are logged.
-    let control = path.and_then(|p| {
-        let socket = control::socket_path(config.control_socket.as_deref(), p);
+    let control = socket.as_ref().and_then(|socket| {
         let _guard = signals.runtime.enter();
-        match control::Server::bind(&socket) {
+        match control::Server::bind(socket) {
             Ok(server) => Some(server),
             Err(e) => {
                 tracing::warn!(socket = %socket.display(), error = %e, "no control socket: `fulcrum reload` will not reach this process (SIGHUP still reloads)");
@@ -204,7 +237,7 @@ pub fn run(config: &Config, path: Option<&Path>) -> i32 {
             }
         }
     });
-    let mut running = match listener::start(config) {
+    let mut running = match listener::start_with(config, inherited) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("error: {e}");
@@ -215,6 +248,18 @@ pub fn run(config: &Config, path: Option<&Path>) -> i32 {
     loop {
         match signals.next(control.as_ref()) {
             Event::Stop => break,
+            Event::Reload(Some(request)) if request.command == "takeover" => {
+                let handed = request
+                    .into_std()
+                    .and_then(|stream| running.hand_over(&stream));
+                match handed {
+                    Ok(()) => {
+                        tracing::info!("listening sockets handed over to a new process");
+                        break;
+                    }
+                    Err(e) => tracing::error!(error = %e, "socket hand-over failed: still running"),
+                }
+            }
             Event::Reload(Some(request)) if request.command != "reload" => {
                 let answer = vec![format!(
                     "unknown command `{}`: the control socket takes `reload`",

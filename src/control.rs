@@ -5,7 +5,8 @@
 //! a path derived from the config file's absolute path (so that `fulcrum reload -c FILE`
 //! finds the process started with `fulcrum run -c FILE`). The protocol is one line in
 //! (`reload`), then the answer's lines and the connection closed; the first line of the
-//! answer is `ok` or `error`.
+//! answer is `ok` or `error`. `takeover` is answered with the listening sockets
+//! themselves (see `listener::handover`), after which the process stops gracefully.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// The connection, as a blocking standard socket (for the socket hand-over).
+    pub fn into_std(self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let stream = self.stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+
     /// Sends the answer (`ok` then `lines`, or `error` then `lines`) and closes.
     pub async fn answer(mut self, ok: bool, lines: &[String]) {
         use tokio::io::AsyncWriteExt;
@@ -101,6 +109,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Asks the Fulcrum whose control socket is at `path` for its listening sockets; it
+/// stops gracefully once they are sent.
+pub fn take_over(path: &Path) -> std::io::Result<Vec<crate::listener::handover::Inherited>> {
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.write_all(b"takeover\n")?;
+    crate::listener::handover::receive(&mut stream)
 }
 
 /// Sends `command` to the control socket at `path`; returns whether the answer was `ok`,

@@ -322,3 +322,96 @@ fn sigterm_lets_the_request_in_flight_finish() {
         "still accepting after the stop"
     );
 }
+
+#[test]
+fn a_new_process_takes_the_sockets_over_under_load() {
+    let a = Backend::start("a");
+    let mut old = Fulcrum::start(&config(&[(&a, 1)], false, ""));
+    let addr = old.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    // New connections for every request, and kept-alive ones that reconnect when a
+    // response says `Connection: close` (as every HTTP client does).
+    let load: Vec<_> = (0..8)
+        .map(|i| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut served = 0;
+                let mut kept: Option<Client> = None;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if i % 2 == 0 {
+                        let out = common::raw(
+                            addr,
+                            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                            Duration::from_secs(5),
+                        );
+                        if out.starts_with("HTTP/1.1 200") {
+                            served += 1;
+                        } else {
+                            failures.push(format!("new connection: {out:?}"));
+                        }
+                        continue;
+                    }
+                    let client = kept.get_or_insert_with(|| Client::connect(addr));
+                    match client.exchange("/") {
+                        Ok((200, _, close)) => {
+                            served += 1;
+                            if close {
+                                kept = None;
+                            }
+                        }
+                        other => {
+                            failures.push(format!("kept connection: {other:?}"));
+                            kept = None;
+                        }
+                    }
+                }
+                (served, failures)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let new = old.take_over();
+    assert_eq!(new.addr, addr, "the new process listens on the same socket");
+    assert!(new.wait_log("listening socket taken over"), "{}", new.log());
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        old.log()
+    );
+    assert!(
+        old.log().contains("listening sockets handed over"),
+        "{}",
+        old.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    let mut failures = Vec::new();
+    for t in load {
+        let (s, f) = t.join().unwrap();
+        served += s;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {:?}",
+        failures.len(),
+        served + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(served > 100, "too little load: {served}");
+    // The new process serves, and answers `fulcrum reload` on the control socket.
+    assert_eq!(
+        common::tally(&format!("http://{addr}/"), 3, &[]).get("a"),
+        Some(&3)
+    );
+    let out = new.reload(&config(&[(&a, 2)], false, ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -29,6 +29,10 @@ use crate::tls::Stream;
 
 pub(super) const READ_CHUNK: usize = 64 * 1024;
 
+/// How long, once a graceful stop begins, a kept-alive connection waiting for its next
+/// request may still send it before it is closed.
+const STOP_LINGER: Duration = Duration::from_secs(1);
+
 /// One client connection and the buffers it reuses for every request.
 pub(super) struct Conn {
     pub(super) client: Stream,
@@ -130,8 +134,10 @@ impl Conn {
             }
             self.log(started);
             match result {
-                Ok(true) if !self.live.is_stopping() => continue,
-                Ok(_) => {
+                // Even when stopping: the response promised to keep the connection, so
+                // the next request is read (and answered with `Connection: close`).
+                Ok(true) => continue,
+                Ok(false) => {
                     let _ = self.client.shutdown().await;
                     return;
                 }
@@ -147,6 +153,7 @@ impl Conn {
         let limits = self.frontend.limits;
         let timeouts = self.frontend.timeouts;
         let mut deadline = None;
+        let mut linger: Option<Instant> = None;
         loop {
             let preface = &super::http2::PREFACE;
             let n = self.cbuf.len().min(preface.len());
@@ -205,14 +212,19 @@ impl Conn {
                 None if self.cbuf.is_empty() && !first => Instant::now() + timeouts.idle,
                 None => Instant::now() + timeouts.request_header,
             };
+            let wait = linger.map_or(wait, |l| wait.min(l));
             self.cbuf.reserve(8 * 1024);
             let idle = self.cbuf.is_empty();
             let read = tokio::time::timeout_at(wait.into(), self.client.read_buf(&mut self.cbuf));
-            // A graceful stop closes connections that wait for their next request.
             let read = tokio::select! {
                 biased;
                 read = read => read,
-                () = self.live.stopped(), if idle => return Ok(None),
+                // A graceful stop: a connection waiting for its next request has a moment
+                // to send it (answered with `Connection: close`), then is closed.
+                () = self.live.stopped(), if idle && linger.is_none() => {
+                    linger = Some(Instant::now() + STOP_LINGER);
+                    continue;
+                }
             };
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),

@@ -9,6 +9,7 @@
 //! A listener's `max_connections` is one semaphore shared by the workers: beyond it, new
 //! connections wait in the kernel's accept queue.
 
+pub mod handover;
 pub mod socket;
 pub mod worker;
 
@@ -69,11 +70,43 @@ pub enum ListenError {
 
 /// Builds the pools, binds every listener and starts the worker threads.
 pub fn start(config: &Config) -> Result<Running, ListenError> {
+    start_with(config, Vec::new())
+}
+
+/// [`start`], accepting on the `inherited` sockets of a previous process where a
+/// listener has the same name, address and kind (the others are closed).
+pub fn start_with(
+    config: &Config,
+    mut inherited: Vec<handover::Inherited>,
+) -> Result<Running, ListenError> {
     let threads = config.threads.max(1);
     let snapshot = Snapshot::build(config.clone(), None)?;
     let mut listening = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
-        listening.push(bind(l)?);
+        let udp = l.protocol == Protocol::Udp;
+        let taken = inherited.iter().position(|i| {
+            i.name == l.name
+                && (i.addr == l.bind || l.bind.port() == 0 && i.addr.ip() == l.bind.ip())
+                && matches!(i.socket, Bound::Udp(_)) == udp
+        });
+        match taken {
+            Some(i) => {
+                let i = inherited.swap_remove(i);
+                tracing::info!(listener = %l.name, addr = %i.addr, "listening socket taken over");
+                listening.push(Listening {
+                    name: l.name.as_str().into(),
+                    config: l.clone(),
+                    addr: i.addr,
+                    socket: i.socket,
+                    limit: Arc::new(Semaphore::new(l.max_connections)),
+                    max_connections: l.max_connections,
+                });
+            }
+            None => listening.push(bind(l)?),
+        }
+    }
+    for i in inherited {
+        tracing::info!(listener = %i.name, addr = %i.addr, "inherited socket not in the config: closed");
     }
     let live = Arc::new(Live::new(snapshot));
     let mut workers = Vec::with_capacity(threads);
@@ -119,6 +152,16 @@ impl Running {
             .iter()
             .map(|l| (l.name.to_string(), l.addr))
             .collect()
+    }
+
+    /// Sends every listening socket to a new process (`fulcrum run --takeover`).
+    pub fn hand_over(&self, stream: &std::os::unix::net::UnixStream) -> io::Result<()> {
+        let sockets: Vec<_> = self
+            .listening
+            .iter()
+            .map(|l| (&*l.name, l.addr, &l.socket))
+            .collect();
+        handover::send(stream, &sockets)
     }
 
     /// Has every worker accept on `l`'s socket.

@@ -239,7 +239,7 @@ pub struct Fulcrum {
     pub log: Arc<Mutex<String>>,
     /// The config file it runs.
     pub path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub fn bin() -> &'static str {
@@ -262,9 +262,23 @@ impl Fulcrum {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fulcrum.toml");
         std::fs::write(&path, config).unwrap();
+        let mut f = Fulcrum::spawn(&path, &[]);
+        f._dir = Some(dir);
+        f
+    }
+
+    /// Starts `fulcrum run --takeover` on this one's config file: the new process takes
+    /// the listening sockets over, and this one stops.
+    pub fn take_over(&self) -> Fulcrum {
+        Fulcrum::spawn(&self.path, &["--takeover"])
+    }
+
+    fn spawn(path: &std::path::Path, extra: &[&str]) -> Fulcrum {
+        let path = path.to_owned();
         let mut child = Command::new(bin())
             .args(["run", "-c"])
             .arg(&path)
+            .args(extra)
             .env("RUST_LOG", "info,fulcrum::pipeline=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -302,7 +316,7 @@ impl Fulcrum {
             child,
             log,
             path,
-            _dir: dir,
+            _dir: None,
         }
     }
 

@@ -69,9 +69,9 @@ pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: 
         peer,
         live,
         frontend,
-        cbuf: BytesMut::with_capacity(8 * 1024),
-        ubuf: BytesMut::with_capacity(8 * 1024),
-        out: Vec::with_capacity(4 * 1024),
+        cbuf: BytesMut::new(),
+        ubuf: BytesMut::new(),
+        out: Vec::new(),
         rhead: Vec::new(),
         method: String::new(),
         target: String::new(),
@@ -83,6 +83,7 @@ pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: 
         h2_preface: false,
     };
     conn.run().await;
+    conn.release_buffers();
     if conn.h2_preface {
         let tls = conn.client.is_tls();
         let read = conn.cbuf.split().freeze();
@@ -106,6 +107,9 @@ impl Conn {
             if let Some(frontend) = self.live.refresh(&self.frontend) {
                 self.frontend = frontend;
             }
+            // Nothing in flight: the buffers go back to the worker's pool until the next
+            // request arrives.
+            self.release_buffers();
             let (head, decision) = match self.read_head(first).await {
                 Ok(Some(read)) => read,
                 Ok(None) => return,
@@ -173,6 +177,15 @@ impl Conn {
                     }
                     Ok(parsed) => {
                         let decision = pipeline::route(&self.frontend, &parsed, tls);
+                        if self.out.capacity() == 0 {
+                            self.out = super::buffers::take_vec();
+                        }
+                        if self.rhead.capacity() == 0 {
+                            self.rhead = super::buffers::take_vec();
+                        }
+                        if self.ubuf.capacity() == 0 {
+                            self.ubuf = super::buffers::take_bytes();
+                        }
                         self.out.clear();
                         if let Decision::Forward(fwd) = &decision {
                             let forwarding = Forwarding {
@@ -213,9 +226,8 @@ impl Conn {
                 None => Instant::now() + timeouts.request_header,
             };
             let wait = linger.map_or(wait, |l| wait.min(l));
-            self.cbuf.reserve(8 * 1024);
             let idle = self.cbuf.is_empty();
-            let read = tokio::time::timeout_at(wait.into(), self.client.read_buf(&mut self.cbuf));
+            let read = tokio::time::timeout_at(wait.into(), read_more(&mut self.client, &mut self.cbuf));
             let read = tokio::select! {
                 biased;
                 read = read => read,
@@ -241,6 +253,23 @@ impl Conn {
                     ));
                 }
             }
+        }
+    }
+
+    /// Gives the buffers back to the worker's pool if nothing is in them (no pipelined
+    /// request waiting).
+    pub(super) fn release_buffers(&mut self) {
+        if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
+            super::buffers::give_bytes(std::mem::take(&mut self.cbuf));
+        }
+        if self.ubuf.is_empty() && self.ubuf.capacity() > 0 {
+            super::buffers::give_bytes(std::mem::take(&mut self.ubuf));
+        }
+        if self.out.capacity() > 0 {
+            super::buffers::give_vec(std::mem::take(&mut self.out));
+        }
+        if self.rhead.capacity() > 0 {
+            super::buffers::give_vec(std::mem::take(&mut self.rhead));
         }
     }
 
@@ -482,6 +511,21 @@ impl Conn {
             started,
         });
     }
+}
+
+/// Reads more of a request head into `cbuf`. A connection holding no buffer first waits
+/// for its socket to be readable, then takes one from the pool, so that an idle
+/// connection costs no buffer (TLS connections take one at once: rustls may already hold
+/// decrypted bytes).
+async fn read_more(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Result<usize> {
+    if cbuf.capacity() == 0 {
+        if let Stream::Tcp(tcp) = &*client {
+            tcp.readable().await?;
+        }
+        *cbuf = super::buffers::take_bytes();
+    }
+    cbuf.reserve(1024);
+    client.read_buf(cbuf).await
 }
 
 fn too_large() -> Error {

@@ -269,7 +269,9 @@ impl Conn {
         };
         let mut up = match idle {
             Some(up) => up,
-            None => connect(pool, backend, connect_timeout).await?,
+            // Connecting is the rare path: boxed, so that its state (a TLS handshake)
+            // does not make every connection's task larger.
+            None => Box::pin(connect(pool, backend, connect_timeout)).await?,
         };
         if up.stream.write_all(&self.out).await.is_ok() {
             return Ok(up);
@@ -278,7 +280,7 @@ impl Conn {
         if !up.reused {
             return Err(reset);
         }
-        up = connect(pool, backend, connect_timeout).await?;
+        up = Box::pin(connect(pool, backend, connect_timeout)).await?;
         match up.stream.write_all(&self.out).await {
             Ok(()) => Ok(up),
             Err(_) => Err(reset),

@@ -124,7 +124,10 @@ impl Conn {
                 Decision::Forward(fwd) => {
                     self.route = fwd.route;
                     self.pool = Some(Arc::clone(&fwd.pool));
-                    self.exchange(head, &fwd).await
+                    // Boxed: a request's state lives only while it is served, so that an
+                    // idle kept-alive connection's task stays small (one allocation per
+                    // forwarded request, freed when it ends).
+                    Box::pin(self.exchange(head, &fwd)).await
                 }
                 other => {
                     self.pool = None;
@@ -227,7 +230,8 @@ impl Conn {
             };
             let wait = linger.map_or(wait, |l| wait.min(l));
             let idle = self.cbuf.is_empty();
-            let read = tokio::time::timeout_at(wait.into(), read_more(&mut self.client, &mut self.cbuf));
+            let read =
+                tokio::time::timeout_at(wait.into(), read_more(&mut self.client, &mut self.cbuf));
             let read = tokio::select! {
                 biased;
                 read = read => read,
@@ -476,7 +480,8 @@ impl Conn {
             let _ = self.client.shutdown().await;
             // Drain briefly so that closing with unread input does not reset the
             // connection before the client has read the response.
-            let mut sink = [0u8; 4096];
+            // On the heap: this rare path must not make every connection's task larger.
+            let mut sink = vec![0u8; 4096];
             let drain = async {
                 let mut total = 0;
                 while let Ok(n) = self.client.read(&mut sink).await {

@@ -187,7 +187,10 @@ async fn serve_connection(
     };
     match frontend.protocol {
         Protocol::Http => serve_http(stream, peer, live, frontend).await,
-        Protocol::Tcp | Protocol::Udp => crate::l4::tcp::serve(stream, peer, frontend).await,
+        // Boxed: the relay's state must not make every HTTP connection's task larger.
+        Protocol::Tcp | Protocol::Udp => {
+            Box::pin(crate::l4::tcp::serve(stream, peer, frontend)).await
+        }
     }
 }
 
@@ -206,7 +209,9 @@ async fn serve_http(
         Some(config) => {
             let acceptor = TlsAcceptor::from(Arc::clone(config));
             let limit = frontend.timeouts.request_header;
-            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+            // Boxed, like the HTTP/2 paths below: their state would otherwise make the
+            // task of every plain HTTP/1.1 connection as large as theirs.
+            match Box::pin(tokio::time::timeout(limit, acceptor.accept(tcp))).await {
                 Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::debug!(listener = %frontend.name, client = %peer, error = %e, "TLS handshake failed");
@@ -221,10 +226,37 @@ async fn serve_http(
     };
     let tls = stream.is_tls();
     if stream.alpn() == Some(b"h2") {
-        l7::http2::serve_h2(stream, bytes::Bytes::new(), peer, tls, live, frontend).await
+        Box::pin(l7::http2::serve_h2(
+            stream,
+            bytes::Bytes::new(),
+            peer,
+            tls,
+            live,
+            frontend,
+        ))
+        .await
     } else if frontend.hyper_h1 {
-        l7::http2::serve_h1(stream, peer, tls, live, frontend).await
+        Box::pin(l7::http2::serve_h1(stream, peer, tls, live, frontend)).await
     } else {
         l7::serve(stream, peer, live, frontend).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, Fut, F: Fn(A, B, C, D) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        // Each client connection is one task of this size, idle or not: rare paths
+        // (TLS handshakes, HTTP/2, TCP relays, error drains, a request being served) are
+        // boxed so that they do not make every kept-alive connection pay for them.
+        let size = future_size(&serve_connection);
+        assert!(size <= 1600, "a connection's task takes {size} bytes");
     }
 }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -202,19 +203,16 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     let path = file.map(|(p, _)| p);
     let socket = path.map(|p| control::socket_path(config.control_socket.as_deref(), p));
     let mut inherited = Vec::new();
+    let mut takeover = None;
     if let (Some((_, true)), Some(socket)) = (file, &socket) {
         match control::take_over(socket) {
-            Ok(sockets) => {
+            Ok(mut taken) => {
                 tracing::info!(
-                    sockets = sockets.len(),
+                    sockets = taken.sockets.len(),
                     "took the listening sockets over from the running Fulcrum"
                 );
-                inherited = sockets;
-                // The old process removes its control socket as it starts stopping.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-                while socket.exists() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                inherited = std::mem::take(&mut taken.sockets);
+                takeover = Some(taken);
             }
             Err(e) => {
                 eprintln!(
@@ -225,44 +223,66 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
             }
         }
     }
-    // Bound before anything listens, so that `fulcrum reload` works as soon as the
-    // listeners are logged.
-    let control = socket.as_ref().and_then(|socket| {
-        let _guard = signals.runtime.enter();
-        match control::Server::bind(socket) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                tracing::warn!(socket = %socket.display(), error = %e, "no control socket: `fulcrum reload` will not reach this process (SIGHUP still reloads)");
-                None
+    let bind_control = |signals: &Signals| {
+        socket.as_ref().and_then(|socket| {
+            let _guard = signals.runtime.enter();
+            match control::Server::bind(socket) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    tracing::warn!(socket = %socket.display(), error = %e, "no control socket: `fulcrum reload` will not reach this process (SIGHUP still reloads)");
+                    None
+                }
             }
-        }
-    });
+        })
+    };
+    // Bound before anything listens, so that `fulcrum reload` works as soon as the
+    // listeners are logged (after a takeover: once the old process has let it go).
+    let mut control = if takeover.is_none() {
+        bind_control(&signals)
+    } else {
+        None
+    };
     let mut running = match listener::start_with(config, inherited) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("error: {e}");
+            if takeover.is_some() {
+                eprintln!("the running Fulcrum keeps serving");
+            }
             return 1;
         }
     };
+    if let (Some(taken), Some(path)) = (takeover, &socket) {
+        // The old process stops accepting once told, and removes its control socket.
+        taken.ready();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        control = bind_control(&signals);
+    }
     let mut signals = signals;
     loop {
         match signals.next(control.as_ref()) {
             Event::Stop => break,
             Event::Reload(Some(request)) if request.command == "takeover" => {
-                let handed = request
-                    .into_std()
-                    .and_then(|stream| running.hand_over(&stream));
+                let handed = request.into_std().and_then(|stream| {
+                    running.hand_over(&stream)?;
+                    Ok(stream)
+                });
                 match handed {
-                    Ok(()) => {
+                    // The new process may need a while (certificates, health checks).
+                    Ok(stream) if control::wait_ready(&stream, Duration::from_secs(60)) => {
                         tracing::info!("listening sockets handed over to a new process");
                         break;
                     }
-                    Err(e) => tracing::error!(error = %e, "socket hand-over failed: still running"),
+                    Ok(_) => tracing::error!("the new process did not start: still serving"),
+                    Err(e) => tracing::error!(error = %e, "socket hand-over failed: still serving"),
                 }
             }
             Event::Reload(Some(request)) if request.command != "reload" => {
                 let answer = vec![format!(
-                    "unknown command `{}`: the control socket takes `reload`",
+                    "unknown command `{}`: the control socket takes `reload` and `takeover`",
                     request.command
                 )];
                 signals.runtime.block_on(request.answer(false, &answer));

@@ -111,13 +111,38 @@ impl Drop for Server {
     }
 }
 
-/// Asks the Fulcrum whose control socket is at `path` for its listening sockets; it
-/// stops gracefully once they are sent.
-pub fn take_over(path: &Path) -> std::io::Result<Vec<crate::listener::handover::Inherited>> {
+/// Asks the Fulcrum whose control socket is at `path` for its listening sockets. It
+/// keeps serving until [`Takeover::ready`] says this process accepts on them (then it
+/// stops gracefully); if this process fails before that, the old one carries on.
+pub fn take_over(path: &Path) -> std::io::Result<Takeover> {
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     stream.write_all(b"takeover\n")?;
-    crate::listener::handover::receive(&mut stream)
+    let sockets = crate::listener::handover::receive(&mut stream)?;
+    Ok(Takeover { sockets, stream })
+}
+
+/// Sockets taken over, and the line back to the process they came from.
+#[derive(Debug)]
+pub struct Takeover {
+    /// The listening sockets.
+    pub sockets: Vec<crate::listener::handover::Inherited>,
+    stream: std::os::unix::net::UnixStream,
+}
+
+impl Takeover {
+    /// Tells the old process that this one accepts on the sockets: it stops now.
+    pub fn ready(mut self) {
+        let _ = self.stream.write_all(b"ready\n");
+    }
+}
+
+/// On the old process's side: waits (up to `limit`) for the new process to say it is
+/// accepting on the sockets it was given.
+pub fn wait_ready(stream: &std::os::unix::net::UnixStream, limit: std::time::Duration) -> bool {
+    let _ = stream.set_read_timeout(Some(limit));
+    let mut line = String::new();
+    matches!(BufReader::new(stream).read_line(&mut line), Ok(n) if n > 0) && line.trim() == "ready"
 }
 
 /// Sends `command` to the control socket at `path`; returns whether the answer was `ok`,

@@ -415,3 +415,31 @@ fn a_new_process_takes_the_sockets_over_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_failed_takeover_leaves_the_old_process_serving() {
+    let a = Backend::start("a");
+    let old = Fulcrum::start(&config(&[(&a, 1)], false, ""));
+    // The new config is valid but one of its listeners cannot bind: the new process
+    // gets the sockets, fails to start, and the old one carries on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = format!(
+        "[[listeners]]\nname = \"extra\"\nbind = \"{}\"\npool = \"app\"\n",
+        taken.local_addr().unwrap()
+    );
+    std::fs::write(&old.path, config(&[(&a, 1)], false, &busy)).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["run", "--takeover", "-c"])
+        .arg(&old.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the running Fulcrum keeps serving"), "{err}");
+    assert!(
+        old.wait_log("the new process did not start: still serving"),
+        "{}",
+        old.log()
+    );
+    assert_eq!(common::tally(&old.url("/"), 3, &[]).get("a"), Some(&3));
+}

@@ -290,10 +290,15 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
             Event::Reload(request) => {
                 let (ok, lines) = match path {
                     Some(p) => reload_running(&mut running, p),
-                    None => (
-                        false,
-                        vec!["nothing to reload: started without a config file".into()],
-                    ),
+                    None => {
+                        tracing::warn!(
+                            "nothing to reload: Fulcrum was started without a config file"
+                        );
+                        (
+                            false,
+                            vec!["nothing to reload: started without a config file".into()],
+                        )
+                    }
                 };
                 if let Some(request) = request {
                     signals.runtime.block_on(request.answer(ok, &lines));
@@ -316,6 +321,7 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
 
 /// Re-reads `path` and puts it in force; returns whether it worked and what to tell.
 fn reload_running(running: &mut listener::Running, path: &Path) -> (bool, Vec<String>) {
+    tracing::info!(file = %path.display(), "reloading the configuration");
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -401,7 +407,7 @@ impl Signals {
                 _ = interrupt.recv() => Event::Stop,
                 _ = terminate.recv() => Event::Stop,
                 _ = hangup.recv() => {
-                    tracing::info!("SIGHUP received: reloading the configuration");
+                    tracing::info!("SIGHUP received");
                     Event::Reload(None)
                 }
                 request = request => {

@@ -443,3 +443,32 @@ fn a_failed_takeover_leaves_the_old_process_serving() {
     );
     assert_eq!(common::tally(&old.url("/"), 3, &[]).get("a"), Some(&3));
 }
+
+#[test]
+fn a_listener_renamed_on_the_same_address_keeps_its_socket() {
+    let a = Backend::start("a");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let named = |name: &str| {
+        config(&[(&a, 1)], false, "").replace(
+            "name = \"main\"\nbind = \"127.0.0.1:0\"",
+            &format!("name = \"{name}\"\nbind = \"127.0.0.1:{port}\""),
+        )
+    };
+    let f = Fulcrum::start(&named("main"));
+    let mut kept = Client::connect(f.addr);
+    assert_eq!(kept.get("/").unwrap(), (200, "a".to_string()));
+    let out = f.reload(&named("web"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(f.wait_log("listener renamed"), "{}", f.log());
+    assert_eq!(kept.get("/").unwrap(), (200, "a".to_string()));
+    let mut fresh = Client::connect(f.addr);
+    assert_eq!(fresh.get("/").unwrap(), (200, "a".to_string()));
+}

@@ -357,6 +357,20 @@ fn no_route_and_no_default_pool_is_a_404() {
         );
     }
     assert_eq!(app.requests(), 2);
+    // A Host that is not a host is refused on both paths, before any routing: 400 over
+    // HTTP/1.1; over HTTP/2 curl sends it as `:authority`, which the HTTP/2 layer
+    // refuses as malformed (a stream error) before Fulcrum sees it.
+    let (_, out, _) = curl(&["--http1.1", "-i", "-H", "Host: app.test/evil", &f.url("/")]);
+    assert!(out.contains(" 400"), "{out}");
+    let (code, out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-i",
+        "-H",
+        "Host: app.test/evil",
+        &f.url("/"),
+    ]);
+    assert!(out.contains(" 400") || code != 0, "{out}{err}");
+    assert_eq!(app.requests(), 2);
 }
 
 #[test]

@@ -100,6 +100,11 @@ impl<'a> Problems<'a> {
         self.source
     }
 
+    /// How many problems were found so far.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()

@@ -32,10 +32,12 @@ pub(super) fn redirect(
         }
     };
     let parts = [&r.scheme, &r.host, &r.path, &r.prefix];
-    if r.location.is_some() && (parts.iter().any(|p| p.is_some()) || r.port.is_some()) {
+    if r.location.is_some()
+        && (parts.iter().any(|p| p.is_some()) || r.port.is_some() || r.drop_query)
+    {
         problems.add(
             raw.span(),
-            format!("route `{name}`: `location` is a whole URL; it cannot be combined with scheme, host, port, path or prefix"),
+            format!("route `{name}`: `location` is a whole URL; it cannot be combined with scheme, host, port, path, prefix or drop_query"),
             Some("use `location` alone, or the parts alone".into()),
         );
         return None;

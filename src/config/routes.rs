@@ -131,7 +131,7 @@ pub struct RawRouteRetries {
 /// A validated route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
-    /// Name for logs (defaults to `route N`, counted from 1 in the listener).
+    /// Name for logs (defaults to `routeN`, counted from 1 in the listener).
     pub name: String,
     /// What a request must look like (every condition given).
     pub conditions: Conditions,
@@ -347,6 +347,7 @@ pub(super) fn check_routes(
     pools: &[PoolConfig],
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
+    let found_before = problems.len();
     let mut out: Vec<RouteConfig> = Vec::with_capacity(raw.len());
     let mut spans = Vec::with_capacity(raw.len());
     for (i, spanned) in raw.iter().enumerate() {
@@ -354,7 +355,7 @@ pub(super) fn check_routes(
         let name = r
             .name
             .as_ref()
-            .map_or_else(|| format!("route {}", i + 1), |n| n.get_ref().clone());
+            .map_or_else(|| format!("route{}", i + 1), |n| n.get_ref().clone());
         let span = route_span(spanned);
         let checker = RouteCheck {
             listener,
@@ -371,6 +372,30 @@ pub(super) fn check_routes(
                 format!("two routes of listener `{listener}` are named `{name}`"),
                 Some("give each route a distinct `name`".into()),
             );
+        }
+        if matches!(action, RouteAction::Redirect(_) | RouteAction::Respond(_)) {
+            let useless = [
+                (
+                    "request_headers",
+                    r.request_headers.as_ref().map(|x| x.span()),
+                ),
+                (
+                    "response_headers",
+                    r.response_headers.as_ref().map(|x| x.span()),
+                ),
+                ("fallback", r.fallback.as_ref().map(|x| x.span())),
+                ("timeouts", r.timeouts.as_ref().map(|_| span.clone())),
+                ("retries", r.retries.as_ref().map(|_| span.clone())),
+            ];
+            for (key, at) in useless {
+                if let Some(at) = at {
+                    problems.add(
+                        at,
+                        format!("`{key}` has no effect on route `{name}`, which answers by itself"),
+                        Some("it applies to requests forwarded to a pool; remove it".into()),
+                    );
+                }
+            }
         }
         let route = RouteConfig {
             strip_prefix: checker.strip_prefix(r, problems),
@@ -415,7 +440,11 @@ pub(super) fn check_routes(
         out.push(route);
         spans.push(span);
     }
-    super::shadow::report_shadowed(&out, &spans, problems);
+    // A route with a bad condition was checked without it: only valid routes are
+    // compared, so that no route is wrongly reported unreachable.
+    if problems.len() == found_before {
+        super::shadow::report_shadowed(&out, &spans, problems);
+    }
     out
 }
 
@@ -485,7 +514,7 @@ impl RouteCheck<'_> {
         if let Some(methods) = &r.method {
             for m in methods.get_ref().items() {
                 let upper = m.trim().to_ascii_uppercase();
-                if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_uppercase()) {
+                if upper.is_empty() || !upper.bytes().all(crate::config::is_token_byte) {
                     problems.add(
                         methods.span(),
                         format!("bad method `{m}`"),

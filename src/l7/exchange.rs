@@ -77,7 +77,7 @@ impl Conn {
         let frontend = Arc::clone(&self.frontend);
         let pool = &*fwd.pool;
         let timeouts = fwd.timeouts(&frontend);
-        let set_cookie = fwd.set_cookie(&frontend);
+        let set_cookie = fwd.set_cookie(&frontend, self.client.is_tls());
         let client = ClientSide {
             is_head: head.is_head,
             http10: head.http10,

@@ -248,6 +248,8 @@ impl Conn {
                     if deadline.is_none() {
                         deadline = Some(Instant::now() + timeouts.request_header);
                     }
+                    // A request is arriving: it gets the whole header timeout.
+                    linger = None;
                 }
                 Err(_) if self.cbuf.is_empty() => return Ok(None),
                 Err(_) => {
@@ -293,10 +295,15 @@ impl Conn {
     /// is not read) or the client asked to close.
     async fn answer(&mut self, head: RequestHead, decision: Decision) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
-        let keep = head.keep_alive && head.body == BodyFraming::Empty && !head.http10;
+        let keep = head.keep_alive
+            && head.body == BodyFraming::Empty
+            && !head.http10
+            && !self.live.is_stopping();
         let frontend = Arc::clone(&self.frontend);
         let mut reply = match &decision {
-            Decision::Redirect { status, location } => Reply::redirect(*status, location),
+            Decision::Redirect {
+                status, location, ..
+            } => Reply::redirect(*status, location),
             Decision::Respond(route) => match frontend.routes.routes()[*route].fixed_response() {
                 Some(f) => Reply::fixed(f.status, &f.body, &f.content_type),
                 None => Reply::error(&NO_ROUTE, None),
@@ -304,7 +311,7 @@ impl Conn {
             _ => Reply::error(&NO_ROUTE, None),
         };
         self.route = match &decision {
-            Decision::Respond(route) => Some(*route),
+            Decision::Respond(route) | Decision::Redirect { route, .. } => Some(*route),
             _ => None,
         };
         reply.close = !keep;

@@ -271,15 +271,13 @@ fn split_target<'b>(
     if authority.is_empty() || !valid_authority(authority.as_bytes()) {
         return Err(HeadError::Bad("invalid authority in the request target"));
     }
-    // `http://h?q` has an empty path: it is `/`. The query is then forwarded without
-    // it, which no client sends in practice.
-    let origin = if origin.starts_with('/') { origin } else { "/" };
+    // `http://h` and `http://h?q` have an empty path: it is written as `/` (see `write`).
     Ok((origin, Some(authority)))
 }
 
 /// Whether `value` is a valid `host[:port]` (RFC 9110 7.2): no user info, path, spaces or
 /// other delimiters. An empty value is allowed (a target without authority).
-fn valid_authority(value: &[u8]) -> bool {
+pub(crate) fn valid_authority(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&b| b.is_ascii_alphanumeric() || b".-_~!$&'()*+,;=:[]%".contains(&b))
@@ -299,6 +297,10 @@ impl Parsed<'_, '_> {
     ) -> Result<(), HeadError> {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
+        if !self.origin.starts_with(['/', '*']) {
+            // An absolute-form target with an empty path.
+            out.push(b'/');
+        }
         rewrite.write(self.origin.as_bytes(), out);
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut xff = ListHeader::default();
@@ -380,7 +382,9 @@ impl RequestView for Parsed<'_, '_> {
     fn path(&self) -> &[u8] {
         let o = self.origin.as_bytes();
         match o.iter().position(|&b| b == b'?') {
+            Some(0) => b"/",
             Some(q) => &o[..q],
+            None if o.is_empty() => b"/",
             None => o,
         }
     }

@@ -158,6 +158,11 @@ fn absolute_form_target_wins_over_host() {
     );
     assert_eq!(out.matches("Host:").count(), 1, "{out}");
     assert!(!head.missing_host);
+    let (_, out) = parse_str("GET http://h.test?q=1 HTTP/1.1\r\nHost: k\r\n\r\n").unwrap();
+    assert!(
+        out.starts_with("GET /?q=1 HTTP/1.1\r\nHost: h.test\r\n"),
+        "{out}"
+    );
     let (_, out) = parse_str("GET HTTPS://Other.test:8443 HTTP/1.1\r\nHost: k\r\n\r\n").unwrap();
     assert!(
         out.starts_with("GET / HTTP/1.1\r\nHost: Other.test:8443\r\n"),

@@ -154,6 +154,14 @@ impl Running {
             .collect()
     }
 
+    /// The running listener that `l` renames: same address and kind, and a name that
+    /// the new config (`all`) no longer has.
+    fn renamed(&self, l: &ListenerConfig, all: &[ListenerConfig]) -> Option<&Listening> {
+        self.listening
+            .iter()
+            .find(|x| same_address(&x.config, l) && !all.iter().any(|n| n.name == x.config.name))
+    }
+
     /// Sends every listening socket to a new process (`fulcrum run --takeover`).
     pub fn hand_over(&self, stream: &std::os::unix::net::UnixStream) -> io::Result<()> {
         let sockets: Vec<_> = self
@@ -209,11 +217,12 @@ impl Running {
     pub fn reload(&mut self, config: Config) -> Result<Vec<String>, ListenError> {
         let old = self.live.snapshot();
         let snapshot = Snapshot::build(config, Some(&old))?;
-        // Bind what is new before changing anything: a port in use fails the reload.
+        // Bind what is new before changing anything: a port in use fails the reload. A
+        // listener renamed on the same address keeps its socket.
         let mut added = Vec::new();
         for l in &snapshot.config.listeners {
             let kept = self.listening.iter().any(|x| same_socket(&x.config, l));
-            if !kept {
+            if !kept && self.renamed(l, &snapshot.config.listeners).is_none() {
                 added.push(bind(l)?);
             }
         }
@@ -223,11 +232,29 @@ impl Running {
         // Close what is gone or rebound; keep the rest, with its new connection limit.
         let mut kept = Vec::with_capacity(self.listening.len());
         for mut l in std::mem::take(&mut self.listening) {
-            match new_listeners.iter().find(|n| same_socket(&l.config, n)) {
+            let renamed_to = new_listeners.iter().find(|n| {
+                same_address(&l.config, n) && !new_listeners.iter().any(|x| x.name == l.config.name)
+            });
+            match new_listeners
+                .iter()
+                .find(|n| same_socket(&l.config, n))
+                .or(renamed_to)
+            {
                 Some(n) => {
                     resize(&l.limit, l.max_connections, n.max_connections);
                     l.max_connections = n.max_connections;
                     l.config = n.clone();
+                    if *l.name != *n.name {
+                        // Same socket, new name: the workers accept for the new one.
+                        for w in &self.workers {
+                            let _ = w.commands.send(Command::Close {
+                                name: Arc::clone(&l.name),
+                            });
+                        }
+                        tracing::info!(from = %l.name, to = %n.name, addr = %l.addr, "listener renamed");
+                        l.name = n.name.as_str().into();
+                        self.open(&l)?;
+                    }
                     kept.push(l);
                 }
                 None => {
@@ -274,10 +301,16 @@ impl Running {
     }
 }
 
-/// Whether two listener configs use the same socket (same name, address and protocol).
+/// Whether two listener configs use the same socket (same name, address and kind).
 fn same_socket(a: &ListenerConfig, b: &ListenerConfig) -> bool {
-    a.name == b.name
-        && a.bind == b.bind
+    a.name == b.name && same_address(a, b)
+}
+
+/// Whether two listener configs bind the same address (not port 0, unless the names
+/// agree) with the same kind of socket.
+fn same_address(a: &ListenerConfig, b: &ListenerConfig) -> bool {
+    a.bind == b.bind
+        && (a.bind.port() != 0 || a.name == b.name)
         && (a.protocol == Protocol::Udp) == (b.protocol == Protocol::Udp)
 }
 

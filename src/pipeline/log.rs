@@ -45,7 +45,7 @@ pub fn request(r: &Request<'_>) {
         backend = %r.backend.unwrap_or("-"),
         status = r.status,
         retries = r.retries,
-        grpc_status = r.grpc_status.unwrap_or("-"),
+        grpc_status = %r.grpc_status.unwrap_or("-"),
         ms = %format_args!("{:.3}", r.started.elapsed().as_secs_f64() * 1000.0),
     );
 }

@@ -40,8 +40,10 @@ use crate::runtime::{Frontend, Pool};
 pub enum Decision {
     /// Forward it.
     Forward(Forward),
-    /// Answer with a redirect.
+    /// Answer with route `route`'s redirect.
     Redirect {
+        /// The route.
+        route: usize,
         /// 301, 302, 303, 307 or 308.
         status: u16,
         /// Where to.
@@ -91,7 +93,11 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 new_side,
             })
         }
-        Target::Redirect { status, location } => Decision::Redirect { status, location },
+        Target::Redirect { status, location } => Decision::Redirect {
+            route: selected.route.unwrap_or(0),
+            status,
+            location,
+        },
         Target::Respond => Decision::Respond(selected.route.unwrap_or(0)),
         Target::NotFound => Decision::NotFound,
     }
@@ -127,10 +133,11 @@ impl Forward {
             .filter(|r| !r.is_empty())
     }
 
-    /// The `Set-Cookie` value that keeps the client on the split side it was given.
-    pub fn set_cookie(&self, frontend: &Frontend) -> Option<String> {
+    /// The `Set-Cookie` value that keeps the client on the split side it was given
+    /// (`tls`: it came over TLS, the cookie is `Secure`).
+    pub fn set_cookie(&self, frontend: &Frontend, tls: bool) -> Option<String> {
         let side = self.new_side?;
-        self.route(frontend)?.split_cookie(side)
+        self.route(frontend)?.split_cookie(side, tls)
     }
 
     /// The connect and request timeouts (the route's, else the listener's).

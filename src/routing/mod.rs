@@ -263,8 +263,9 @@ impl Route {
         }
     }
 
-    /// The `Set-Cookie` value that keeps a client on side `side` of the route's split.
-    pub fn split_cookie(&self, side: usize) -> Option<String> {
+    /// The `Set-Cookie` value that keeps a client on side `side` of the route's split
+    /// (`Secure` when the client came over TLS).
+    pub fn split_cookie(&self, side: usize, tls: bool) -> Option<String> {
         let Action::Split(split) = &self.action else {
             return None;
         };
@@ -272,7 +273,10 @@ impl Route {
             return None;
         };
         let (_, _, value) = split.sides.get(side)?;
-        Some(format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax"))
+        let secure = if tls { "; Secure" } else { "" };
+        Some(format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}"
+        ))
     }
 }
 

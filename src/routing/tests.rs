@@ -167,9 +167,10 @@ split = [{ pool = "web", weight = 90 }, { pool = "v2", weight = 10 }]
     assert!((120..=280).contains(&v2), "10 % of 2000, got {v2}");
     let route = &t.routes()[0];
     assert_eq!(
-        route.split_cookie(1).unwrap(),
+        route.split_cookie(1, false).unwrap(),
         "fulcrum_split_canary=v2; Path=/; HttpOnly; SameSite=Lax"
     );
+    assert!(route.split_cookie(1, true).unwrap().ends_with("; Secure"));
     let kept = get("h", "/").with("cookie", "fulcrum_split_canary=v2");
     for _ in 0..50 {
         assert_eq!(
@@ -274,7 +275,7 @@ path_prefix = "/api/v2/"
 pool = "v2"
 "#,
     );
-    assert!(e.contains("route `route 2` can never match"), "{e}");
+    assert!(e.contains("route `route2` can never match"), "{e}");
     let e = errors(
         r#"
 [[listeners.routes]]
@@ -290,7 +291,7 @@ split = [{ pool = "web", weight = 0 }, { pool = "v2", weight = 0 }]
 "#,
     );
     assert!(
-        e.contains("every weight of route `route 1`'s split is 0"),
+        e.contains("every weight of route `route1`'s split is 0"),
         "{e}"
     );
     let e = errors(
@@ -320,4 +321,18 @@ redirect = { scheme = "https" }
 "#,
     );
     assert!(e.contains("has more than one action"), "{e}");
+    let e = errors(
+        r#"
+[[listeners.routes]]
+path = "/down"
+respond = { status = 503 }
+request_headers = { set = { "x-a" = "1" } }
+fallback = "web"
+"#,
+    );
+    assert!(
+        e.contains("`request_headers` has no effect on route `route1`, which answers by itself"),
+        "{e}"
+    );
+    assert!(e.contains("`fallback` has no effect"), "{e}");
 }

@@ -9,7 +9,7 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     for l in &new.listeners {
         match old.listeners.iter().find(|o| o.name == l.name) {
             None => lines.push(format!("+ listener {} on {}", l.name, l.bind)),
-            Some(o) if o.bind != l.bind || o.protocol != l.protocol => lines.push(format!(
+            Some(o) if o.bind != l.bind => lines.push(format!(
                 "~ listener {}: {} -> {} (rebound)",
                 l.name, o.bind, l.bind
             )),
@@ -44,6 +44,12 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
             old.access_log, new.access_log
         ));
     }
+    if old.shutdown_grace != new.shutdown_grace {
+        lines.push(format!(
+            "~ shutdown_grace: {:?} -> {:?}",
+            old.shutdown_grace, new.shutdown_grace
+        ));
+    }
     if old.threads != new.threads {
         lines.push(format!(
             "! threads: {} -> {} takes effect at the next start",
@@ -76,17 +82,12 @@ fn listener_changes(
         match o.routes.iter().find(|x| x.name == r.name) {
             None => lines.push(format!("+ route {} on listener {}", r.name, l.name)),
             // Pool indexes may differ between the two configs: compare by what they say.
-            Some(x)
-                if format!("{:?}", x.conditions) != format!("{:?}", r.conditions)
-                    || action_text(old, &x.action) != action_text(new, &r.action) =>
-            {
-                lines.push(format!(
-                    "~ route {} on listener {}: {}",
-                    r.name,
-                    l.name,
-                    action_text(new, &r.action)
-                ))
-            }
+            Some(x) if route_text(old, x) != route_text(new, r) => lines.push(format!(
+                "~ route {} on listener {}: {}",
+                r.name,
+                l.name,
+                action_text(new, &r.action)
+            )),
             Some(_) => {}
         }
     }
@@ -105,6 +106,38 @@ fn listener_changes(
     if o.tls != l.tls {
         lines.push(format!("~ listener {}: TLS settings", l.name));
     }
+    if o.protocol != l.protocol {
+        lines.push(format!(
+            "~ listener {}: protocol {:?} -> {:?}",
+            l.name, o.protocol, l.protocol
+        ));
+    }
+    if o.max_connections != l.max_connections
+        || o.accept_proxy != l.accept_proxy
+        || o.splice != l.splice
+        || sni_text(old, o) != sni_text(new, l)
+    {
+        lines.push(format!("~ listener {}: settings", l.name));
+    }
+}
+
+/// A route as text, pools named rather than numbered.
+fn route_text(c: &Config, r: &crate::config::routes::RouteConfig) -> String {
+    let mut plain = r.clone();
+    plain.action = crate::config::routes::RouteAction::Pool(0);
+    plain.fallback = None;
+    format!(
+        "{plain:?} {} {}",
+        action_text(c, &r.action),
+        pool_name(c, r.fallback)
+    )
+}
+
+fn sni_text(c: &Config, l: &ListenerConfig) -> Vec<(String, String)> {
+    l.sni_routes
+        .iter()
+        .map(|(p, i)| (p.clone(), pool_name(c, Some(*i)).to_owned()))
+        .collect()
 }
 
 fn action_text(c: &Config, a: &crate::config::routes::RouteAction) -> String {

@@ -112,7 +112,12 @@ async fn handle(
     let decision = pipeline::route(frontend, &View::new(&req, peer.ip()), tls);
     let fwd = match decision {
         Decision::Forward(fwd) => fwd,
-        Decision::Redirect { status, location } => {
+        Decision::Redirect {
+            route,
+            status,
+            location,
+        } => {
+            trace.route = Some(route);
             return Ok(reply(&Reply::redirect(status, &location)));
         }
         Decision::Respond(route) => {
@@ -194,7 +199,7 @@ async fn handle(
                     in_flight: admitted.take_in_flight(),
                     busy,
                     rules: fwd.response_headers(frontend),
-                    set_cookie: set_cookie(&fwd, frontend),
+                    set_cookie: set_cookie(&fwd, frontend, tls),
                 };
                 return Ok(finish.apply(response));
             }
@@ -220,8 +225,8 @@ async fn handle(
     }
 }
 
-fn set_cookie(fwd: &Forward, frontend: &Frontend) -> Option<HeaderValue> {
-    fwd.set_cookie(frontend)
+fn set_cookie(fwd: &Forward, frontend: &Frontend, tls: bool) -> Option<HeaderValue> {
+    fwd.set_cookie(frontend, tls)
         .and_then(|c| HeaderValue::from_str(&c).ok())
 }
 

@@ -89,6 +89,12 @@ pub fn check_host(req: &Request<Incoming>) -> Result<(), Error> {
     if authority.is_some_and(|a| a.as_str().contains('@')) {
         return Err(Error::bad_request("user information in the authority"));
     }
+    if host.is_some_and(|h| !crate::l7::request::valid_authority(h.as_bytes())) {
+        return Err(Error::bad_request("invalid Host header"));
+    }
+    if req.uri() == "*" && req.method() != hyper::Method::OPTIONS {
+        return Err(Error::bad_request("invalid request target"));
+    }
     if req.version() == Version::HTTP_2
         && let (Some(a), Some(h)) = (authority, host)
         && !host_name(a.as_str().as_bytes()).eq_ignore_ascii_case(host_name(h.as_bytes()))

@@ -99,6 +99,18 @@ pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: 
     }
 }
 
+/// What the connection does after a request.
+enum Next {
+    /// Wait for the next request.
+    Continue,
+    /// Close the connection (after the response, politely).
+    Close,
+    /// Stop at once (the client left, or the handover to HTTP/2).
+    Done,
+    /// Send this error, then close.
+    Fail(Error),
+}
+
 impl Conn {
     async fn run(&mut self) {
         let mut first = true;
@@ -107,50 +119,88 @@ impl Conn {
             if let Some(frontend) = self.live.refresh(&self.frontend) {
                 self.frontend = frontend;
             }
-            // Nothing in flight: the buffers go back to the worker's pool until the next
-            // request arrives.
+            // Nothing in flight: the buffers go back to the worker's pool, and the task
+            // waits for the next request in its small idle state.
             self.release_buffers();
-            let (head, decision) = match self.read_head(first).await {
-                Ok(Some(read)) => read,
-                Ok(None) => return,
-                Err(e) => return self.fail(e).await,
-            };
-            first = false;
-            let started = Instant::now();
-            self.status = 0;
-            self.backend = None;
-            self.retries = 0;
-            let result = match decision {
-                Decision::Forward(fwd) => {
-                    self.route = fwd.route;
-                    self.pool = Some(Arc::clone(&fwd.pool));
-                    // Boxed: a request's state lives only while it is served, so that an
-                    // idle kept-alive connection's task stays small (one allocation per
-                    // forwarded request, freed when it ends).
-                    Box::pin(self.exchange(head, &fwd)).await
-                }
-                other => {
-                    self.pool = None;
-                    self.answer(head, other).await
-                }
-            };
-            if let Err(e) = &result
-                && !e.is_silent()
-            {
-                self.status = e.status;
+            if !self.wait_readable(first).await {
+                return;
             }
-            self.log(started);
-            match result {
-                // Even when stopping: the response promised to keep the connection, so
-                // the next request is read (and answered with `Connection: close`).
-                Ok(true) => continue,
-                Ok(false) => {
+            // Serving a request is boxed: its state lives only while it is served, so
+            // that an idle kept-alive connection's task stays small (one allocation per
+            // request, freed when it ends).
+            match Box::pin(self.serve_one(first)).await {
+                Next::Continue => first = false,
+                Next::Close => {
                     let _ = self.client.shutdown().await;
                     return;
                 }
-                Err(e) if e.is_silent() => return,
-                Err(e) => return self.fail(e).await,
+                Next::Done => return,
+                // Boxed too: a rare path.
+                Next::Fail(e) => return Box::pin(self.fail(e)).await,
             }
+        }
+    }
+
+    /// Waits, holding no buffer, until the client sends something (plain TCP; TLS
+    /// connections go straight to reading: rustls may hold decrypted bytes). `false`:
+    /// the client stayed silent past the idle (or, before its first request, the
+    /// request-header) timeout.
+    async fn wait_readable(&self, first: bool) -> bool {
+        let Stream::Tcp(tcp) = &self.client else {
+            return true;
+        };
+        if !self.cbuf.is_empty() {
+            return true;
+        }
+        let timeouts = self.frontend.timeouts;
+        let limit = if first {
+            timeouts.request_header
+        } else {
+            timeouts.idle
+        };
+        tokio::select! {
+            biased;
+            ready = timeout(limit, tcp.readable()) => matches!(ready, Ok(Ok(()))),
+            // Stopping: reading decides how the connection ends (see `read_head`).
+            () = self.live.stopped() => true,
+        }
+    }
+
+    /// Reads, routes and serves one request.
+    async fn serve_one(&mut self, first: bool) -> Next {
+        let (head, decision) = match self.read_head(first).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Next::Done,
+            Err(e) => return Next::Fail(e),
+        };
+        let started = Instant::now();
+        self.status = 0;
+        self.backend = None;
+        self.retries = 0;
+        let result = match decision {
+            Decision::Forward(fwd) => {
+                self.route = fwd.route;
+                self.pool = Some(Arc::clone(&fwd.pool));
+                self.exchange(head, &fwd).await
+            }
+            other => {
+                self.pool = None;
+                self.answer(head, other).await
+            }
+        };
+        if let Err(e) = &result
+            && !e.is_silent()
+        {
+            self.status = e.status;
+        }
+        self.log(started);
+        match result {
+            // Even when stopping: the response promised to keep the connection, so the
+            // next request is read (and answered with `Connection: close`).
+            Ok(true) => Next::Continue,
+            Ok(false) => Next::Close,
+            Err(e) if e.is_silent() => Next::Done,
+            Err(e) => Next::Fail(e),
         }
     }
 

@@ -1,28 +1,32 @@
 //! Picking a backend allocates nothing, for every algorithm, nor does picking one for a
-//! retry or using the retry budget: a counting global allocator watches a few thousand
-//! picks.
+//! retry, using the retry budget, or routing a request through a 20-route table: a
+//! counting global allocator watches a few thousand of each.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fulcrum::balance::{Algorithm, Backend, BuildSelector, HashKey, Pool};
 use fulcrum::pipeline::retry::{RetryBudget, Tried, pick_again};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     /// Only allocations made by the test's own thread count: the test harness's other
-    /// threads (output capture, timers) allocate whenever they like.
+    /// threads (output capture, timers, the other test) allocate whenever they like.
     static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's allocations while counted.
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The allocations counted on this thread so far.
+fn allocations() -> usize {
+    ALLOCS.with(|a| a.get())
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTED.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+            ALLOCS.with(|a| a.set(a.get() + 1));
         }
         unsafe { System.alloc(layout) }
     }
@@ -53,7 +57,7 @@ fn picking_allocates_nothing() {
         for key in 0..16 {
             selector.pick(&backends, key);
         }
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = allocations();
         for key in 0..5_000u64 {
             let i = selector.pick(&backends, key.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             assert!(
@@ -61,7 +65,7 @@ fn picking_allocates_nothing() {
                 "{name} picked an unavailable backend"
             );
         }
-        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        let after = allocations();
         assert_eq!(after - before, 0, "{name} allocated while picking");
     }
 
@@ -76,7 +80,7 @@ fn picking_allocates_nothing() {
         );
         let budget = RetryBudget::new(20, 10);
         let _ = budget.try_withdraw();
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        let before = allocations();
         for key in 0..2_000u64 {
             let key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             budget.record_request();
@@ -86,7 +90,71 @@ fn picking_allocates_nothing() {
             assert!(!tried.contains(again), "{name} retried on the same backend");
             let _ = budget.try_withdraw();
         }
-        let after = ALLOCATIONS.load(Ordering::SeqCst);
+        let after = allocations();
         assert_eq!(after - before, 0, "{name} allocated while retrying");
     }
+}
+
+/// A request as the pipeline reads it (what the engines give it, borrowed).
+struct View {
+    host: &'static [u8],
+    path: &'static [u8],
+    headers: Vec<(&'static str, &'static [u8])>,
+}
+
+impl fulcrum::routing::RequestView for View {
+    fn method(&self) -> &[u8] {
+        b"GET"
+    }
+    fn host(&self) -> Option<&[u8]> {
+        Some(self.host)
+    }
+    fn path(&self) -> &[u8] {
+        self.path
+    }
+    fn query(&self) -> Option<&[u8]> {
+        Some(b"a=1&b=2")
+    }
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+    fn client_ip(&self) -> std::net::IpAddr {
+        "192.0.2.9".parse().unwrap()
+    }
+}
+
+#[test]
+fn routing_a_request_allocates_nothing() {
+    // 20 routes in front of the pool, the request matching the last one, with a hashing
+    // pool so that the hash key is computed too.
+    let mut text = String::from("[[listeners]]\nbind = \"127.0.0.1:0\"\n");
+    for i in 1..20 {
+        text.push_str(&format!(
+            "[[listeners.routes]]\nhost = [\"svc{i}.example.com\", \"*.svc{i}.test\"]\nheaders = {{ \"x-tenant\" = \"t{i}\" }}\npool = \"app\"\n"
+        ));
+    }
+    text.push_str("[[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\n");
+    text.push_str("[pools.app]\nalgorithm = \"consistent_hash\"\nhash_key = \"cookie:sid\"\nbackends = [{ address = \"127.0.0.1:9001\" }, { address = \"127.0.0.1:9002\" }]\n");
+    let config = fulcrum::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+    let snapshot = fulcrum::runtime::Snapshot::build(config, None).unwrap();
+    let frontend = &snapshot.frontends[0];
+    let view = View {
+        host: b"www.example.com:8080",
+        path: b"/shop/cart",
+        headers: vec![("cookie", &b"a=b; sid=42"[..]), ("x-tenant", b"t99")],
+    };
+    COUNTED.with(|c| c.set(true));
+    let _ = fulcrum::pipeline::route(frontend, &view, false);
+    let before = allocations();
+    for _ in 0..5_000 {
+        match fulcrum::pipeline::route(frontend, &view, false) {
+            fulcrum::pipeline::Decision::Forward(f) => assert_eq!(f.route, Some(19)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let after = allocations();
+    assert_eq!(after - before, 0, "routing allocated");
 }

@@ -17,25 +17,48 @@ pub const LARGEST: usize = 256 * 1024;
 /// The size of a new read buffer.
 pub const READ: usize = 8 * 1024;
 
+/// Which side a read buffer reads: client buffers stay small (a slow client holds one),
+/// backend buffers grow to the engine's read size once and stay so.
+#[derive(Debug, Clone, Copy)]
+pub enum Side {
+    /// Bytes from the client.
+    Client,
+    /// Bytes from a backend.
+    Backend,
+}
+
 thread_local! {
-    static BYTES: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static CLIENT: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static BACKEND: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty read buffer with room for at least [`READ`] bytes.
-pub fn take_bytes() -> BytesMut {
-    BYTES
+fn pool(side: Side) -> &'static std::thread::LocalKey<RefCell<Vec<BytesMut>>> {
+    match side {
+        Side::Client => &CLIENT,
+        Side::Backend => &BACKEND,
+    }
+}
+
+/// An empty read buffer for `side` with room for at least [`READ`] bytes.
+pub fn take_bytes(side: Side) -> BytesMut {
+    pool(side)
         .with(|p| p.borrow_mut().pop())
         .unwrap_or_else(|| BytesMut::with_capacity(READ))
 }
 
-/// Gives a read buffer back (emptied).
-pub fn give_bytes(mut b: BytesMut) {
+/// Gives a read buffer of `side` back (emptied).
+pub fn give_bytes(side: Side, mut b: BytesMut) {
     b.clear();
-    if b.capacity() < READ || b.capacity() > LARGEST {
+    // Consumed bytes at the front still belong to the buffer: reclaim them (an empty
+    // buffer is only rewound, nothing is copied or allocated).
+    if b.capacity() < READ {
+        b.reserve(READ);
+    }
+    if b.capacity() > LARGEST {
         return;
     }
-    BYTES.with(|p| {
+    pool(side).with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < KEPT {
             p.push(b);

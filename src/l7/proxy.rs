@@ -16,6 +16,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
+use super::buffers::Side;
 use super::chunked::ChunkedDecoder;
 use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
 use super::response::ResponseFraming;
@@ -237,7 +238,7 @@ impl Conn {
                             self.rhead = super::buffers::take_vec();
                         }
                         if self.ubuf.capacity() == 0 {
-                            self.ubuf = super::buffers::take_bytes();
+                            self.ubuf = super::buffers::take_bytes(Side::Backend);
                         }
                         self.out.clear();
                         if let Decision::Forward(fwd) = &decision {
@@ -271,25 +272,29 @@ impl Conn {
                     Err(e) => return Err(head_error(e)),
                 }
             }
-            // Between requests the idle timeout applies; once a request has started,
-            // the whole head must arrive within the request-header timeout.
-            let wait = match deadline {
-                Some(d) => d,
-                None if self.cbuf.is_empty() && !first => Instant::now() + timeouts.idle,
-                None => Instant::now() + timeouts.request_header,
-            };
-            let wait = linger.map_or(wait, |l| wait.min(l));
             let idle = self.cbuf.is_empty();
-            let read =
-                tokio::time::timeout_at(wait.into(), read_more(&mut self.client, &mut self.cbuf));
-            let read = tokio::select! {
-                biased;
-                read = read => read,
-                // A graceful stop: a connection waiting for its next request has a moment
-                // to send it (answered with `Connection: close`), then is closed.
-                () = self.live.stopped(), if idle && linger.is_none() => {
-                    linger = Some(Instant::now() + STOP_LINGER);
-                    continue;
+            // A graceful stop: a connection waiting for its next request has a moment to
+            // send it (answered with `Connection: close`), then closes.
+            if idle && linger.is_none() && self.live.is_stopping() {
+                linger = Some(Instant::now() + STOP_LINGER);
+            }
+            let read = {
+                let mut read = std::pin::pin!(read_more(&mut self.client, &mut self.cbuf));
+                // The bytes are usually there already (the socket was just readable):
+                // read them without arming a timer.
+                match poll_once(read.as_mut()).await {
+                    Some(read) => Ok(read),
+                    None => {
+                        // Between requests the idle timeout applies; once a request has
+                        // started, the whole head must arrive within the request-header timeout.
+                        let wait = match deadline {
+                            Some(d) => d,
+                            None if idle && !first => Instant::now() + timeouts.idle,
+                            None => Instant::now() + timeouts.request_header,
+                        };
+                        let wait = linger.map_or(wait, |l| wait.min(l));
+                        tokio::time::timeout_at(wait.into(), read).await
+                    }
                 }
             };
             match read {
@@ -316,10 +321,10 @@ impl Conn {
     /// request waiting).
     pub(super) fn release_buffers(&mut self) {
         if self.cbuf.is_empty() && self.cbuf.capacity() > 0 {
-            super::buffers::give_bytes(std::mem::take(&mut self.cbuf));
+            super::buffers::give_bytes(Side::Client, std::mem::take(&mut self.cbuf));
         }
         if self.ubuf.is_empty() && self.ubuf.capacity() > 0 {
-            super::buffers::give_bytes(std::mem::take(&mut self.ubuf));
+            super::buffers::give_bytes(Side::Backend, std::mem::take(&mut self.ubuf));
         }
         if self.out.capacity() > 0 {
             super::buffers::give_vec(std::mem::take(&mut self.out));
@@ -575,6 +580,17 @@ impl Conn {
     }
 }
 
+/// Polls `f` once: its output if it is ready now, else `None` (its waker is registered,
+/// so it can be awaited on).
+async fn poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
 /// Reads more of a request head into `cbuf`. A connection holding no buffer first waits
 /// for its socket to be readable, then takes one from the pool, so that an idle
 /// connection costs no buffer (TLS connections take one at once: rustls may already hold
@@ -584,7 +600,7 @@ async fn read_more(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Result<
         if let Stream::Tcp(tcp) = &*client {
             tcp.readable().await?;
         }
-        *cbuf = super::buffers::take_bytes();
+        *cbuf = super::buffers::take_bytes(Side::Client);
     }
     cbuf.reserve(1024);
     client.read_buf(cbuf).await

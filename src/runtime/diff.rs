@@ -23,7 +23,12 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     }
     for p in &new.pools {
         match old.pools.iter().find(|o| o.name == p.name) {
-            None => lines.push(format!("+ pool {} ({} backends)", p.name, p.backends.len())),
+            None => lines.push(format!(
+                "+ pool {} ({} backend{})",
+                p.name,
+                p.backends.len(),
+                if p.backends.len() == 1 { "" } else { "s" }
+            )),
             Some(o) => pool_changes(o, p, &mut lines),
         }
     }
@@ -123,11 +128,19 @@ fn listener_changes(
 
 /// A route as text, pools named rather than numbered.
 fn route_text(c: &Config, r: &crate::config::routes::RouteConfig) -> String {
+    use crate::config::routes::RouteAction;
     let mut plain = r.clone();
-    plain.action = crate::config::routes::RouteAction::Pool(0);
+    // Pool indexes differ between configs; everything else is compared as written.
+    let details = match &r.action {
+        RouteAction::Split { key, .. } => format!("{key:?}"),
+        RouteAction::Redirect(x) => format!("{x:?}"),
+        RouteAction::Respond(x) => format!("{x:?}"),
+        RouteAction::Pool(_) => String::new(),
+    };
+    plain.action = RouteAction::Pool(0);
     plain.fallback = None;
     format!(
-        "{plain:?} {} {}",
+        "{plain:?} {} {details} {}",
         action_text(c, &r.action),
         pool_name(c, r.fallback)
     )

@@ -135,7 +135,7 @@ pub(super) fn check_listeners(
             );
             Vec::new()
         } else {
-            super::routes::check_routes(&l.routes, &name, pools, problems)
+            super::route_check::check_routes(&l.routes, &name, pools, problems)
         };
         let max_connections = match &l.max_connections {
             None => limits.max_connections,

@@ -13,6 +13,7 @@ mod listeners;
 mod raw;
 mod resilience;
 mod route_actions;
+mod route_check;
 pub mod routes;
 mod shadow;
 pub mod tls;

@@ -8,6 +8,7 @@
 //! the rules can be tested without sockets. What happens to a request (routing, retries,
 //! header rules, the log) is decided by `crate::pipeline`, shared with `http2`.
 
+mod body;
 mod buffers;
 pub mod chunked;
 mod exchange;

@@ -1,0 +1,154 @@
+//! Moving bodies for the HTTP/1.1 engine: the rest of a request body to the backend
+//! (re-chunked or counted), the response body to the client (de-chunked for HTTP/1.0
+//! clients), and the byte tunnel after a 101 (WebSocket and other upgrades).
+
+use bytes::Buf;
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout;
+
+use super::chunked::ChunkedDecoder;
+use super::proxy::{Conn, READ_CHUNK, backend_broke, write_timed};
+use super::response::ResponseFraming;
+use super::upstream::Upstream;
+use crate::pipeline::error::Error;
+use crate::tls::Stream;
+
+impl Conn {
+    /// Streams the rest of the request body from the client to the backend.
+    pub(super) async fn stream_request_body(
+        &mut self,
+        to: &mut Stream,
+        mut remaining: u64,
+        mut decoder: Option<ChunkedDecoder>,
+    ) -> Result<(), Error> {
+        let idle = self.frontend.timeouts.idle;
+        loop {
+            self.cbuf.reserve(READ_CHUNK);
+            match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(Error::client_gone()),
+                Err(_) => return Err(Error::client(408, "the request body stalled")),
+            }
+            let done = if let Some(d) = decoder.as_mut() {
+                self.out.clear();
+                let used = d
+                    .feed(&self.cbuf, &mut self.out)
+                    .map_err(|_| Error::bad_request("invalid chunked body"))?;
+                self.cbuf.advance(used);
+                write_timed(to, &self.out, idle)
+                    .await
+                    .map_err(backend_broke)?;
+                d.is_done()
+            } else {
+                let take = (self.cbuf.len() as u64).min(remaining) as usize;
+                write_timed(to, &self.cbuf[..take], idle)
+                    .await
+                    .map_err(backend_broke)?;
+                self.cbuf.advance(take);
+                remaining -= take as u64;
+                remaining == 0
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends the response head in `out` with the body bytes already read, then streams
+    /// the rest. Returns whether the body ended where its framing said.
+    pub(super) async fn stream_response_body(
+        &mut self,
+        from: &mut Stream,
+        framing: ResponseFraming,
+        http10: bool,
+    ) -> Result<bool, Error> {
+        let idle = self.frontend.timeouts.idle;
+        let mut remaining = match framing {
+            ResponseFraming::Length(n) => n,
+            _ => u64::MAX,
+        };
+        let mut decoder =
+            (framing == ResponseFraming::Chunked).then(|| ChunkedDecoder::new(!http10));
+        let mut pending = std::mem::take(&mut self.out);
+        let result = async {
+            if framing == ResponseFraming::Empty {
+                self.write_client(&pending).await?;
+                return Ok(true);
+            }
+            loop {
+                // Move what was read into `pending` (bounded by the framing), write it.
+                if let Some(d) = decoder.as_mut() {
+                    let used = d
+                        .feed(&self.ubuf, &mut pending)
+                        .map_err(|_| Error::client_gone())?;
+                    self.ubuf.advance(used);
+                } else {
+                    let take = (self.ubuf.len() as u64).min(remaining) as usize;
+                    if pending.is_empty() {
+                        write_timed(&mut self.client, &self.ubuf[..take], idle).await?;
+                    } else {
+                        pending.extend_from_slice(&self.ubuf[..take]);
+                    }
+                    self.ubuf.advance(take);
+                    if remaining != u64::MAX {
+                        remaining -= take as u64;
+                    }
+                }
+                if !pending.is_empty() {
+                    self.write_client(&pending).await?;
+                    pending.clear();
+                }
+                let done = match &decoder {
+                    Some(d) => d.is_done(),
+                    None => remaining == 0,
+                };
+                if done {
+                    return Ok(true);
+                }
+                self.ubuf.reserve(READ_CHUNK);
+                match timeout(idle, from.read_buf(&mut self.ubuf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Ok(_)) if framing == ResponseFraming::UntilClose => return Ok(false),
+                    _ => return Err(Error::client_gone()),
+                }
+            }
+        }
+        .await;
+        pending.clear();
+        self.out = pending;
+        result
+    }
+
+    /// After a 101 (WebSocket and other upgrades): sends the backend's head to the
+    /// client, then relays bytes both ways until both sides close or the connection stays
+    /// idle for `timeouts.idle`. The client connection ends with the tunnel.
+    /// `head_len`: the length of the 101's head at the start of `ubuf` (copied in `rhead`).
+    pub(super) async fn tunnel(
+        &mut self,
+        mut up: Upstream,
+        head_len: usize,
+    ) -> Result<bool, Error> {
+        let head = std::mem::take(&mut self.rhead);
+        let written = self.write_client(&head).await;
+        self.rhead = head;
+        written?;
+        // Bytes that came with the 101 belong to the new protocol.
+        let early = self.ubuf.split_off(head_len);
+        self.ubuf.clear();
+        if !early.is_empty() {
+            self.write_client(&early).await?;
+        }
+        if !self.cbuf.is_empty() {
+            write_timed(&mut up.stream, &self.cbuf, self.frontend.timeouts.idle).await?;
+            self.cbuf.clear();
+        }
+        let idle = self.frontend.timeouts.idle;
+        match crate::relay::relay(&mut self.client, &mut up.stream, idle).await {
+            Ok((sent, received)) => {
+                tracing::debug!(client = %self.peer, sent, received, "upgraded connection closed")
+            }
+            Err(e) => tracing::debug!(client = %self.peer, error = %e, "upgraded connection ended"),
+        }
+        Err(Error::client_gone())
+    }
+}

@@ -63,29 +63,16 @@ pub fn relayed(
     started: Instant,
 ) {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if udp {
-        tracing::info!(
-            target: "fulcrum::access",
-            listener = %listener,
-            client = %client,
-            pool = %pool,
-            backend = %backend,
-            bytes_in,
-            bytes_out,
-            ms = %format_args!("{ms:.3}"),
-            "udp"
-        );
-    } else {
-        tracing::info!(
-            target: "fulcrum::access",
-            listener = %listener,
-            client = %client,
-            pool = %pool,
-            backend = %backend,
-            bytes_in,
-            bytes_out,
-            ms = %format_args!("{ms:.3}"),
-            "tcp"
-        );
-    }
+    tracing::info!(
+        target: "fulcrum::access",
+        listener = %listener,
+        client = %client,
+        pool = %pool,
+        backend = %backend,
+        bytes_in,
+        bytes_out,
+        ms = %format_args!("{ms:.3}"),
+        "{}",
+        if udp { "udp" } else { "tcp" }
+    );
 }

@@ -72,11 +72,6 @@ pub fn put_idle(key: ConnKey, stream: Stream) {
     });
 }
 
-/// How many connections this thread keeps for `key` (for tests).
-pub fn idle_count(key: ConnKey) -> usize {
-    IDLE.with(|idle| idle.borrow().get(&key).map_or(0, VecDeque::len))
-}
-
 /// Whether an idle connection still looks open: no EOF and no stray bytes pending.
 /// (A TLS connection with bytes pending, such as a close_notify, is not kept either.)
 fn is_open(stream: &Stream) -> bool {

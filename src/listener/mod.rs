@@ -93,14 +93,7 @@ pub fn start_with(
             Some(i) => {
                 let i = inherited.swap_remove(i);
                 tracing::info!(listener = %l.name, addr = %i.addr, "listening socket taken over");
-                listening.push(Listening {
-                    name: l.name.as_str().into(),
-                    config: l.clone(),
-                    addr: i.addr,
-                    socket: i.socket,
-                    limit: Arc::new(Semaphore::new(l.max_connections)),
-                    max_connections: l.max_connections,
-                });
+                listening.push(Listening::new(l, i.addr, i.socket));
             }
             None => listening.push(bind(l)?),
         }
@@ -135,14 +128,21 @@ fn bind(l: &ListenerConfig) -> Result<Listening, ListenError> {
         source,
     })?;
     let addr = socket.local_addr().unwrap_or(l.bind);
-    Ok(Listening {
-        name: l.name.as_str().into(),
-        config: l.clone(),
-        addr,
-        socket,
-        limit: Arc::new(Semaphore::new(l.max_connections)),
-        max_connections: l.max_connections,
-    })
+    Ok(Listening::new(l, addr, socket))
+}
+
+impl Listening {
+    /// Listener `l` on `socket`, which listens on `addr`.
+    fn new(l: &ListenerConfig, addr: SocketAddr, socket: Bound) -> Listening {
+        Listening {
+            name: l.name.as_str().into(),
+            config: l.clone(),
+            addr,
+            socket,
+            limit: Arc::new(Semaphore::new(l.max_connections)),
+            max_connections: l.max_connections,
+        }
+    }
 }
 
 impl Running {

@@ -59,12 +59,6 @@ impl RetryPolicy {
         }
     }
 
-    /// Whether a response with this status is retried (when the request may be).
-    #[inline]
-    pub fn retries_status(&self, status: u16) -> bool {
-        self.on_status.contains(&status)
-    }
-
     /// The statuses that are retried.
     pub fn on_status(&self) -> &[u16] {
         &self.on_status
@@ -315,8 +309,8 @@ mod tests {
             min_per_second: 10,
         });
         assert_eq!(p.attempts, 3);
-        assert!(p.retries_status(503));
-        assert!(!p.retries_status(500));
+        assert!(p.on_status().contains(&503));
+        assert!(!p.on_status().contains(&500));
     }
 
     fn pool(algorithm: Algorithm, backups: &[bool]) -> Pool {

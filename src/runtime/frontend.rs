@@ -17,8 +17,6 @@ use super::{BuildError, Pool};
 /// One listener of the running config.
 #[derive(Debug)]
 pub struct Frontend {
-    /// Position in the snapshot.
-    pub index: usize,
     /// The snapshot generation it belongs to.
     pub generation: u64,
     /// The listener's name, for logs.
@@ -57,7 +55,6 @@ impl Frontend {
     /// running config, whose TLS state (certificates, session cache, ticket keys) is kept
     /// when the TLS settings did not change.
     pub fn build(
-        index: usize,
         generation: u64,
         l: &ListenerConfig,
         config: &Config,
@@ -92,7 +89,6 @@ impl Frontend {
             });
         Ok(Frontend {
             hyper_h1,
-            index,
             generation,
             name: l.name.as_str().into(),
             bind: l.bind,

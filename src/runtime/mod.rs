@@ -82,10 +82,9 @@ impl Snapshot {
         }
         let pools: Box<[Arc<Pool>]> = pools.into();
         let mut frontends = Vec::with_capacity(config.listeners.len());
-        for (index, l) in config.listeners.iter().enumerate() {
+        for l in &config.listeners {
             let old = previous.and_then(|p| p.frontend(&l.name));
             frontends.push(Arc::new(Frontend::build(
-                index,
                 generation,
                 l,
                 &config,

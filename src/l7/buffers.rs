@@ -10,12 +10,18 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Buffers of each kind kept per worker thread.
-pub const KEPT: usize = 32;
+/// Buffers of each kind kept per worker thread: enough for that many requests in flight
+/// at once without going back to the allocator.
+pub const KEPT: usize = 128;
 /// A buffer larger than this is freed rather than kept.
 pub const LARGEST: usize = 256 * 1024;
-/// The size of a new read buffer.
+/// The size of a new backend read buffer: a response head and a small body.
 pub const READ: usize = 8 * 1024;
+/// The size of a new client read buffer: most request heads fit in it (a larger one
+/// grows it, and the pool keeps it grown). Small, because a slow client holds one.
+pub const CLIENT_READ: usize = 2 * 1024;
+/// The size of a new head buffer (a head being written).
+pub const HEAD: usize = 1024;
 
 /// Which side a read buffer reads: client buffers stay small (a slow client holds one),
 /// backend buffers grow to the engine's read size once and stay so.
@@ -33,18 +39,28 @@ thread_local! {
     static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn pool(side: Side) -> &'static std::thread::LocalKey<RefCell<Vec<BytesMut>>> {
-    match side {
-        Side::Client => &CLIENT,
-        Side::Backend => &BACKEND,
+impl Side {
+    fn pool(self) -> &'static std::thread::LocalKey<RefCell<Vec<BytesMut>>> {
+        match self {
+            Side::Client => &CLIENT,
+            Side::Backend => &BACKEND,
+        }
+    }
+
+    /// The size of a new buffer.
+    fn size(self) -> usize {
+        match self {
+            Side::Client => CLIENT_READ,
+            Side::Backend => READ,
+        }
     }
 }
 
-/// An empty read buffer for `side` with room for at least [`READ`] bytes.
+/// An empty read buffer for `side`.
 pub fn take_bytes(side: Side) -> BytesMut {
-    pool(side)
+    side.pool()
         .with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(READ))
+        .unwrap_or_else(|| BytesMut::with_capacity(side.size()))
 }
 
 /// Gives a read buffer of `side` back (emptied).
@@ -52,13 +68,13 @@ pub fn give_bytes(side: Side, mut b: BytesMut) {
     b.clear();
     // Consumed bytes at the front still belong to the buffer: reclaim them (an empty
     // buffer is only rewound, nothing is copied or allocated).
-    if b.capacity() < READ {
-        b.reserve(READ);
+    if b.capacity() < side.size() {
+        b.reserve(side.size());
     }
     if b.capacity() > LARGEST {
         return;
     }
-    pool(side).with(|p| {
+    side.pool().with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < KEPT {
             p.push(b);
@@ -69,7 +85,7 @@ pub fn give_bytes(side: Side, mut b: BytesMut) {
 /// An empty head buffer.
 pub fn take_vec() -> Vec<u8> {
     VECS.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| Vec::with_capacity(4 * 1024))
+        .unwrap_or_else(|| Vec::with_capacity(HEAD))
 }
 
 /// Gives a head buffer back (emptied).

@@ -20,7 +20,7 @@ use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::ChunkedDecoder;
-use super::proxy::{Conn, READ_CHUNK, connect};
+use super::proxy::{Conn, connect};
 use super::request::{BodyFraming, RequestHead};
 use super::response::{self, ClientSide, ResponseError, ResponseFraming, ResponseHead};
 use super::upstream::{self, Upstream};
@@ -223,7 +223,9 @@ impl Conn {
                     }
                 }
             }
-            self.ubuf.reserve(READ_CHUNK);
+            // Room for a head and a small body; a large body's reads grow the buffer to
+            // READ_CHUNK once (see `body`), and the worker's pool keeps it so.
+            self.ubuf.reserve(super::buffers::READ);
             let read = tokio::time::timeout_at(deadline.into(), up.stream.read_buf(&mut self.ubuf));
             match read.await {
                 Err(_) => {

@@ -13,6 +13,7 @@ mod buffers;
 pub mod chunked;
 mod exchange;
 pub mod http2;
+mod parked;
 pub mod proxy;
 pub mod request;
 pub mod response;

@@ -3,10 +3,11 @@
 //! wait for the next request on the same connection.
 //!
 //! Per request on a kept-alive connection the fast path is one read from the client, one
-//! write to the backend, one read from the backend and one write to the client; the
-//! buffers live as long as the connection and are reused. Between two requests the
-//! connection checks whether a reload happened and, if so, serves the next request with
-//! the new config.
+//! write to the backend, one read from the backend and one write to the client, with no
+//! allocation: buffers come from the worker's pools while a request is in flight and go
+//! back after it, and requests that follow each other within [`WARM`] (a burst) are
+//! served by one boxed state. Between two requests the connection checks whether a
+//! reload happened and, if so, serves the next request with the new config.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +18,14 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::buffers::Side;
+use super::parked::Parked;
 use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
 use super::upstream::Upstream;
 use crate::balance::Backend;
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
 use crate::pipeline::{self, Decision};
-use crate::runtime::{Frontend, Live, Pool};
+use crate::runtime::{Connection, Frontend, Pool};
 use crate::tls::Stream;
 
 pub(super) const READ_CHUNK: usize = 64 * 1024;
@@ -32,11 +34,17 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// request may still send it before it is closed.
 const STOP_LINGER: Duration = Duration::from_secs(1);
 
-/// One client connection and the buffers it reuses for every request.
+/// How long a kept-alive connection stays ready to serve after a response, waiting for
+/// the next request (its buffers are back in the worker's pools already). Requests that
+/// follow each other closely are served by one boxed state, allocated once; a connection
+/// quiet for longer parks (see `parked`) and frees it.
+const WARM: Duration = Duration::from_millis(10);
+
+/// One client connection while it serves requests, and the buffers it reuses for them.
 pub(super) struct Conn {
     pub(super) client: Stream,
     pub(super) peer: SocketAddr,
-    pub(super) live: Arc<Live>,
+    pub(super) live: Connection,
     pub(super) frontend: Arc<Frontend>,
     /// Bytes read from the client, not yet forwarded.
     pub(super) cbuf: BytesMut,
@@ -62,12 +70,56 @@ pub(super) struct Conn {
 }
 
 /// Serves one client connection until it closes, times out or errs.
-pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: Arc<Frontend>) {
-    let mut conn = Conn {
+///
+/// The connection alternates between two states: parked (waiting for bytes, holding
+/// only the socket, see `parked`) and serving (a burst of requests that follow each
+/// other within [`WARM`], with its buffers and state boxed on the heap).
+///
+/// Not an `async fn`: the future keeps its arguments in place instead of a copy of
+/// them, which is all an idle connection costs besides its socket.
+pub fn serve(
+    client: Stream,
+    peer: SocketAddr,
+    live: Connection,
+    frontend: Arc<Frontend>,
+) -> impl Future<Output = ()> + Send {
+    let mut parked = Parked {
         client,
         peer,
         live,
         frontend,
+    };
+    async move {
+        let mut first = true;
+        loop {
+            let timeouts = parked.frontend.timeouts;
+            // After a request, the connection already waited `WARM` before parking.
+            let limit = if first {
+                timeouts.request_header
+            } else {
+                timeouts.idle.saturating_sub(WARM)
+            };
+            if !parked.readable(limit).await {
+                return;
+            }
+            match Box::pin(burst(parked, first)).await {
+                Some(again) => parked = again,
+                None => return,
+            }
+            first = false;
+        }
+    }
+}
+
+/// Serves requests while they keep coming. `Some`: the connection went quiet and parks
+/// (its buffers are back in the worker's pools); `None`: it is closed, or was served
+/// as HTTP/2 to its end.
+async fn burst(parked: Parked, first: bool) -> Option<Parked> {
+    let mut conn = Conn {
+        client: parked.client,
+        peer: parked.peer,
+        live: parked.live,
+        frontend: parked.frontend,
         cbuf: BytesMut::new(),
         ubuf: BytesMut::new(),
         out: Vec::new(),
@@ -81,7 +133,7 @@ pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: 
         retries: 0,
         h2_preface: false,
     };
-    conn.run().await;
+    let quiet = conn.run(first).await;
     conn.release_buffers();
     if conn.h2_preface {
         let tls = conn.client.is_tls();
@@ -91,17 +143,28 @@ pub async fn serve(client: Stream, peer: SocketAddr, live: Arc<Live>, frontend: 
             read,
             conn.peer,
             tls,
-            conn.live,
+            Arc::clone(conn.live.live()),
             conn.frontend,
         ))
         .await;
+        // Counted until HTTP/2 is done with it.
+        drop(conn.live);
+        return None;
     }
+    quiet.then_some(Parked {
+        client: conn.client,
+        peer: conn.peer,
+        live: conn.live,
+        frontend: conn.frontend,
+    })
 }
 
 /// What the connection does after a request.
 enum Next {
     /// Wait for the next request.
     Continue,
+    /// No request came within [`WARM`]: park.
+    Quiet,
     /// Close the connection (after the response, politely).
     Close,
     /// Stop at once (the client left, or the handover to HTTP/2).
@@ -110,66 +173,51 @@ enum Next {
     Fail(Error),
 }
 
+/// What reading the next request head gave.
+enum Read {
+    /// A request, and where it goes.
+    Request(RequestHead, Decision),
+    /// No request came within [`WARM`] (nothing was read).
+    Quiet,
+    /// The client left, stayed silent too long, or is handed over to HTTP/2.
+    Closed,
+}
+
 impl Conn {
-    async fn run(&mut self) {
-        let mut first = true;
+    /// Serves requests until the connection closes (`false`) or goes quiet (`true`).
+    async fn run(&mut self, mut first: bool) -> bool {
         loop {
             // A reload since the last request: this one runs on the new config.
             if let Some(frontend) = self.live.refresh(&self.frontend) {
                 self.frontend = frontend;
             }
-            // Nothing in flight: the buffers go back to the worker's pool, and the task
-            // waits for the next request in its small idle state.
-            self.release_buffers();
-            if !self.wait_readable(first).await {
-                return;
-            }
-            // Serving a request is boxed: its state lives only while it is served, so
-            // that an idle kept-alive connection's task stays small (one allocation per
-            // request, freed when it ends).
-            match Box::pin(self.serve_one(first)).await {
-                Next::Continue => first = false,
+            match self.serve_one(first).await {
+                Next::Continue => {
+                    // Buffers are held only while bytes are in flight.
+                    self.release_buffers();
+                    first = false;
+                }
+                Next::Quiet => return true,
                 Next::Close => {
                     let _ = self.client.shutdown().await;
-                    return;
+                    return false;
                 }
-                Next::Done => return,
-                // Boxed too: a rare path.
-                Next::Fail(e) => return Box::pin(self.fail(e)).await,
+                Next::Done => return false,
+                // Boxed: a rare path.
+                Next::Fail(e) => {
+                    Box::pin(self.fail(e)).await;
+                    return false;
+                }
             }
-        }
-    }
-
-    /// Waits, holding no buffer, until the client sends something (plain TCP; TLS
-    /// connections go straight to reading: rustls may hold decrypted bytes). `false`:
-    /// the client stayed silent past the idle (or, before its first request, the
-    /// request-header) timeout.
-    async fn wait_readable(&self, first: bool) -> bool {
-        let Stream::Tcp(tcp) = &self.client else {
-            return true;
-        };
-        if !self.cbuf.is_empty() {
-            return true;
-        }
-        let timeouts = self.frontend.timeouts;
-        let limit = if first {
-            timeouts.request_header
-        } else {
-            timeouts.idle
-        };
-        tokio::select! {
-            biased;
-            ready = timeout(limit, tcp.readable()) => matches!(ready, Ok(Ok(()))),
-            // Stopping: reading decides how the connection ends (see `read_head`).
-            () = self.live.stopped() => true,
         }
     }
 
     /// Reads, routes and serves one request.
     async fn serve_one(&mut self, first: bool) -> Next {
         let (head, decision) = match self.read_head(first).await {
-            Ok(Some(read)) => read,
-            Ok(None) => return Next::Done,
+            Ok(Read::Request(head, decision)) => (head, decision),
+            Ok(Read::Quiet) => return Next::Quiet,
+            Ok(Read::Closed) => return Next::Done,
             Err(e) => return Next::Fail(e),
         };
         let started = Instant::now();
@@ -203,9 +251,8 @@ impl Conn {
         }
     }
 
-    /// Reads until a complete request head is parsed and routed. `Ok(None)`: the client
-    /// left (or stayed idle too long) between requests.
-    async fn read_head(&mut self, first: bool) -> Result<Option<(RequestHead, Decision)>, Error> {
+    /// Reads until a complete request head is parsed and routed.
+    async fn read_head(&mut self, first: bool) -> Result<Read, Error> {
         let limits = self.frontend.limits;
         let timeouts = self.frontend.timeouts;
         let mut deadline = None;
@@ -218,7 +265,7 @@ impl Conn {
                 // preface is here.
                 if n == preface.len() {
                     self.h2_preface = true;
-                    return Ok(None);
+                    return Ok(Read::Closed);
                 }
             } else if !self.cbuf.is_empty() {
                 let tls = self.client.is_tls();
@@ -261,7 +308,7 @@ impl Conn {
                         if head.missing_host && matches!(decision, Decision::Forward(_)) {
                             self.add_host();
                         }
-                        return Ok(Some((head, decision)));
+                        return Ok(Read::Request(head, decision));
                     }
                     Err(HeadError::Partial) if self.cbuf.len() > limits.max_header_size => {
                         return Err(too_large());
@@ -276,6 +323,11 @@ impl Conn {
             if idle && linger.is_none() && self.live.is_stopping() {
                 linger = Some(Instant::now() + STOP_LINGER);
             }
+            // Between requests on plain TCP, the connection waits `WARM` with its
+            // buffers, then parks without them (TLS connections keep reading: rustls
+            // may hold decrypted bytes).
+            let warm =
+                idle && !first && linger.is_none() && !self.client.is_tls() && WARM < timeouts.idle;
             let read = {
                 let mut read = std::pin::pin!(read_more(&mut self.client, &mut self.cbuf));
                 // The bytes are usually there already (the socket was just readable):
@@ -287,6 +339,7 @@ impl Conn {
                         // started, the whole head must arrive within the request-header timeout.
                         let wait = match deadline {
                             Some(d) => d,
+                            None if warm => Instant::now() + WARM,
                             None if idle && !first => Instant::now() + timeouts.idle,
                             None => Instant::now() + timeouts.request_header,
                         };
@@ -296,7 +349,7 @@ impl Conn {
                 }
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(Read::Closed),
                 Ok(Ok(_)) => {
                     if deadline.is_none() {
                         deadline = Some(Instant::now() + timeouts.request_header);
@@ -304,7 +357,8 @@ impl Conn {
                     // A request is arriving: it gets the whole header timeout.
                     linger = None;
                 }
-                Err(_) if self.cbuf.is_empty() => return Ok(None),
+                Err(_) if self.cbuf.is_empty() && warm => return Ok(Read::Quiet),
+                Err(_) if self.cbuf.is_empty() => return Ok(Read::Closed),
                 Err(_) => {
                     return Err(Error::client(
                         408,
@@ -458,7 +512,7 @@ async fn poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
 async fn read_more(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Result<usize> {
     if cbuf.capacity() == 0 {
         if let Stream::Tcp(tcp) = &*client {
-            tcp.readable().await?;
+            std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
         }
         *cbuf = super::buffers::take_bytes(Side::Client);
     }

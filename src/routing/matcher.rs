@@ -110,10 +110,11 @@ impl Matcher {
         }
     }
 
-    /// Whether `req` meets every condition.
-    pub fn matches<V: RequestView + ?Sized>(&self, req: &V) -> bool {
+    /// Whether `req` meets every condition (`seen` keeps what was found of `req` for
+    /// the next route's conditions).
+    pub fn matches<'r, V: RequestView + ?Sized>(&self, req: &'r V, seen: &mut Seen<'r>) -> bool {
         if !self.hosts.is_empty() {
-            let Some(host) = req.host().map(host_name) else {
+            let Some(host) = seen.host(req) else {
                 return false;
             };
             if !self.hosts.iter().any(|p| p.matches(host)) {
@@ -155,6 +156,20 @@ impl Matcher {
             return false;
         }
         self.clients.is_empty() || self.clients.iter().any(|n| n.contains(req.client_ip()))
+    }
+}
+
+/// What matching found of one request, kept while it goes down the route table so that
+/// twenty host routes look for the host name once.
+#[derive(Debug, Default)]
+pub struct Seen<'r> {
+    host: Option<Option<&'r [u8]>>,
+}
+
+impl<'r> Seen<'r> {
+    /// The request's host name (see [`host_name`]).
+    fn host<V: RequestView + ?Sized>(&mut self, req: &'r V) -> Option<&'r [u8]> {
+        *self.host.get_or_insert_with(|| req.host().map(host_name))
     }
 }
 

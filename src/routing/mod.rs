@@ -169,8 +169,9 @@ impl RouteTable {
     /// Routes `req` (which came over TLS when `tls`).
     #[inline]
     pub fn select<V: RequestView + ?Sized>(&self, req: &V, tls: bool) -> Selected {
+        let mut seen = matcher::Seen::default();
         for (i, route) in self.routes.iter().enumerate() {
-            if route.matcher.matches(req) {
+            if route.matcher.matches(req, &mut seen) {
                 return Selected {
                     route: Some(i),
                     target: route.target(req, tls),

@@ -13,13 +13,14 @@
 
 pub mod diff;
 pub mod frontend;
+pub mod parking;
 pub mod pool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::config::Config;
 use crate::tls::client::BackendConnector;
@@ -123,14 +124,33 @@ pub struct Live {
     idle_signal: Notify,
 }
 
-/// One open client connection, counted until dropped.
+/// One open client connection: counted, and holding its place under its listener's
+/// `max_connections`, until dropped. It is how a connection reaches the [`Live`] config.
 #[derive(Debug)]
-pub struct Connection(Arc<Live>);
+pub struct Connection {
+    live: Arc<Live>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection {
+    /// The live config the connection is served with.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Live;
+
+    fn deref(&self) -> &Live {
+        &self.live
+    }
+}
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if self.0.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle_signal.notify_waiters();
+        if self.live.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.live.idle_signal.notify_waiters();
         }
     }
 }
@@ -149,10 +169,14 @@ impl Live {
         }
     }
 
-    /// Counts a new client connection while the returned guard lives.
-    pub fn connection(self: &Arc<Self>) -> Connection {
+    /// Counts a new client connection while the returned guard lives (with `slot`, its
+    /// place under the listener's connection limit).
+    pub fn connection(self: &Arc<Self>, slot: Option<OwnedSemaphorePermit>) -> Connection {
         self.connections.fetch_add(1, Ordering::AcqRel);
-        Connection(Arc::clone(self))
+        Connection {
+            live: Arc::clone(self),
+            _slot: slot,
+        }
     }
 
     /// Client connections open now.

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -242,6 +243,15 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     } else {
         None
     };
+    // Bound before the listeners, so that a busy admin port stops the start cleanly.
+    let admin = match config.admin.map(|a| (a, crate::admin::bind(a))) {
+        None => None,
+        Some((_, Ok(listener))) => Some(listener),
+        Some((addr, Err(e))) => {
+            eprintln!("error: cannot listen on {addr} (admin): {e}");
+            return 1;
+        }
+    };
     let mut running = match listener::start_with(config, inherited) {
         Ok(running) => running,
         Err(e) => {
@@ -260,6 +270,16 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         control = bind_control(&signals);
+    }
+    if let Some(listener) = admin {
+        let addr = listener.local_addr().ok();
+        match crate::admin::start(listener, Arc::clone(&running.live)) {
+            Ok(()) => match addr {
+                Some(admin) => tracing::info!(%admin, "admin listener: metrics at /metrics"),
+                None => tracing::info!("admin listener: metrics at /metrics"),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot start the admin listener"),
+        }
     }
     let mut signals = signals;
     loop {
@@ -451,6 +471,7 @@ pub fn single_pool_config(
         access_log,
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
         control_socket: None,
+        admin: None,
         timeouts: Timeouts::default(),
         limits,
         listeners: vec![ListenerConfig::http(

@@ -8,6 +8,7 @@
 //! `listener` accepts connections and runs the worker threads, `cli` and `demo` are the
 //! command line.
 
+pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod l4;
 pub mod l7;
 pub mod listener;
+pub mod metrics;
 pub mod pipeline;
 pub mod relay;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! Picking a backend allocates nothing, for every algorithm, nor does picking one for a
-//! retry, using the retry budget, or routing a request through a 20-route table: a
-//! counting global allocator watches a few thousand of each.
+//! retry, using the retry budget, routing a request through a 20-route table, or
+//! counting it in the metrics: a counting global allocator watches a few thousand of
+//! each.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -157,4 +158,39 @@ fn routing_a_request_allocates_nothing() {
     }
     let after = allocations();
     assert_eq!(after - before, 0, "routing allocated");
+}
+
+#[test]
+fn counting_a_request_in_the_metrics_allocates_nothing() {
+    // The log phase with the access log off: the request is counted for its listener,
+    // route, pool and backend (relaxed atomic adds), nothing else.
+    let text = "access_log = false\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:9001\" }]\n";
+    let config = fulcrum::config::Config::parse(std::path::Path::new("t.toml"), text).unwrap();
+    let snapshot = fulcrum::runtime::Snapshot::build(config, None).unwrap();
+    let frontend = &snapshot.frontends[0];
+    let pool = &snapshot.pools[0];
+    let backend = pool.balancer.backends().next().unwrap();
+    let request = fulcrum::pipeline::log::Request {
+        frontend,
+        client: "127.0.0.1:5000".parse().unwrap(),
+        method: "GET",
+        path: "/",
+        route: Some(0),
+        pool: Some(pool),
+        backend: Some(backend),
+        status: 200,
+        retries: 0,
+        grpc_status: None,
+        started: std::time::Instant::now(),
+    };
+    COUNTED.with(|c| c.set(true));
+    fulcrum::pipeline::log::request(&request);
+    let before = allocations();
+    for _ in 0..5_000 {
+        fulcrum::pipeline::log::request(&request);
+    }
+    let after = allocations();
+    assert_eq!(after - before, 0, "counting allocated");
+    assert_eq!(backend.stats.requests(2), 5_001);
+    assert_eq!(frontend.route_stats[0].requests(2), 5_001);
 }

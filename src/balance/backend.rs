@@ -65,6 +65,8 @@ pub struct Backend {
     ramp_from_us: AtomicU64,
     check_code: AtomicU32,
     served: AtomicU64,
+    /// Requests whose last try went to this backend (for the metrics).
+    pub stats: crate::metrics::Stats,
 }
 
 impl Backend {
@@ -89,6 +91,7 @@ impl Backend {
             ramp_from_us: AtomicU64::new(0),
             check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
+            stats: crate::metrics::Stats::default(),
         }
     }
 

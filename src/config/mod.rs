@@ -42,6 +42,8 @@ pub struct Config {
     /// The control socket `fulcrum reload` talks to (default: derived from the config
     /// file's path, see `cli`).
     pub control_socket: Option<std::path::PathBuf>,
+    /// The admin listener's address (Prometheus metrics); none unless configured.
+    pub admin: Option<std::net::SocketAddr>,
     /// Timeouts shared by all listeners.
     pub timeouts: Timeouts,
     /// Limits shared by all listeners.

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub access_log: Option<bool>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -23,6 +24,13 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub pools: BTreeMap<Spanned<String>, RawPool>,
+}
+
+/// `[admin]`: the admin listener (metrics).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub bind: Spanned<String>,
 }
 
 /// `[timeouts]`: each a duration string such as "5s", "250ms", "2m".

@@ -100,6 +100,10 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
             },
         ),
         control_socket: raw.control_socket.as_ref().map(|s| base.join(s.get_ref())),
+        admin: raw
+            .admin
+            .as_ref()
+            .and_then(|a| parse_address(&a.bind, true, problems)),
         timeouts,
         limits,
         listeners,

@@ -472,20 +472,14 @@ impl Conn {
     }
 
     fn log(&self, started: Instant) {
-        if !self.frontend.access_log {
-            return;
-        }
         pipeline::log::request(&pipeline::log::Request {
-            listener: &self.frontend.name,
+            frontend: &self.frontend,
             client: self.peer,
             method: &self.method,
             path: &self.target,
-            route: self
-                .route
-                .and_then(|r| self.frontend.routes.routes().get(r))
-                .map(|r| &*r.name),
-            pool: self.pool.as_deref().map(|p| &*p.name),
-            backend: self.backend.as_deref().map(|b| &*b.name),
+            route: self.route,
+            pool: self.pool.as_deref(),
+            backend: self.backend.as_deref(),
             status: self.status,
             retries: self.retries,
             grpc_status: None,

@@ -1,27 +1,32 @@
-//! The log phase: one access log line per HTTP request, TCP connection or UDP flow, with
-//! the routing decision (route, pool, backend), the outcome and the time taken, written
-//! the same way by every engine (target `fulcrum::access`).
+//! The log phase, last of every request: the request is counted in the metrics of its
+//! listener, route, pool and backend (see `crate::metrics`), and, when the access log
+//! is on, one line is written with the routing decision (route, pool, backend), the
+//! outcome and the time taken (target `fulcrum::access`). Every engine ends a request
+//! here, and TCP connections and UDP flows are logged here too.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// One HTTP request, as logged.
+use crate::balance::Backend;
+use crate::runtime::{Frontend, Pool};
+
+/// One HTTP request, as counted and logged.
 #[derive(Debug)]
 pub struct Request<'a> {
     /// The listener.
-    pub listener: &'a str,
+    pub frontend: &'a Frontend,
     /// The client.
     pub client: SocketAddr,
-    /// Method and target as received.
+    /// Method and target as received (only read when the access log is on).
     pub method: &'a str,
     /// The request target (path and query).
     pub path: &'a str,
-    /// The route that matched, if any.
-    pub route: Option<&'a str>,
+    /// The index of the route that matched, if any.
+    pub route: Option<usize>,
     /// The pool the request went to.
-    pub pool: Option<&'a str>,
+    pub pool: Option<&'a Pool>,
     /// The backend of the last try.
-    pub backend: Option<&'a str>,
+    pub backend: Option<&'a Backend>,
     /// The status sent to the client (0: none, the connection was closed).
     pub status: u16,
     /// Retries made.
@@ -32,21 +37,36 @@ pub struct Request<'a> {
     pub started: Instant,
 }
 
-/// Logs one HTTP request.
+/// Counts one HTTP request and, when the access log is on, logs it.
 pub fn request(r: &Request<'_>) {
+    let took = r.started.elapsed();
+    let f = r.frontend;
+    f.stats.record(r.status, took);
+    if let Some(stats) = r.route.and_then(|i| f.route_stats.get(i)) {
+        stats.record(r.status, took);
+    }
+    if let Some(pool) = r.pool {
+        pool.stats.record(r.status, took);
+    }
+    if let Some(backend) = r.backend {
+        backend.stats.record(r.status, took);
+    }
+    if !f.access_log {
+        return;
+    }
     tracing::info!(
         target: "fulcrum::access",
-        listener = %r.listener,
+        listener = %f.name,
         client = %r.client,
         method = %r.method,
         path = %r.path,
-        route = %r.route.unwrap_or("-"),
-        pool = %r.pool.unwrap_or("-"),
-        backend = %r.backend.unwrap_or("-"),
+        route = %r.route.and_then(|i| f.routes.routes().get(i)).map_or("-", |r| &*r.name),
+        pool = %r.pool.map_or("-", |p| &*p.name),
+        backend = %r.backend.map_or("-", |b| &*b.name),
         status = r.status,
         retries = r.retries,
         grpc_status = %r.grpc_status.unwrap_or("-"),
-        ms = %format_args!("{:.3}", r.started.elapsed().as_secs_f64() * 1000.0),
+        ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
     );
 }
 

@@ -13,6 +13,7 @@ use crate::routing::RouteTable;
 use crate::tls::server::{CertStore, server_config};
 
 use super::{BuildError, Pool};
+use crate::metrics::Stats;
 
 /// One listener of the running config.
 #[derive(Debug)]
@@ -48,6 +49,10 @@ pub struct Frontend {
     pub hyper_h1: bool,
     /// The config it was built from.
     pub config: ListenerConfig,
+    /// Requests to the listener (carried over reloads).
+    pub stats: Arc<Stats>,
+    /// Requests per route, by route index (carried over reloads by route name).
+    pub route_stats: Box<[Arc<Stats>]>,
 }
 
 impl Frontend {
@@ -107,7 +112,23 @@ impl Frontend {
                 .collect(),
             pools: pools.into(),
             config: l.clone(),
+            stats: previous.map_or_else(Arc::default, |p| Arc::clone(&p.stats)),
+            route_stats: l
+                .routes
+                .iter()
+                .map(|r| {
+                    previous
+                        .and_then(|p| p.route_stats_of(&r.name))
+                        .unwrap_or_default()
+                })
+                .collect(),
         })
+    }
+
+    /// The counters of the route named `name`, if there is one.
+    fn route_stats_of(&self, name: &str) -> Option<Arc<Stats>> {
+        let i = self.routes.routes().iter().position(|r| &*r.name == name)?;
+        self.route_stats.get(i).cloned()
     }
 
     /// The pool of a layer 4 listener (its only pool).

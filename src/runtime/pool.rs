@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::balance::{self, Backend};
 use crate::config::{HealthCheck, HttpVersion, PoolConfig, ProxyVersion};
 use crate::connect::ConnKey;
+use crate::metrics::Stats;
 use crate::pipeline::error::{Error, NO_BACKEND};
 use crate::pipeline::queue::Queue;
 use crate::pipeline::retry::RetryPolicy;
@@ -41,6 +42,8 @@ pub struct Pool {
     pub health: Option<(HealthCheck, Option<BackendConnector>)>,
     /// The config it was built from.
     pub config: PoolConfig,
+    /// Requests sent to the pool (carried over reloads).
+    pub stats: Arc<Stats>,
 }
 
 impl Pool {
@@ -105,6 +108,7 @@ impl Pool {
             http_version: c.http_version,
             health: c.health.clone().map(|h| (h, check_tls)),
             config: c.clone(),
+            stats: previous.map_or_else(Arc::default, |p| Arc::clone(&p.stats)),
         }
     }
 

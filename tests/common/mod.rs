@@ -334,6 +334,16 @@ impl Fulcrum {
         addr.split_whitespace().next().unwrap().parse().unwrap()
     }
 
+    /// The address of the admin listener (waits up to 5 s for it to be logged).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let needle = "admin listener: metrics at /metrics admin=";
+        assert!(self.wait_log(needle), "no admin listener:\n{}", self.log());
+        let log = self.log();
+        let line = log.lines().rfind(|l| l.contains(needle)).unwrap();
+        let addr = line.split(needle).nth(1).unwrap();
+        addr.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     /// Writes `config` over the running config file and runs `fulcrum reload` on it.
     pub fn reload(&self, config: &str) -> std::process::Output {
         std::fs::write(&self.path, config).unwrap();

@@ -73,18 +73,18 @@ pub(super) async fn forward(
         Ok(response) => response,
         Err(e) => error_response(e, grpc, trace.pool.as_deref()),
     };
-    if let Some((method, path)) = logged {
+    {
+        let (method, path) = logged
+            .as_ref()
+            .map_or(("", ""), |(m, p)| (m.as_str(), &**p));
         pipeline::log::request(&pipeline::log::Request {
-            listener: &frontend.name,
+            frontend: &frontend,
             client: peer,
-            method: method.as_str(),
-            path: &path,
-            route: trace
-                .route
-                .and_then(|r| frontend.routes.routes().get(r))
-                .map(|r| &*r.name),
-            pool: trace.pool.as_deref().map(|p| &*p.name),
-            backend: trace.backend.as_deref().map(|b| &*b.name),
+            method,
+            path,
+            route: trace.route,
+            pool: trace.pool.as_deref(),
+            backend: trace.backend.as_deref(),
             status: response.status().as_u16(),
             retries: trace.retries,
             grpc_status: response

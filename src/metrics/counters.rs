@@ -1,0 +1,112 @@
+//! Lock-free counters: requests by status class and a latency histogram, updated with
+//! relaxed atomic adds (a scrape may see one request counted in one and not yet in the
+//! other; never a torn value).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Status classes, as labels: index 0 is a request that got no response at all (the
+/// client left, or the connection was closed), then `1xx` to `5xx`.
+pub const CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Upper bounds of the latency buckets, in seconds (Prometheus's defaults, with 0.5 ms
+/// and 1 ms added at the low end where a proxy's answers are).
+pub const BOUNDS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Requests and their durations for one listener, route, pool or backend.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: [AtomicU64; CLASSES.len()],
+    /// How long requests took.
+    pub duration: Histogram,
+}
+
+impl Stats {
+    /// Counts one request that ended with `status` (0: no response) after `took`.
+    #[inline]
+    pub fn record(&self, status: u16, took: Duration) {
+        let class = match status {
+            100..=599 => usize::from(status / 100),
+            _ => 0,
+        };
+        self.requests[class].fetch_add(1, Ordering::Relaxed);
+        self.duration.record(took);
+    }
+
+    /// Requests counted in status class `class` (an index of [`CLASSES`]).
+    pub fn requests(&self, class: usize) -> u64 {
+        self.requests[class].load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram with fixed buckets ([`BOUNDS`]).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket, not cumulative; the last one is above every bound.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Counts one observation.
+    #[inline]
+    pub fn record(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let i = BOUNDS_NS.partition_point(|&bound| bound < ns);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The sum of observations in seconds, their count, and the count in each bucket by
+    /// upper bound, not cumulative (the encoder adds them up; the last is `+Inf`).
+    pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Ordering::Relaxed);
+            total += n;
+            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), n));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, total, buckets)
+    }
+}
+
+/// [`BOUNDS`] in nanoseconds.
+const BOUNDS_NS: [u64; BOUNDS.len()] = {
+    let mut ns = [0; BOUNDS.len()];
+    let mut i = 0;
+    while i < BOUNDS.len() {
+        ns[i] = (BOUNDS[i] * 1e9) as u64;
+        i += 1;
+    }
+    ns
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_buckets() {
+        let s = Stats::default();
+        s.record(200, Duration::from_micros(300));
+        s.record(204, Duration::from_millis(1));
+        s.record(503, Duration::from_secs(7));
+        s.record(0, Duration::ZERO);
+        assert_eq!(s.requests(2), 2);
+        assert_eq!(s.requests(5), 1);
+        assert_eq!(s.requests(0), 1);
+        let (sum, count, buckets) = s.duration.read();
+        assert_eq!(count, 4);
+        assert!((sum - 7.0013).abs() < 1e-9, "{sum}");
+        // 0 s and 0.3 ms fall in the first bucket, 1 ms exactly in the second, 7 s above
+        // every bound.
+        assert_eq!(buckets[0], (0.0005, 2));
+        assert_eq!(buckets[1], (0.001, 1));
+        assert_eq!(buckets[BOUNDS.len() - 1], (5.0, 0));
+        assert_eq!(buckets[BOUNDS.len()], (f64::INFINITY, 1));
+    }
+}

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `reload`, `serve` and `demo`. Each command returns
+//! The command line: `run`, `check`, `reload`, `serve`, `demo` and `ctl` (in `crate::ctl`). Each command returns
 //! the process exit code (0 ok, 1 runtime failure, 2 invalid configuration or usage).
 //!
 //! `run` keeps the process's main thread for signals and the control socket: SIGHUP and
@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Talk to a running Fulcrum's admin API: state, drain, enable, weight, add/remove
+    /// backends, reload, diff, wait (see docs/admin.md).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -150,6 +153,7 @@ pub fn main(cli: Cli) -> i32 {
             run(&config, None)
         }
         Command::Demo { port } => crate::demo::run(port),
+        Command::Ctl(args) => crate::ctl::main(args),
     }
 }
 
@@ -244,7 +248,11 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
         None
     };
     // Bound before the listeners, so that a busy admin port stops the start cleanly.
-    let admin = match config.admin.map(|a| (a, crate::admin::bind(a))) {
+    let admin = match config
+        .admin
+        .as_ref()
+        .map(|a| (a.bind, crate::admin::bind(a.bind)))
+    {
         None => None,
         Some((_, Ok(listener))) => Some(listener),
         Some((addr, Err(e))) => {
@@ -271,9 +279,12 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
         }
         control = bind_control(&signals);
     }
+    // Changes made through the admin API are applied here, as reloads.
+    let (changes, mut admin_changes) = tokio::sync::mpsc::unbounded_channel();
     if let Some(listener) = admin {
         let addr = listener.local_addr().ok();
-        match crate::admin::start(listener, Arc::clone(&running.live)) {
+        let file = path.map(Path::to_owned);
+        match crate::admin::start(listener, Arc::clone(&running.live), file, changes) {
             Ok(()) => match addr {
                 Some(admin) => tracing::info!(%admin, "admin listener: metrics at /metrics"),
                 None => tracing::info!("admin listener: metrics at /metrics"),
@@ -283,8 +294,29 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     }
     let mut signals = signals;
     loop {
-        match signals.next(control.as_ref()) {
+        match signals.next(control.as_ref(), Some(&mut admin_changes)) {
             Event::Stop => break,
+            Event::Admin(change) => {
+                let outcome = match change.config {
+                    Some(config) => match running.reload(config) {
+                        Ok(lines) => {
+                            for l in &lines {
+                                tracing::info!("admin change: {l}");
+                            }
+                            Ok(lines)
+                        }
+                        Err(e) => Err(vec![e.to_string()]),
+                    },
+                    None => match path {
+                        Some(p) => match reload_running(&mut running, p) {
+                            (true, lines) => Ok(lines),
+                            (false, lines) => Err(lines),
+                        },
+                        None => Err(vec!["started without a config file".into()]),
+                    },
+                };
+                let _ = change.reply.send(outcome);
+            }
             Event::Reload(Some(request)) if request.command == "takeover" => {
                 let handed = request.into_std().and_then(|stream| {
                     running.hand_over(&stream)?;
@@ -374,6 +406,8 @@ enum Event {
     Stop,
     /// SIGHUP (`None`) or a control-socket request.
     Reload(Option<control::Request>),
+    /// A change made through the admin API.
+    Admin(crate::admin::Change),
 }
 
 /// The process's signal handlers, installed before anything listens so that a signal
@@ -405,11 +439,15 @@ impl Signals {
 
     /// Blocks until SIGINT or SIGTERM; SIGHUP is ignored (for `demo`).
     pub fn wait(mut self) {
-        while let Event::Reload(_) = self.next(None) {}
+        while let Event::Reload(_) = self.next(None, None) {}
     }
 
-    /// Blocks until the next signal or control request.
-    fn next(&mut self, control: Option<&control::Server>) -> Event {
+    /// Blocks until the next signal, control request or admin change.
+    fn next(
+        &mut self,
+        control: Option<&control::Server>,
+        admin: Option<&mut tokio::sync::mpsc::UnboundedReceiver<crate::admin::Change>>,
+    ) -> Event {
         let Signals {
             runtime,
             interrupt,
@@ -423,8 +461,18 @@ impl Signals {
                     None => std::future::pending().await,
                 }
             };
+            let change = async {
+                match admin {
+                    Some(changes) => match changes.recv().await {
+                        Some(change) => change,
+                        None => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = interrupt.recv() => Event::Stop,
+                change = change => Event::Admin(change),
                 _ = terminate.recv() => Event::Stop,
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP received");

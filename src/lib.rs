@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod headers;
 pub mod health;

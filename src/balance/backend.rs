@@ -222,7 +222,18 @@ impl Backend {
 
     /// Takes the backend in or out of service by hand (admin), whatever its health.
     pub fn set_available(&self, available: bool) {
-        self.available.store(available, Ordering::Relaxed);
+        if self.available.swap(available, Ordering::Relaxed) != available {
+            if available {
+                tracing::info!(backend = %self.name, "backend ENABLED: back in service");
+            } else {
+                tracing::info!(backend = %self.name, in_flight = self.in_flight(), "backend DISABLED: out of service");
+            }
+        }
+    }
+
+    /// Whether the backend is in service (not disabled by hand).
+    pub fn is_enabled(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
     }
 
     /// Whether the active health checks consider the backend up (true without checks).

@@ -42,8 +42,8 @@ pub struct Config {
     /// The control socket `fulcrum reload` talks to (default: derived from the config
     /// file's path, see `cli`).
     pub control_socket: Option<std::path::PathBuf>,
-    /// The admin listener's address (Prometheus metrics); none unless configured.
-    pub admin: Option<std::net::SocketAddr>,
+    /// The admin listener (metrics, state, runtime changes); none unless configured.
+    pub admin: Option<AdminConfig>,
     /// Timeouts shared by all listeners.
     pub timeouts: Timeouts,
     /// Limits shared by all listeners.
@@ -52,6 +52,16 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The backend pools, in name order.
     pub pools: Vec<PoolConfig>,
+}
+
+/// `[admin]`: where the admin listener listens, and who may change things through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Its address.
+    pub bind: std::net::SocketAddr,
+    /// A file holding the bearer token that changes (drain, weight, reload...) need;
+    /// without it the admin API is read-only.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// Timeouts; see docs/configuration.md for what each one bounds.

@@ -31,6 +31,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub bind: Spanned<String>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 /// `[timeouts]`: each a duration string such as "5s", "250ms", "2m".

@@ -103,12 +103,46 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         admin: raw
             .admin
             .as_ref()
-            .and_then(|a| parse_address(&a.bind, true, problems)),
+            .and_then(|a| check_admin(a, base, problems)),
         timeouts,
         limits,
         listeners,
         pools,
     }
+}
+
+fn check_admin(
+    a: &super::raw::RawAdmin,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<super::AdminConfig> {
+    let bind = parse_address(&a.bind, true, problems);
+    let token_file = a.token_file.as_ref().and_then(|t| {
+        let path = base.join(t.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(token) if !token.trim().is_empty() => Some(path),
+            Ok(_) => {
+                problems.add(
+                    t.span(),
+                    format!("the token file `{}` is empty", path.display()),
+                    Some("write a long random token in it, e.g. `openssl rand -hex 32 > FILE`".into()),
+                );
+                None
+            }
+            Err(e) => {
+                problems.add(
+                    t.span(),
+                    format!("cannot read the token file `{}`: {e}", path.display()),
+                    Some("create it with a long random token, e.g. `openssl rand -hex 32 > FILE`, readable by Fulcrum only".into()),
+                );
+                None
+            }
+        }
+    });
+    Some(super::AdminConfig {
+        bind: bind?,
+        token_file,
+    })
 }
 
 fn check_timeouts(raw: &RawConfig, problems: &mut Problems<'_>) -> Timeouts {

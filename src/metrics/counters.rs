@@ -74,6 +74,34 @@ impl Histogram {
     }
 }
 
+impl Histogram {
+    /// The `q` quantile (0 to 1) of every observation so far, in seconds, interpolated
+    /// within its bucket (the top bucket reads as its lower bound); `None` before any.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let (_, count, buckets) = self.read();
+        if count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for (upper, n) in buckets {
+            if n > 0 && (below + n) as f64 >= rank {
+                if upper.is_infinite() {
+                    return Some(lower);
+                }
+                let within = (rank - below as f64) / n as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            below += n;
+            if upper.is_finite() {
+                lower = upper;
+            }
+        }
+        Some(lower)
+    }
+}
+
 /// [`BOUNDS`] in nanoseconds.
 const BOUNDS_NS: [u64; BOUNDS.len()] = {
     let mut ns = [0; BOUNDS.len()];
@@ -108,5 +136,21 @@ mod tests {
         assert_eq!(buckets[1], (0.001, 1));
         assert_eq!(buckets[BOUNDS.len() - 1], (5.0, 0));
         assert_eq!(buckets[BOUNDS.len()], (f64::INFINITY, 1));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        // 100 observations between 1 ms and 2.5 ms: the median is half way.
+        for _ in 0..100 {
+            h.record(Duration::from_micros(1500));
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((p50 - 0.00175).abs() < 1e-9, "{p50}");
+        assert!((h.quantile(1.0).unwrap() - 0.0025).abs() < 1e-9);
+        // Above every bound: the top bound.
+        h.record(Duration::from_secs(60));
+        assert_eq!(h.quantile(1.0), Some(5.0));
     }
 }

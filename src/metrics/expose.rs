@@ -87,8 +87,8 @@ impl Collector for Scrape {
         let gauges: [(&str, &str, BackendGauge); 5] = [
             (
                 "backend_up",
-                "1 while the backend may be picked: healthy, circuit not open, not drained",
-                |b| i64::from(b.is_available()),
+                "1 while the backend may be picked: enabled, healthy, circuit not open, not drained",
+                |b| i64::from(b.is_up()),
             ),
             (
                 "backend_healthy",

@@ -38,12 +38,7 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     if old.admin != new.admin {
-        let show = |a: Option<std::net::SocketAddr>| a.map_or("none".into(), |a| a.to_string());
-        lines.push(format!(
-            "~ admin.bind: {} -> {} (takes effect at the next start)",
-            show(old.admin),
-            show(new.admin)
-        ));
+        lines.push("~ [admin] changed (takes effect at the next start)".into());
     }
     if old.timeouts != new.timeouts {
         lines.push("~ timeouts".into());

@@ -139,7 +139,7 @@ pub fn state(live: &Live, rates: &Rates) -> Value {
                 .collect();
             json!({
                 "name": &*p.name,
-                "algorithm": format!("{:?}", p.config.algorithm),
+                "algorithm": p.config.algorithm.name(),
                 "backends": backends,
                 "requests": requests(&p.stats),
             })

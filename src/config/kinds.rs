@@ -53,6 +53,12 @@ impl Algorithm {
         "consistent_hash",
     ];
 
+    /// The algorithm's config name (`least_connections`).
+    pub fn name(self) -> &'static str {
+        // NAMES lists the variants in declaration order.
+        Self::NAMES[self as usize]
+    }
+
     /// Whether the algorithm picks by the request's hash key.
     pub fn uses_key(self) -> bool {
         matches!(self, Algorithm::Hash | Algorithm::ConsistentHash)
@@ -141,5 +147,18 @@ impl CircuitPolicy {
     /// Whether the circuit can open at all.
     pub fn enabled(&self) -> bool {
         self.failures > 0 || self.error_rate_percent > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names_read_back_as_their_variant() {
+        for name in Algorithm::NAMES {
+            let parsed: Algorithm = toml::Value::String((*name).into()).try_into().unwrap();
+            assert_eq!(parsed.name(), *name);
+        }
     }
 }

@@ -69,8 +69,10 @@ pub fn run(first_port: u16) -> i32 {
         "Each request is logged below with the backend that served it. Ctrl-C stops the demo."
     );
     signals.wait();
+    tracing::info!("stopping the demo");
     drop(running);
     drop(runtime);
+    tracing::info!("stopped");
     0
 }
 

@@ -159,6 +159,57 @@ fn several_problems_are_all_reported() {
     assert!(out.contains(":6:49: weight must be between"), "{out}");
 }
 
+#[test]
+fn values_of_the_wrong_type_are_all_reported_in_file_order_with_the_fix() {
+    let (code, out, _) = check(
+        "threads = \"2\"\n[timeouts]\nconnect = 5\n[[listeners]]\nbind = 8080\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:1\", weight = \"2\" }]\n",
+    );
+    assert_eq!(code, 2, "{out}");
+    let expected = [
+        (
+            ":1:11: `threads` must be a number, not a string",
+            "write it without quotes: threads = 2",
+        ),
+        (
+            ":3:11: `connect` must be a string, not a number",
+            "connect = \"5s\"",
+        ),
+        (
+            ":5:8: `bind` must be a string, not a number",
+            "write it in quotes: bind = \"8080\"",
+        ),
+        (
+            ":8:49: `weight` must be a number, not a string",
+            "weight = 2",
+        ),
+    ];
+    let mut at = 0;
+    for (message, hint) in expected {
+        let found = out[at..].find(message).map(|i| i + at);
+        assert!(
+            found.is_some(),
+            "expected {message:?} after byte {at} in:\n{out}"
+        );
+        at = found.unwrap();
+        assert!(
+            out[at..].contains(hint),
+            "expected hint {hint:?} in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_is_said_so() {
+    let (code, out, _) = check(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"no-such-host.invalid:80\" }]\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        out.contains(":5:25: the host name `no-such-host.invalid` did not resolve"),
+        "{out}"
+    );
+}
+
 /// Runs `fulcrum run` on `text` until it exits (for files that make it exit).
 fn run_file(text: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -233,6 +284,46 @@ fn serve_balances_without_a_config_file() {
 }
 
 #[test]
+fn serve_without_an_access_log_still_logs_failed_requests() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Nothing listens on the backend's port: every request gets a 502.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--backend", &dead.to_string(), "--threads", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("listening")));
+    let (_, status, _) = common::curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://127.0.0.1:{port}/x"),
+    ]);
+    assert_eq!(status, "502");
+    let line = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("request failed"))
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("status=502") && line.contains("path=/x"),
+        "{line}"
+    );
+}
+
+#[test]
 fn demo_runs_with_no_setup() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -269,8 +360,15 @@ fn demo_runs_with_no_setup() {
     }
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let logged = stderr.find(|l| l.as_ref().unwrap().contains("backend=backend-"));
-    let _ = child.kill();
-    let _ = child.wait();
+    // Ctrl-C (SIGINT) stops it with a last line and exit code 0.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
     assert_eq!(seen.len(), 3, "round robin over three backends: {seen:?}");
     assert!(
         logged.is_some(),

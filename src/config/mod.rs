@@ -7,6 +7,7 @@
 
 pub mod certs;
 mod error;
+mod explain;
 mod fields;
 mod kinds;
 mod listeners;

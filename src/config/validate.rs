@@ -19,9 +19,27 @@ pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError>
     let mut problems = Problems::new(source);
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
-        Err(e) => {
-            let (message, hint) = explain_toml_error(e.message());
-            problems.add(e.span().unwrap_or(0..0), message, hint);
+        Err(first) => {
+            // The parser stops at the first problem. A value of the wrong type is blanked
+            // out (same length, so positions hold) and the file parsed again, to report
+            // every such value at once, in file order.
+            let mut text = source.to_owned();
+            let mut error = first;
+            for _ in 0..32 {
+                let span = error.span().unwrap_or(0..0);
+                let message = error.message();
+                let (said, hint) = super::explain::toml_error(message, &text, span.clone());
+                problems.add(span.clone(), said, hint);
+                let Some((range, stand_in)) = super::explain::wrong_value(message, &text, span)
+                else {
+                    break;
+                };
+                text.replace_range(range, &stand_in);
+                match toml::from_str::<RawConfig>(&text) {
+                    Ok(_) => break,
+                    Err(next) => error = next,
+                }
+            }
             return Err(problems.into_error(path));
         }
     };
@@ -32,37 +50,6 @@ pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError>
     } else {
         Err(problems.into_error(path))
     }
-}
-
-/// Rewrites serde's messages into ours and adds a hint (closest valid key, what to add).
-fn explain_toml_error(message: &str) -> (String, Option<String>) {
-    let message = message.trim().to_owned();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let hint = match closest(field, valid.iter().copied()) {
-            Some(best) => format!(
-                "did you mean `{best}`? valid keys here: {}",
-                valid.join(", ")
-            ),
-            None => format!("valid keys here: {}", valid.join(", ")),
-        };
-        return (format!("unknown key `{field}`"), Some(hint));
-    }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        return (
-            format!("missing required key `{field}`"),
-            Some(format!("add `{field} = ...` to this table")),
-        );
-    }
-    if message.contains("duplicate key") {
-        return (
-            message.replace("duplicate key", "this key is defined twice"),
-            Some("each key, and each pool name, may appear only once".into()),
-        );
-    }
-    (message, None)
 }
 
 fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
@@ -431,10 +418,25 @@ pub(super) fn parse_address(
     problems: &mut Problems<'_>,
 ) -> Option<SocketAddr> {
     let s = text.get_ref().trim();
-    let parsed = s
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| s.to_socket_addrs().ok().and_then(|mut a| a.next()));
+    let resolved = match s.parse::<SocketAddr>() {
+        Ok(a) => Ok(Some(a)),
+        Err(_) => s.to_socket_addrs().map(|mut a| a.next()),
+    };
+    // HOST:PORT with a name that does not resolve: say so, not "bad address".
+    if let (Err(_) | Ok(None), Some((host, port))) = (&resolved, s.rsplit_once(':'))
+        && port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+    {
+        problems.add(
+            text.span(),
+            format!("the host name `{host}` did not resolve"),
+            Some("check the name and this machine's DNS, or write the address as IP:PORT".into()),
+        );
+        return None;
+    }
+    let parsed = resolved.ok().flatten();
     match parsed {
         Some(a) if a.port() == 0 && !is_bind => {
             problems.add(

@@ -52,6 +52,10 @@ pub fn request(r: &Request<'_>) {
         backend.stats.record(r.status, took);
     }
     if !f.access_log {
+        // Failures are logged even with the access log off.
+        if r.status >= 500 {
+            failed(r, took);
+        }
         return;
     }
     tracing::info!(
@@ -67,6 +71,26 @@ pub fn request(r: &Request<'_>) {
         retries = r.retries,
         grpc_status = %r.grpc_status.unwrap_or("-"),
         ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+    );
+}
+
+/// One failed request, when the access log is off: at WARN, as one line.
+#[cold]
+fn failed(r: &Request<'_>, took: std::time::Duration) {
+    let f = r.frontend;
+    tracing::warn!(
+        target: "fulcrum::access",
+        listener = %f.name,
+        client = %r.client,
+        method = %if r.method.is_empty() { "-" } else { r.method },
+        path = %if r.path.is_empty() { "-" } else { r.path },
+        route = %r.route.and_then(|i| f.routes.routes().get(i)).map_or("-", |r| &*r.name),
+        pool = %r.pool.map_or("-", |p| &*p.name),
+        backend = %r.backend.map_or("-", |b| &*b.name),
+        status = r.status,
+        retries = r.retries,
+        ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+        "request failed"
     );
 }
 

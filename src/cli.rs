@@ -79,6 +79,12 @@ pub enum Command {
     /// Talk to a running Fulcrum's admin API: state, drain, enable, weight, add/remove
     /// backends, reload, diff, wait (see docs/admin.md).
     Ctl(crate::ctl::CtlArgs),
+    /// Write the manual pages (man/ in the repository holds them) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Where to write fulcrum.1 and one page per command.
+        dir: PathBuf,
+    },
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -154,6 +160,21 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Demo { port } => crate::demo::run(port),
         Command::Ctl(args) => crate::ctl::main(args),
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            match std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the manual pages in {}: {e}",
+                        dir.display()
+                    );
+                    1
+                }
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `reload`, `serve`, `demo` and `ctl` (in `crate::ctl`). Each command returns
+//! The command line: `run`, `check`, `reload`, `serve`, `demo`, `explain` (in
+//! `crate::explain`) and `ctl` (in `crate::ctl`). Each command returns
 //! the process exit code (0 ok, 1 runtime failure, 2 invalid configuration or usage).
 //!
 //! `run` keeps the process's main thread for signals and the control socket: SIGHUP and
@@ -79,6 +80,16 @@ pub enum Command {
     /// Talk to a running Fulcrum's admin API: state, drain, enable, weight, add/remove
     /// backends, reload, diff, wait (see docs/admin.md).
     Ctl(crate::ctl::CtlArgs),
+    /// Show what Fulcrum does with one request: the listener, each route and why it
+    /// matches or not, the pool, its backends, the backend it would pick.
+    Explain {
+        /// The TOML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The request.
+        #[command(flatten)]
+        request: crate::explain::RequestArgs,
+    },
     /// Write the manual pages (man/ in the repository holds them) into DIR.
     #[command(hide = true)]
     Man {
@@ -160,6 +171,7 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Demo { port } => crate::demo::run(port),
         Command::Ctl(args) => crate::ctl::main(args),
+        Command::Explain { config, request } => crate::explain::main(&config, &request),
         Command::Man { dir } => {
             use clap::CommandFactory;
             match std::fs::create_dir_all(&dir)

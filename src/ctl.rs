@@ -78,6 +78,8 @@ enum Action {
     Reload,
     /// How the running config differs from the file (changes made with ctl).
     Diff,
+    /// What the running Fulcrum does with a request: routes, pool, the backend it picks.
+    Explain(crate::explain::RequestArgs),
     /// Wait until a backend has no request in flight (after `drain`).
     Wait {
         pool: String,
@@ -151,6 +153,23 @@ pub fn main(args: CtlArgs) -> i32 {
             None,
         ),
         Action::Reload => target.call("POST", "/api/reload", None),
+        Action::Explain(request) => match request.probe() {
+            Ok(p) => target.call(
+                "POST",
+                "/api/explain",
+                Some(json!({
+                    "method": p.method,
+                    "url": p.url,
+                    "headers": p.headers,
+                    "client": p.client.to_string(),
+                    "listener": p.listener,
+                })),
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
         Action::Diff => target.call("GET", "/api/diff", None),
         Action::Wait {
             pool,
@@ -174,6 +193,7 @@ pub fn main(args: CtlArgs) -> i32 {
         match &args.action {
             Action::State => print_state(&body),
             Action::Diff => print_lines(&body["differences"], "the running config is the file's"),
+            Action::Explain(_) => print_lines(&body["explanation"], ""),
             _ => print_lines(&body["changed"], "nothing changed"),
         }
     }

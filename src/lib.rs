@@ -16,6 +16,7 @@ pub mod connect;
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod explain;
 pub mod headers;
 pub mod health;
 pub mod l4;

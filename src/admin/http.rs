@@ -48,7 +48,9 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
         .map(percent_decode)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let read_only = matches!(method, Method::GET | Method::HEAD);
+    // Explaining changes nothing (beyond one turn of a rotating algorithm).
+    let read_only =
+        matches!(method, Method::GET | Method::HEAD) || segments.as_slice() == ["api", "explain"];
     if !read_only && let Err(refused) = authorize(&req, admin) {
         return error(refused);
     }
@@ -60,6 +62,7 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
         (&Method::GET, ["api", "state"]) => Ok(state::state(&admin.live, &admin.rates)),
         (&Method::GET, ["api", "diff"]) => actions::diff(admin),
         (&Method::POST, ["api", "reload"]) => actions::apply(admin, "reload", None).await,
+        (&Method::POST, ["api", "explain"]) => explain(admin, &body),
         (&Method::POST, ["api", "backends", pool, backend, action]) => {
             actions::backend(admin, pool, backend, action, &body).await
         }
@@ -75,6 +78,41 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
         Ok(value) => reply(StatusCode::OK, "application/json", format!("{value:#}\n")),
         Err(refused) => error(refused),
     }
+}
+
+/// `POST /api/explain` with `{"method", "url", "headers": [[name, value]...], "client",
+/// "listener"}`: the explanation against the running state.
+fn explain(admin: &Admin, body: &Value) -> Result<Value, Refused> {
+    let text = |k: &str| body.get(k).and_then(Value::as_str);
+    let probe = crate::explain::Probe {
+        method: text("method").unwrap_or("GET").to_owned(),
+        url: text("url")
+            .ok_or_else(|| Refused::bad("give the request's \"url\""))?
+            .to_owned(),
+        headers: body
+            .get("headers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| {
+                Some((
+                    h.get(0)?.as_str()?.to_owned(),
+                    h.get(1)?.as_str()?.to_owned(),
+                ))
+            })
+            .collect(),
+        client: text("client")
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| Refused::bad(format!("bad client address `{c}`")))
+            })
+            .transpose()?
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        listener: text("listener").map(str::to_owned),
+    };
+    let lines =
+        crate::explain::explain(&admin.live.snapshot(), &probe, true).map_err(Refused::bad)?;
+    Ok(json!({ "ok": true, "explanation": lines }))
 }
 
 /// Changes need `Authorization: Bearer <token>` with the token of `token_file`.

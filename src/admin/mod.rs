@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::runtime::Live;
 
-pub use state::Rates;
+pub use state::{Rates, status};
 
 /// A change of configuration the main thread applies as a reload.
 #[derive(Debug)]

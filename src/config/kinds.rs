@@ -86,6 +86,18 @@ pub enum HashKey {
     Uri,
 }
 
+impl std::fmt::Display for HashKey {
+    /// The config form: `source_ip`, `uri`, `header:NAME` or `cookie:NAME`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::SourceIp => f.write_str("source_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
+            HashKey::Uri => f.write_str("uri"),
+        }
+    }
+}
+
 impl HashKey {
     /// Parses the config form: `source_ip`, `uri`, `header:NAME` or `cookie:NAME`.
     pub fn parse(s: &str) -> Option<HashKey> {

@@ -55,6 +55,18 @@ impl ValueRule {
         }
     }
 
+    /// The rule in words: "= `v`", "starting with `v`", "present"...
+    fn describe(&self) -> String {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            ValueRule::Exact(v) => format!("= `{}`", text(v)),
+            ValueRule::Prefix(v) => format!("starting with `{}`", text(v)),
+            ValueRule::Regex(re) => format!("matching `{}`", re.as_str()),
+            ValueRule::Present => "present".into(),
+            ValueRule::Absent => "absent".into(),
+        }
+    }
+
     /// Whether the values found (`None`: the field is absent) satisfy the rule.
     fn holds<'a>(&self, mut values: impl Iterator<Item = &'a [u8]>) -> bool {
         match self {
@@ -112,13 +124,22 @@ impl Matcher {
 
     /// Whether `req` meets every condition (`seen` keeps what was found of `req` for
     /// the next route's conditions).
+    #[inline]
     pub fn matches<'r, V: RequestView + ?Sized>(&self, req: &'r V, seen: &mut Seen<'r>) -> bool {
+        self.unmet(req, seen).is_none()
+    }
+
+    /// The first condition `req` does not meet, if any.
+    #[inline]
+    pub fn unmet<'r, V: RequestView + ?Sized>(
+        &self,
+        req: &'r V,
+        seen: &mut Seen<'r>,
+    ) -> Option<Unmet> {
         if !self.hosts.is_empty() {
-            let Some(host) = seen.host(req) else {
-                return false;
-            };
-            if !self.hosts.iter().any(|p| p.matches(host)) {
-                return false;
+            let host = seen.host(req);
+            if !host.is_some_and(|host| self.hosts.iter().any(|p| p.matches(host))) {
+                return Some(Unmet::Host);
             }
         }
         if let Some(path) = &self.path {
@@ -129,34 +150,108 @@ impl Matcher {
                 PathRule::Regex(re) => re.is_match(p),
             };
             if !ok {
-                return false;
+                return Some(Unmet::Path);
             }
         }
         if !self.methods.is_empty() && !self.methods.iter().any(|m| **m == *req.method()) {
-            return false;
+            return Some(Unmet::Method);
         }
-        if !self
+        if let Some(i) = self
             .headers
             .iter()
-            .all(|(name, rule)| rule.holds(req.header_values(name)))
+            .position(|(name, rule)| !rule.holds(req.header_values(name)))
         {
-            return false;
+            return Some(Unmet::Header(i));
         }
-        if !self.cookies.iter().all(|(name, rule)| {
-            rule.holds(
+        if let Some(i) = self.cookies.iter().position(|(name, rule)| {
+            !rule.holds(
                 req.header_values("cookie")
                     .filter_map(|v| super::find_cookie(v, name)),
             )
         }) {
-            return false;
+            return Some(Unmet::Cookie(i));
         }
-        if !self.query.iter().all(|(name, rule)| {
-            rule.holds(req.query().into_iter().flat_map(|q| query_values(q, name)))
+        if let Some(i) = self.query.iter().position(|(name, rule)| {
+            !rule.holds(req.query().into_iter().flat_map(|q| query_values(q, name)))
         }) {
-            return false;
+            return Some(Unmet::Query(i));
         }
-        self.clients.is_empty() || self.clients.iter().any(|n| n.contains(req.client_ip()))
+        if self.clients.is_empty() || self.clients.iter().any(|n| n.contains(req.client_ip())) {
+            None
+        } else {
+            Some(Unmet::Client)
+        }
     }
+
+    /// What condition `unmet` asked for, in words (for `fulcrum explain`).
+    pub fn describe(&self, unmet: Unmet) -> String {
+        let list = |items: Vec<String>| items.join(" or ");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match unmet {
+            Unmet::Host => format!(
+                "host {}",
+                list(
+                    self.hosts
+                        .iter()
+                        .map(|h| match h {
+                            HostPattern::Exact(h) => format!("`{}`", text(h)),
+                            HostPattern::Suffix(s) => format!("`*{}`", text(s)),
+                        })
+                        .collect()
+                )
+            ),
+            Unmet::Path => match &self.path {
+                Some(PathRule::Exact(p)) => format!("path `{}`", text(p)),
+                Some(PathRule::Prefix(p)) => format!("path starting with `{}`", text(p)),
+                Some(PathRule::Regex(re)) => format!("path matching `{}`", re.as_str()),
+                None => "any path".into(),
+            },
+            Unmet::Method => format!(
+                "method {}",
+                list(self.methods.iter().map(|m| text(m)).collect())
+            ),
+            Unmet::Header(i) => {
+                let (name, rule) = &self.headers[i];
+                format!("header `{name}` {}", rule.describe())
+            }
+            Unmet::Cookie(i) => {
+                let (name, rule) = &self.cookies[i];
+                format!("cookie `{}` {}", text(name), rule.describe())
+            }
+            Unmet::Query(i) => {
+                let (name, rule) = &self.query[i];
+                format!("query parameter `{}` {}", text(name), rule.describe())
+            }
+            Unmet::Client => format!(
+                "client address in {}",
+                list(
+                    self.clients
+                        .iter()
+                        .map(|c| format!("{}/{}", c.addr, c.bits))
+                        .collect()
+                )
+            ),
+        }
+    }
+}
+
+/// A route condition that a request did not meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    /// Its host.
+    Host,
+    /// Its path.
+    Path,
+    /// Its method.
+    Method,
+    /// The header condition at this index.
+    Header(usize),
+    /// The cookie condition at this index.
+    Cookie(usize),
+    /// The query condition at this index.
+    Query(usize),
+    /// Its client address.
+    Client,
 }
 
 /// What matching found of one request, kept while it goes down the route table so that

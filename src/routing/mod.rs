@@ -256,6 +256,16 @@ impl Route {
         }
     }
 
+    /// Its conditions.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// Whether it splits traffic between pools.
+    pub fn is_split(&self) -> bool {
+        matches!(self.action, Action::Split(_))
+    }
+
     /// The fixed response of a `respond` route.
     pub fn fixed_response(&self) -> Option<&FixedResponse> {
         match &self.action {

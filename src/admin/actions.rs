@@ -82,6 +82,15 @@ pub(super) async fn backend(
         vec![format!("~ backend {pool}/{backend} {done}")]
     };
     tracing::info!(target: "fulcrum::admin", pool, backend, action, in_flight = b.in_flight(), "admin: {action} {pool}/{backend}");
+    if was != on {
+        let kind = match action {
+            "drain" => "draining",
+            "undrain" => "undrained",
+            "disable" => "disabled",
+            _ => "enabled",
+        };
+        crate::metrics::events::record(pool, backend, kind, "admin");
+    }
     Ok(
         json!({ "ok": true, "changed": changed, "status": super::state::status(b), "in_flight": b.in_flight() }),
     )
@@ -129,7 +138,9 @@ pub(super) async fn add(admin: &Admin, pool: &str, body: &Value) -> Result<Value
         weight,
         backup,
     });
-    apply(admin, &format!("add {pool}/{name} {address}"), Some(config)).await
+    let done = apply(admin, &format!("add {pool}/{name} {address}"), Some(config)).await?;
+    crate::metrics::events::record(pool, &name, "added", format!("admin: {address}"));
+    Ok(done)
 }
 
 /// `DELETE /api/backends/POOL/BACKEND`.
@@ -153,7 +164,9 @@ pub(super) async fn remove(admin: &Admin, pool: &str, backend: &str) -> Result<V
             format!("`{backend}` is the last backend of pool `{pool}`: disable it instead"),
         ));
     }
-    apply(admin, &format!("remove {pool}/{backend}"), Some(config)).await
+    let done = apply(admin, &format!("remove {pool}/{backend}"), Some(config)).await?;
+    crate::metrics::events::record(pool, backend, "removed", "admin");
+    Ok(done)
 }
 
 /// `GET /api/diff`: how the running config differs from the config file.

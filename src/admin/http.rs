@@ -29,6 +29,16 @@ impl Refused {
 pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if path == "/" || path == "/dashboard" {
+        return match method {
+            Method::GET | Method::HEAD => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                super::DASHBOARD.to_owned(),
+            ),
+            _ => error(Refused(StatusCode::METHOD_NOT_ALLOWED, "use GET /".into())),
+        };
+    }
     if path == "/metrics" {
         return match method {
             Method::GET | Method::HEAD => reply(
@@ -61,6 +71,9 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["api", "state"]) => Ok(state::state(&admin.live, &admin.rates)),
         (&Method::GET, ["api", "diff"]) => actions::diff(admin),
+        (&Method::GET, ["api", "events"]) => Ok(json!({
+            "events": crate::metrics::events::recent(crate::metrics::events::KEPT)
+        })),
         (&Method::POST, ["api", "reload"]) => actions::apply(admin, "reload", None).await,
         (&Method::POST, ["api", "explain"]) => explain(admin, &body),
         (&Method::POST, ["api", "backends", pool, backend, action]) => {

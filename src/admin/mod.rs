@@ -32,6 +32,9 @@ use crate::runtime::Live;
 
 pub use state::{Rates, status};
 
+/// The dashboard page, shipped in the binary (no CDN, no external file).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// A change of configuration the main thread applies as a reload.
 #[derive(Debug)]
 pub struct Change {

@@ -14,32 +14,66 @@ use crate::health::check::Outcome;
 use crate::metrics::{CLASSES, Stats};
 use crate::runtime::{Live, Snapshot};
 
-/// Requests per second of each backend (`pool/backend`), over the last second.
+/// Figures over the last second, sampled once a second: requests per second of each
+/// backend (`pool/backend`) and each pool, and each pool's p99 over that second.
 #[derive(Debug, Default)]
-pub struct Rates(Mutex<HashMap<String, (u64, f64)>>);
+pub struct Rates(Mutex<Samples>);
+
+#[derive(Debug, Default)]
+struct Samples {
+    /// Backend: (requests so far, requests in the last second).
+    backends: HashMap<String, (u64, f64)>,
+    /// Pool: (latency buckets so far, requests in the last second, p99 over it).
+    pools: HashMap<String, PoolSample>,
+}
+
+/// A pool's latency buckets so far, requests in the last second, and p99 over it.
+type PoolSample = (Vec<(f64, u64)>, f64, Option<f64>);
 
 impl Rates {
-    /// Takes a sample: the requests counted since the previous one.
+    /// Takes a sample: what was counted since the previous one.
     pub fn sample(&self, snapshot: &Snapshot) {
-        let mut rates = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = HashMap::with_capacity(rates.len());
+        let mut samples = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut backends = HashMap::with_capacity(samples.backends.len());
+        let mut pools = HashMap::with_capacity(samples.pools.len());
         for pool in snapshot.pools.iter() {
             for b in pool.balancer.backends() {
                 let key = format!("{}/{}", pool.name, b.name);
                 let total = total(&b.stats);
-                let rate = match rates.get(&key) {
+                let rate = match samples.backends.get(&key) {
                     Some(&(before, _)) => total.saturating_sub(before) as f64,
                     None => 0.0,
                 };
-                seen.insert(key, (total, rate));
+                backends.insert(key, (total, rate));
             }
+            let (_, _, now) = pool.stats.duration.read();
+            let window: Vec<(f64, u64)> = match samples.pools.get(&*pool.name) {
+                Some((before, _, _)) if before.len() == now.len() => now
+                    .iter()
+                    .zip(before)
+                    .map(|(n, b)| (n.0, n.1.saturating_sub(b.1)))
+                    .collect(),
+                _ => now.iter().map(|n| (n.0, 0)).collect(),
+            };
+            let rate = window.iter().map(|b| b.1).sum::<u64>() as f64;
+            let p99 = crate::metrics::counters::quantile(&window, 0.99);
+            pools.insert(pool.name.to_string(), (now, rate, p99));
         }
-        *rates = seen;
+        *samples = Samples { backends, pools };
     }
 
     fn of(&self, pool: &str, backend: &str) -> f64 {
-        let rates = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        rates.get(&format!("{pool}/{backend}")).map_or(0.0, |r| r.1)
+        let samples = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        samples
+            .backends
+            .get(&format!("{pool}/{backend}"))
+            .map_or(0.0, |r| r.1)
+    }
+
+    /// A pool's requests per second and p99 (seconds) over the last second.
+    fn pool(&self, pool: &str) -> (f64, Option<f64>) {
+        let samples = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        samples.pools.get(pool).map_or((0.0, None), |p| (p.1, p.2))
     }
 }
 
@@ -137,11 +171,13 @@ pub fn state(live: &Live, rates: &Rates) -> Value {
                     })
                 })
                 .collect();
+            let (rate, p99) = rates.pool(&p.name);
             json!({
                 "name": &*p.name,
                 "algorithm": p.config.algorithm.name(),
                 "backends": backends,
                 "requests": requests(&p.stats),
+                "last_second": { "requests": rate, "p99_ms": p99.map(|s| s * 1000.0) },
             })
         })
         .collect();
@@ -150,5 +186,6 @@ pub fn state(live: &Live, rates: &Rates) -> Value {
         "connections_open": live.connections(),
         "listeners": listeners,
         "pools": pools,
+        "events": crate::metrics::events::recent(20),
     })
 }

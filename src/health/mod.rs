@@ -28,15 +28,29 @@ use state::{RiseFall, Transition};
 /// breaker, and logs the change of state it causes, if any.
 pub fn report(pool: &Pool, backend: &Backend, admission: Admission, success: bool) {
     match backend.circuit.record(admission, success, now_us()) {
-        Some(CircuitChange::Opened { for_us, why }) => tracing::warn!(
-            pool = %pool.name,
-            backend = %backend.name,
-            reason = %why,
-            open_ms = for_us / 1000,
-            "circuit OPEN: backend ejected"
-        ),
+        Some(CircuitChange::Opened { for_us, why }) => {
+            tracing::warn!(
+                pool = %pool.name,
+                backend = %backend.name,
+                reason = %why,
+                open_ms = for_us / 1000,
+                "circuit OPEN: backend ejected"
+            );
+            crate::metrics::events::record(
+                &pool.name,
+                &backend.name,
+                "circuit_open",
+                format!("{why}; open for {} ms", for_us / 1000),
+            );
+        }
         Some(CircuitChange::Closed) => {
             backend.start_ramp();
+            crate::metrics::events::record(
+                &pool.name,
+                &backend.name,
+                "circuit_closed",
+                "probe passed",
+            );
             tracing::info!(
                 pool = %pool.name,
                 backend = %backend.name,
@@ -159,6 +173,7 @@ async fn watch(target: Target) {
         match state.record(outcome.passed()) {
             Transition::Down => {
                 backend.set_healthy(false);
+                crate::metrics::events::record(&pool, &backend.name, "down", outcome.to_string());
                 tracing::warn!(
                     pool = %pool,
                     backend = %backend.name,
@@ -171,6 +186,12 @@ async fn watch(target: Target) {
             Transition::Up => {
                 backend.set_healthy(true);
                 backend.start_ramp();
+                crate::metrics::events::record(
+                    &pool,
+                    &backend.name,
+                    "up",
+                    format!("{} checks passed", check.rise),
+                );
                 tracing::info!(
                     pool = %pool,
                     backend = %backend.name,

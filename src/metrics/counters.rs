@@ -78,28 +78,34 @@ impl Histogram {
     /// The `q` quantile (0 to 1) of every observation so far, in seconds, interpolated
     /// within its bucket (the top bucket reads as its lower bound); `None` before any.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let (_, count, buckets) = self.read();
-        if count == 0 {
-            return None;
-        }
-        let rank = q.clamp(0.0, 1.0) * count as f64;
-        let mut below = 0u64;
-        let mut lower = 0.0;
-        for (upper, n) in buckets {
-            if n > 0 && (below + n) as f64 >= rank {
-                if upper.is_infinite() {
-                    return Some(lower);
-                }
-                let within = (rank - below as f64) / n as f64;
-                return Some(lower + (upper - lower) * within);
-            }
-            below += n;
-            if upper.is_finite() {
-                lower = upper;
-            }
-        }
-        Some(lower)
+        quantile(&self.read().2, q)
     }
+}
+
+/// The `q` quantile of observations counted in `buckets` (upper bound, count; not
+/// cumulative, as [`Histogram::read`] gives them), interpolated within its bucket.
+pub fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let count: u64 = buckets.iter().map(|b| b.1).sum();
+    if count == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * count as f64;
+    let mut below = 0u64;
+    let mut lower = 0.0;
+    for &(upper, n) in buckets {
+        if n > 0 && (below + n) as f64 >= rank {
+            if upper.is_infinite() {
+                return Some(lower);
+            }
+            let within = (rank - below as f64) / n as f64;
+            return Some(lower + (upper - lower) * within);
+        }
+        below += n;
+        if upper.is_finite() {
+            lower = upper;
+        }
+    }
+    Some(lower)
 }
 
 /// [`BOUNDS`] in nanoseconds.

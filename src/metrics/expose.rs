@@ -135,6 +135,16 @@ impl Collector for Scrape {
         }
 
         let mut m = e.encode_descriptor(
+            "backend_state_changes",
+            "Backend state changes, by kind (health checks, circuit breaker, admin actions)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in super::events::KINDS.iter().zip(super::events::counts()) {
+            m.encode_family(&[("kind", *kind)].as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        let mut m = e.encode_descriptor(
             "connections_open",
             "Client connections open now, on every listener",
             None,

@@ -12,6 +12,7 @@
 //! Prometheus text format (0.0.4) with the `prometheus-client` crate's encoder.
 
 pub mod counters;
+pub mod events;
 pub mod expose;
 
 pub use counters::{CLASSES, Histogram, Stats};

@@ -80,3 +80,15 @@ pub fn run_ok(name: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// Starts `tests/peers/NAME ARGS...` with its standard output piped, for a test that
+/// talks with it line by line.
+pub fn spawn(name: &str, args: &[&str]) -> Child {
+    Command::new("python3")
+        .arg(script(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}

@@ -280,6 +280,20 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     } else {
         None
     };
+    // The access log's file is opened before anything listens: an unwritable one stops
+    // the start.
+    if let Err(e) = crate::accesslog::writer::start(config.access_log.path.as_deref()) {
+        eprintln!(
+            "error: cannot open the access log {}: {e}",
+            config
+                .access_log
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("-"))
+                .display()
+        );
+        return 1;
+    }
     // Bound before the listeners, so that a busy admin port stops the start cleanly.
     let admin = match config
         .admin
@@ -329,6 +343,10 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     loop {
         match signals.next(control.as_ref(), Some(&mut admin_changes)) {
             Event::Stop => break,
+            Event::Reopen => {
+                tracing::info!("SIGUSR1 received: reopening the access log");
+                crate::accesslog::writer::reopen();
+            }
             Event::Admin(change) => {
                 let outcome = match change.config {
                     Some(config) => match running.reload(config) {
@@ -440,7 +458,9 @@ enum Event {
     /// SIGHUP (`None`) or a control-socket request.
     Reload(Option<control::Request>),
     /// A change made through the admin API.
-    Admin(crate::admin::Change),
+    Admin(Box<crate::admin::Change>),
+    /// SIGUSR1: open the access log file again (logrotate moved it).
+    Reopen,
 }
 
 /// The process's signal handlers, installed before anything listens so that a signal
@@ -450,6 +470,7 @@ pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -466,13 +487,14 @@ impl Signals {
             interrupt: listen(SignalKind::interrupt()),
             terminate: listen(SignalKind::terminate()),
             hangup: listen(SignalKind::hangup()),
+            user1: listen(SignalKind::user_defined1()),
             runtime,
         }
     }
 
     /// Blocks until SIGINT or SIGTERM; SIGHUP is ignored (for `demo`).
     pub fn wait(mut self) {
-        while let Event::Reload(_) = self.next(None, None) {}
+        while let Event::Reload(_) | Event::Reopen = self.next(None, None) {}
     }
 
     /// Blocks until the next signal, control request or admin change.
@@ -486,6 +508,7 @@ impl Signals {
             interrupt,
             terminate,
             hangup,
+            user1,
         } = self;
         runtime.block_on(async {
             let request = async {
@@ -505,7 +528,8 @@ impl Signals {
             };
             tokio::select! {
                 _ = interrupt.recv() => Event::Stop,
-                change = change => Event::Admin(change),
+                _ = user1.recv() => Event::Reopen,
+                change = change => Event::Admin(Box::new(change)),
                 _ = terminate.recv() => Event::Stop,
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP received");
@@ -549,7 +573,10 @@ pub fn single_pool_config(
         threads: threads
             .filter(|&t| t > 0)
             .unwrap_or_else(crate::config::default_threads),
-        access_log,
+        access_log: crate::config::AccessLogConfig {
+            enabled: access_log,
+            ..Default::default()
+        },
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
         control_socket: None,
         admin: None,

@@ -8,6 +8,7 @@
 //! `listener` accepts connections and runs the worker threads, `cli` and `demo` are the
 //! command line.
 
+pub mod accesslog;
 pub mod admin;
 pub mod balance;
 pub mod cli;

@@ -200,9 +200,11 @@ fn requests_are_counted_where_they_went_and_survive_a_reload() {
         .sum();
     assert_eq!(both, 18.0);
 
-    // Anything but GET /metrics is refused plainly.
-    let (_, body, _) = common::curl(&[&format!("http://{admin}/")]);
-    assert!(body.contains("GET /metrics"), "{body}");
+    // An unknown path is refused plainly, and says where the endpoints are listed.
+    let (_, body, _) = common::curl(&[&format!("http://{admin}/nope")]);
+    assert!(body.contains("docs/admin.md"), "{body}");
+    let (_, body, _) = common::curl(&["-X", "POST", &format!("http://{admin}/metrics")]);
+    assert!(body.contains("use GET /metrics"), "{body}");
 }
 
 /// `promtool check metrics` (Prometheus's own linter) finds nothing to say.

@@ -181,6 +181,8 @@ fn counting_a_request_in_the_metrics_allocates_nothing() {
         status: 200,
         retries: 0,
         grpc_status: None,
+        http: "1.1",
+        tls: None,
         started: std::time::Instant::now(),
     };
     COUNTED.with(|c| c.set(true));

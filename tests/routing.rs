@@ -119,9 +119,9 @@ fn routes_choose_the_pool_over_http1_http2_and_tls() {
             assert_eq!(who(&args), ("200".into(), want.to_string()), "{args:?}");
         }
     }
-    let log = f.log();
-    assert!(log.contains("route=api pool=api backend=api"), "{log}");
-    assert!(log.contains("route=- pool=web backend=web"), "{log}");
+    // Access log lines reach the log within a tenth of a second (they are batched).
+    assert!(f.wait_log("route=api pool=api backend=api"), "{}", f.log());
+    assert!(f.wait_log("route=- pool=web backend=web"), "{}", f.log());
 }
 
 #[test]
@@ -333,7 +333,7 @@ rise = 1
         );
     }
     assert!(
-        f.log().contains("route=shop pool=sorry backend=sorry"),
+        f.wait_log("route=shop pool=sorry backend=sorry"),
         "{}",
         f.log()
     );

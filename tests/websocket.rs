@@ -35,7 +35,7 @@ fn websocket_messages_pings_and_close_go_through_both_ways() {
     let out = peers::run_ok("ws_client.py", &[&url]);
     assert!(out.contains("\"ok\":true"), "{out}");
     assert!(out.contains("\"close_code_received\":1000"), "{out}");
-    assert!(f.log().contains("status=101"), "{}", f.log());
+    assert!(f.wait_log("status=101"), "{}", f.log());
 }
 
 #[test]
@@ -47,10 +47,10 @@ fn websocket_connections_are_balanced_and_plain_requests_still_work() {
         let out = peers::run_ok("ws_client.py", &[&format!("ws://{}/", f.addr)]);
         assert!(out.contains("\"ok\":true"), "{out}");
     }
-    let log = f.log();
     assert!(
-        log.contains("backend=ws0") && log.contains("backend=ws1"),
-        "{log}"
+        f.wait_log("backend=ws0") && f.wait_log("backend=ws1"),
+        "{}",
+        f.log()
     );
 
     // An HTTP backend behind the same kind of listener is unaffected, and an Upgrade

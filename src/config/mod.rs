@@ -11,6 +11,7 @@ mod explain;
 mod fields;
 mod kinds;
 mod listeners;
+mod logging;
 mod raw;
 mod resilience;
 mod route_actions;
@@ -30,14 +31,15 @@ pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
 
 pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};
+pub use logging::{AccessLogConfig, LOG_VARIABLES, LogFormat, unknown_variables};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Worker threads (each runs its own event loop); at least 1.
     pub threads: usize,
-    /// Whether every request is logged with the backend that served it.
-    pub access_log: bool,
+    /// The access log: whether and how every request is logged.
+    pub access_log: AccessLogConfig,
     /// How long a graceful stop waits for requests in flight and tunnels.
     pub shutdown_grace: Duration,
     /// The control socket `fulcrum reload` talks to (default: derived from the config

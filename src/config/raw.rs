@@ -12,7 +12,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub threads: Option<Spanned<i64>>,
-    pub access_log: Option<bool>,
+    pub access_log: Option<super::logging::RawAccessLog>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin: Option<RawAdmin>,

@@ -78,7 +78,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
     let listeners = super::listeners::check_listeners(raw, &pools, limits, base, problems);
     Config {
         threads,
-        access_log: raw.access_log.unwrap_or(true),
+        access_log: super::logging::check(raw.access_log.as_ref(), base, problems),
         shutdown_grace: duration_or_zero(&raw.shutdown_grace, "shutdown_grace", problems).max(
             if raw.shutdown_grace.is_some() {
                 std::time::Duration::ZERO

@@ -63,20 +63,15 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Fronte
         crate::relay::relay(&mut client, &mut upstream, idle).await
     };
     attempts.report(&mut admitted, outcome.is_ok());
-    if frontend.access_log {
-        let (up, down) = outcome.unwrap_or((0, 0));
-        let backend = &admitted.backend.name;
-        crate::pipeline::log::relayed(
-            false,
-            &frontend.name,
-            peer,
-            &pool.name,
-            backend,
-            up,
-            down,
-            started,
-        );
-    }
+    crate::pipeline::log::relayed(
+        false,
+        &frontend,
+        peer,
+        pool,
+        &admitted.backend,
+        outcome.unwrap_or((0, 0)),
+        started,
+    );
 }
 
 /// Picks a backend and connects to it, trying others (up to the pool's retry attempts)

@@ -177,17 +177,14 @@ impl FlowTask {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.client);
-        if self.frontend.access_log {
-            crate::pipeline::log::relayed(
-                true,
-                &self.frontend.name,
-                self.client,
-                &self.pool.name,
-                &self.admitted.backend.name,
-                self.state.bytes_in.load(Ordering::Relaxed),
-                bytes_out,
-                started,
-            );
-        }
+        crate::pipeline::log::relayed(
+            true,
+            &self.frontend,
+            self.client,
+            &self.pool,
+            &self.admitted.backend,
+            (self.state.bytes_in.load(Ordering::Relaxed), bytes_out),
+            started,
+        );
     }
 }

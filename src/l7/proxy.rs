@@ -67,6 +67,8 @@ pub(super) struct Conn {
     pub(super) retries: u32,
     /// The client sent the HTTP/2 preface: serve it as HTTP/2.
     h2_preface: bool,
+    /// The current request is HTTP/1.0.
+    http10: bool,
 }
 
 /// Serves one client connection until it closes, times out or errs.
@@ -132,11 +134,12 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
         route: None,
         retries: 0,
         h2_preface: false,
+        http10: false,
     };
     let quiet = conn.run(first).await;
     conn.release_buffers();
     if conn.h2_preface {
-        let tls = conn.client.is_tls();
+        let tls = conn.client.tls_owned();
         let read = conn.cbuf.split().freeze();
         Box::pin(super::http2::serve_h2(
             conn.client,
@@ -221,6 +224,7 @@ impl Conn {
             Err(e) => return Next::Fail(e),
         };
         let started = Instant::now();
+        self.http10 = head.http10;
         self.status = 0;
         self.backend = None;
         self.retries = 0;
@@ -480,6 +484,8 @@ impl Conn {
             route: self.route,
             pool: self.pool.as_deref(),
             backend: self.backend.as_deref(),
+            http: if self.http10 { "1.0" } else { "1.1" },
+            tls: self.client.tls_info(),
             status: self.status,
             retries: self.retries,
             grpc_status: None,

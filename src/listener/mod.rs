@@ -227,6 +227,9 @@ impl Running {
             }
         }
         let changes = crate::runtime::diff::describe(&old.config, &snapshot.config);
+        if old.config.access_log.path != snapshot.config.access_log.path {
+            crate::accesslog::writer::switch(snapshot.config.access_log.path.clone());
+        }
         let new_listeners = snapshot.config.listeners.clone();
         self.live.swap(snapshot);
         // Close what is gone or rebound; keep the rest, with its new connection limit.

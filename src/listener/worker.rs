@@ -73,6 +73,14 @@ pub fn spawn(index: usize, live: Arc<Live>) -> std::io::Result<Worker> {
 
 async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
     let mut accepting: HashMap<Arc<str>, Task<()>> = HashMap::new();
+    // Access log lines wait in this thread's batch at most this long.
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(crate::accesslog::FLUSH_EVERY);
+        loop {
+            tick.tick().await;
+            crate::accesslog::flush();
+        }
+    });
     // A graceful stop wakes this worker's parked connections, which then close.
     let stopping = Arc::clone(&live);
     tokio::spawn(async move {
@@ -238,7 +246,7 @@ async fn serve_http(
             }
         }
     };
-    let tls = stream.is_tls();
+    let tls = stream.tls_owned();
     let live = Arc::clone(held.live());
     if stream.alpn() == Some(b"h2") {
         Box::pin(l7::http2::serve_h2(

@@ -145,6 +145,13 @@ impl Collector for Scrape {
                 .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
         }
         let mut m = e.encode_descriptor(
+            "access_log_dropped_lines",
+            "Access log lines dropped because the writer could not keep up",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&crate::accesslog::writer::dropped(), None)?;
+        let mut m = e.encode_descriptor(
             "connections_open",
             "Client connections open now, on every listener",
             None,

@@ -1,8 +1,8 @@
 //! The log phase, last of every request: the request is counted in the metrics of its
 //! listener, route, pool and backend (see `crate::metrics`), and, when the access log
-//! is on, one line is written with the routing decision (route, pool, backend), the
-//! outcome and the time taken (target `fulcrum::access`). Every engine ends a request
-//! here, and TCP connections and UDP flows are logged here too.
+//! wants it, one line is written with the routing decision (route, pool, algorithm,
+//! backend), the outcome and the time taken (see `crate::accesslog`). Every engine ends
+//! a request here, and TCP connections and UDP flows are logged here too.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -33,11 +33,15 @@ pub struct Request<'a> {
     pub retries: u32,
     /// gRPC calls: the status the backend gave, if known.
     pub grpc_status: Option<&'a str>,
+    /// The HTTP version: `1.0`, `1.1` or `2`.
+    pub http: &'static str,
+    /// Over TLS: its version and the server name the client asked for.
+    pub tls: Option<(&'static str, Option<&'a str>)>,
     /// When the request head was complete.
     pub started: Instant,
 }
 
-/// Counts one HTTP request and, when the access log is on, logs it.
+/// Counts one HTTP request and, when the access log wants it, logs it.
 pub fn request(r: &Request<'_>) {
     let took = r.started.elapsed();
     let f = r.frontend;
@@ -58,19 +62,38 @@ pub fn request(r: &Request<'_>) {
         }
         return;
     }
-    tracing::info!(
-        target: "fulcrum::access",
-        listener = %f.name,
-        client = %r.client,
-        method = %r.method,
-        path = %r.path,
-        route = %r.route.and_then(|i| f.routes.routes().get(i)).map_or("-", |r| &*r.name),
-        pool = %r.pool.map_or("-", |p| &*p.name),
-        backend = %r.backend.map_or("-", |b| &*b.name),
-        status = r.status,
-        retries = r.retries,
-        grpc_status = %r.grpc_status.unwrap_or("-"),
-        ms = %format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+    if !f.log.wants(r.status) {
+        return;
+    }
+    let (tls, sni) = match r.tls {
+        Some((version, sni)) => (Some(version), sni),
+        None => (None, None),
+    };
+    crate::accesslog::log(
+        &f.log,
+        &crate::accesslog::Fields {
+            relay: None,
+            listener: &f.name,
+            client: Some(r.client),
+            method: Some(r.method),
+            path: Some(r.path),
+            http: Some(r.http),
+            tls,
+            sni,
+            route: r
+                .route
+                .and_then(|i| f.routes.routes().get(i))
+                .map(|r| &*r.name),
+            pool: r.pool.map(|p| &*p.name),
+            algorithm: r.pool.map(|p| p.config.algorithm.name()),
+            backend: r.backend.map(|b| &*b.name),
+            status: Some(r.status),
+            retries: Some(r.retries),
+            grpc_status: r.grpc_status,
+            bytes_in: None,
+            bytes_out: None,
+            took,
+        },
     );
 }
 
@@ -94,29 +117,33 @@ fn failed(r: &Request<'_>, took: std::time::Duration) {
     );
 }
 
-/// Logs one TCP connection or UDP flow (`udp`) relayed to `backend`.
-#[allow(clippy::too_many_arguments)]
+/// Logs one TCP connection or UDP flow (`udp`) relayed to `backend` of `pool`, when the
+/// access log is on.
 pub fn relayed(
     udp: bool,
-    listener: &str,
+    frontend: &Frontend,
     client: SocketAddr,
-    pool: &str,
-    backend: &str,
-    bytes_in: u64,
-    bytes_out: u64,
+    pool: &Pool,
+    backend: &Backend,
+    bytes: (u64, u64),
     started: Instant,
 ) {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(
-        target: "fulcrum::access",
-        listener = %listener,
-        client = %client,
-        pool = %pool,
-        backend = %backend,
-        bytes_in,
-        bytes_out,
-        ms = %format_args!("{ms:.3}"),
-        "{}",
-        if udp { "udp" } else { "tcp" }
+    if !frontend.access_log || !frontend.log.wants(200) {
+        return;
+    }
+    crate::accesslog::log(
+        &frontend.log,
+        &crate::accesslog::Fields {
+            relay: Some(if udp { "udp" } else { "tcp" }),
+            listener: &frontend.name,
+            client: Some(client),
+            pool: Some(&pool.name),
+            algorithm: Some(pool.config.algorithm.name()),
+            backend: Some(&backend.name),
+            bytes_in: Some(bytes.0),
+            bytes_out: Some(bytes.1),
+            took: started.elapsed(),
+            ..Default::default()
+        },
     );
 }

@@ -47,10 +47,7 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
         lines.push("~ limits".into());
     }
     if old.access_log != new.access_log {
-        lines.push(format!(
-            "~ access_log: {} -> {}",
-            old.access_log, new.access_log
-        ));
+        lines.push("~ access_log changed".into());
     }
     if old.shutdown_grace != new.shutdown_grace {
         lines.push(format!(

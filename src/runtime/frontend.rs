@@ -36,8 +36,10 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// Limits.
     pub limits: Limits,
-    /// Log every request.
+    /// Log every request (the access log is on).
     pub access_log: bool,
+    /// How the access log writes lines.
+    pub log: Arc<crate::accesslog::Settings>,
     /// Where HTTP requests go.
     pub routes: RouteTable,
     /// TLS passthrough (TCP listeners): server-name patterns and the pool each sends to.
@@ -103,7 +105,8 @@ impl Frontend {
             tls,
             timeouts: config.timeouts,
             limits: config.limits,
-            access_log: config.access_log,
+            access_log: config.access_log.enabled,
+            log: Arc::new(crate::accesslog::Settings::new(&config.access_log)),
             routes,
             sni_routes: l
                 .sni_routes

@@ -19,6 +19,15 @@ pub enum Stream {
     Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// A TLS client connection's version and requested server name, for the access log.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+    /// The server name (SNI) the client asked for.
+    pub sni: Option<std::sync::Arc<str>>,
+}
+
 impl Stream {
     /// The TCP connection underneath.
     pub fn tcp(&self) -> &TcpStream {
@@ -35,6 +44,32 @@ impl Stream {
             Stream::Tcp(_) => None,
             Stream::Server(s) => s.get_ref().1.alpn_protocol(),
             Stream::Client(s) => s.get_ref().1.alpn_protocol(),
+        }
+    }
+
+    /// For a TLS client connection, what the access log says of it, kept for the
+    /// connection's life (the HTTP/2 path no longer has the stream when it logs).
+    pub fn tls_owned(&self) -> Option<TlsInfo> {
+        self.tls_info().map(|(version, sni)| TlsInfo {
+            version,
+            sni: sni.map(Into::into),
+        })
+    }
+
+    /// For a TLS client connection: the TLS version (`1.3`) and the server name the
+    /// client asked for, if any.
+    pub fn tls_info(&self) -> Option<(&'static str, Option<&str>)> {
+        match self {
+            Stream::Server(s) => {
+                let c = s.get_ref().1;
+                let version = match c.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                    _ => "?",
+                };
+                Some((version, c.server_name()))
+            }
+            _ => None,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::pipeline::upstream::{Attempts, Why};
 use crate::pipeline::{self, Decision, Forward};
 use crate::routing::HeaderRules;
 use crate::runtime::{Frontend, Live, Pool};
+use crate::tls::TlsInfo;
 
 /// A response body: the backend's, or Fulcrum's own.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -54,7 +55,7 @@ struct Trace {
 pub(super) async fn forward(
     req: Request<Incoming>,
     peer: SocketAddr,
-    tls: bool,
+    tls: Option<TlsInfo>,
     live: Arc<Live>,
     frontend: Arc<Frontend>,
     conn: Arc<Activity>,
@@ -68,8 +69,13 @@ pub(super) async fn forward(
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         (req.method().clone(), target.to_owned())
     });
+    let version = match req.version() {
+        hyper::Version::HTTP_2 => "2",
+        hyper::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
     let mut trace = Trace::default();
-    let response = match handle(req, peer, tls, &frontend, &mut trace, busy).await {
+    let response = match handle(req, peer, tls.is_some(), &frontend, &mut trace, busy).await {
         Ok(response) => response,
         Err(e) => error_response(e, grpc, trace.pool.as_deref()),
     };
@@ -85,6 +91,8 @@ pub(super) async fn forward(
             route: trace.route,
             pool: trace.pool.as_deref(),
             backend: trace.backend.as_deref(),
+            http: version,
+            tls: tls.as_ref().map(|t| (t.version, t.sni.as_deref())),
             status: response.status().as_u16(),
             retries: trace.retries,
             grpc_status: response

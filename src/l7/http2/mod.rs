@@ -36,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::flood::Guarded;
 use crate::runtime::{Frontend, Live};
+use crate::tls::TlsInfo;
 
 /// The first bytes of every HTTP/2 connection.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -46,7 +47,7 @@ pub async fn serve_h2<S>(
     io: S,
     read: Bytes,
     peer: SocketAddr,
-    tls: bool,
+    tls: Option<TlsInfo>,
     live: Arc<Live>,
     frontend: Arc<Frontend>,
 ) where
@@ -66,7 +67,7 @@ pub async fn serve_h2<S>(
 pub async fn serve_h1<S>(
     io: S,
     peer: SocketAddr,
-    tls: bool,
+    tls: Option<TlsInfo>,
     live: Arc<Live>,
     frontend: Arc<Frontend>,
 ) where
@@ -84,7 +85,7 @@ pub async fn serve_h1<S>(
 /// Who a connection is with, and the config it is served with.
 struct Conn {
     peer: SocketAddr,
-    tls: bool,
+    tls: Option<TlsInfo>,
     live: Arc<Live>,
     frontend: Arc<Frontend>,
 }
@@ -109,7 +110,7 @@ where
             forward::forward(
                 req,
                 peer,
-                tls,
+                tls.clone(),
                 Arc::clone(&live),
                 Arc::clone(&frontend),
                 Arc::clone(&activity),

@@ -180,7 +180,13 @@ pub fn log(settings: &Settings, f: &Fields<'_>) {
             b.second = (now.as_secs(), civil(now.as_secs()));
         }
         b.time.clear();
-        let _ = write!(b.time, "{}.{:03}Z", b.second.1, now.subsec_millis());
+        b.time.push_str(&b.second.1);
+        let ms = now.subsec_millis();
+        b.time.push('.');
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            b.time.push(char::from(b'0' + d as u8));
+        }
+        b.time.push('Z');
         let (out, time) = (&mut b.buf, &b.time);
         match &settings.format {
             Format::Text => text(out, time, f),
@@ -256,64 +262,125 @@ fn json(out: &mut String, time: &str, f: &Fields<'_>) {
     out.push('}');
 }
 
+// Indexes into VARIABLES (the order of `config::LOG_VARIABLES`).
+const TIME: usize = 0;
+const LISTENER: usize = 1;
+const CLIENT: usize = 2;
+const METHOD: usize = 3;
+const PATH: usize = 4;
+const HTTP: usize = 5;
+const TLS: usize = 6;
+const SNI: usize = 7;
+const ROUTE: usize = 8;
+const POOL: usize = 9;
+const BACKEND: usize = 10;
+const STATUS: usize = 11;
+const RETRIES: usize = 12;
+const GRPC_STATUS: usize = 13;
+const ALGORITHM: usize = 14;
+const BYTES_IN: usize = 15;
+const BYTES_OUT: usize = 16;
+
 /// Fields that do not apply to this kind of line (relay vs HTTP) are left out.
+#[inline]
 fn is_absent(i: usize, f: &Fields<'_>) -> bool {
-    match VARIABLES[i] {
-        "method" | "path" | "http" | "route" | "status" | "retries" | "grpc_status" => {
-            f.relay.is_some()
-        }
-        "bytes_in" | "bytes_out" => f.relay.is_none(),
-        "tls" | "sni" => f.tls.is_none(),
+    match i {
+        METHOD | PATH | HTTP | ROUTE | STATUS | RETRIES | GRPC_STATUS => f.relay.is_some(),
+        BYTES_IN | BYTES_OUT => f.relay.is_none(),
+        TLS | SNI => f.tls.is_none(),
         _ => false,
     }
 }
 
 /// Writes variable `i`: text as is (`-` when absent), or as JSON.
 fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_json: bool) {
-    let str_value = |out: &mut String, v: Option<&str>| match (v, as_json) {
+    let text = |out: &mut String, v: Option<&str>| match (v, as_json) {
         (None, false) => out.push('-'),
         (None, true) => out.push_str("null"),
         (Some(v), false) => out.push_str(v),
         (Some(v), true) => json_string(out, v),
     };
-    let num = |out: &mut String, v: Option<u64>| match v {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
+    let number = |out: &mut String, v: Option<u64>| match v {
+        Some(n) => integer(out, n),
         None if as_json => out.push_str("null"),
         None => out.push('-'),
     };
-    match VARIABLES[i] {
-        "time" => str_value(out, Some(time)),
-        "listener" => str_value(out, Some(f.listener)),
-        "client" => match f.client {
+    match i {
+        TIME => text(out, Some(time)),
+        LISTENER => text(out, Some(f.listener)),
+        CLIENT => match f.client {
             // An address needs no escaping.
-            Some(c) if as_json => {
-                let _ = write!(out, "\"{c}\"");
-            }
             Some(c) => {
-                let _ = write!(out, "{c}");
+                if as_json {
+                    out.push('"');
+                }
+                address(out, c);
+                if as_json {
+                    out.push('"');
+                }
             }
-            None => str_value(out, None),
+            None => text(out, None),
         },
-        "method" => str_value(out, f.method),
-        "path" => str_value(out, f.path),
-        "http" => str_value(out, f.http),
-        "tls" => str_value(out, f.tls),
-        "sni" => str_value(out, f.sni),
-        "route" => str_value(out, f.route),
-        "pool" => str_value(out, f.pool),
-        "algorithm" => str_value(out, f.algorithm),
-        "backend" => str_value(out, f.backend),
-        "status" => num(out, f.status.map(u64::from)),
-        "retries" => num(out, f.retries.map(u64::from)),
-        "grpc_status" => str_value(out, f.grpc_status),
-        "bytes_in" => num(out, f.bytes_in),
-        "bytes_out" => num(out, f.bytes_out),
+        METHOD => text(out, f.method),
+        PATH => text(out, f.path),
+        HTTP => text(out, f.http),
+        TLS => text(out, f.tls),
+        SNI => text(out, f.sni),
+        ROUTE => text(out, f.route),
+        POOL => text(out, f.pool),
+        BACKEND => text(out, f.backend),
+        STATUS => number(out, f.status.map(u64::from)),
+        RETRIES => number(out, f.retries.map(u64::from)),
+        GRPC_STATUS => text(out, f.grpc_status),
+        ALGORITHM => text(out, f.algorithm),
+        BYTES_IN => number(out, f.bytes_in),
+        BYTES_OUT => number(out, f.bytes_out),
         _ => {
-            let _ = write!(out, "{:.3}", f.took.as_secs_f64() * 1000.0);
+            // Milliseconds with three decimals, without float formatting.
+            let us = u64::try_from(f.took.as_micros()).unwrap_or(u64::MAX);
+            integer(out, us / 1000);
+            out.push('.');
+            let frac = us % 1000;
+            out.push(char::from(b'0' + (frac / 100) as u8));
+            out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+            out.push(char::from(b'0' + (frac % 10) as u8));
         }
     }
+}
+
+/// Decimal digits of `n`, without the formatting machinery.
+fn integer(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+/// `IP:PORT`, IPv4 written digit by digit, IPv6 as `[..]:port`.
+fn address(out: &mut String, a: std::net::SocketAddr) {
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            for (k, octet) in v4.ip().octets().iter().enumerate() {
+                if k > 0 {
+                    out.push('.');
+                }
+                integer(out, u64::from(*octet));
+            }
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let _ = write!(out, "[{}]", v6.ip());
+        }
+    }
+    out.push(':');
+    integer(out, u64::from(a.port()));
 }
 
 fn json_string(out: &mut String, v: &str) {
@@ -356,6 +423,37 @@ fn civil(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexes_name_their_variables() {
+        let named = [
+            (TIME, "time"),
+            (LISTENER, "listener"),
+            (CLIENT, "client"),
+            (METHOD, "method"),
+            (PATH, "path"),
+            (HTTP, "http"),
+            (TLS, "tls"),
+            (SNI, "sni"),
+            (ROUTE, "route"),
+            (POOL, "pool"),
+            (BACKEND, "backend"),
+            (STATUS, "status"),
+            (RETRIES, "retries"),
+            (GRPC_STATUS, "grpc_status"),
+            (ALGORITHM, "algorithm"),
+            (BYTES_IN, "bytes_in"),
+            (BYTES_OUT, "bytes_out"),
+        ];
+        for (i, name) in named {
+            assert_eq!(VARIABLES[i], name);
+        }
+        assert_eq!(VARIABLES.last(), Some(&"ms"));
+        let mut out = String::new();
+        address(&mut out, "10.0.255.1:8080".parse().unwrap());
+        integer(&mut out, 0);
+        assert_eq!(out, "10.0.255.1:80800");
+    }
 
     #[test]
     fn dates() {

@@ -78,29 +78,25 @@ impl Settings {
 /// Splits a template into text and variables; unknown names stay as text (validation
 /// refuses them before this).
 fn parse_template(t: &str) -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut text = String::new();
-    let mut rest = t;
-    while let Some(i) = rest.find('$') {
-        text.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let len = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(after.len());
-        match VARIABLES.iter().position(|v| *v == &after[..len]) {
-            Some(var) => {
-                if !text.is_empty() {
-                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+    let mut pieces: Vec<Piece> = Vec::new();
+    for (var, name) in crate::config::template_pieces(t) {
+        match var
+            .then(|| VARIABLES.iter().position(|v| *v == name))
+            .flatten()
+        {
+            Some(i) => pieces.push(Piece::Var(i)),
+            None => {
+                let text = if var {
+                    format!("${name}")
+                } else {
+                    name.to_owned()
+                };
+                match pieces.last_mut() {
+                    Some(Piece::Text(t)) => t.push_str(&text),
+                    _ => pieces.push(Piece::Text(text)),
                 }
-                pieces.push(Piece::Var(var));
             }
-            None => text.push_str(&rest[i..i + 1 + len]),
         }
-        rest = &after[len..];
-    }
-    text.push_str(rest);
-    if !text.is_empty() {
-        pieces.push(Piece::Text(text));
     }
     pieces
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::http::Refused;
 use super::{Admin, Change};
 use crate::config::MAX_WEIGHT;
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, PoolConfig};
 
 /// `POST /api/backends/POOL/BACKEND/ACTION`.
 pub(super) async fn backend(
@@ -121,11 +121,7 @@ pub(super) async fn add(admin: &Admin, pool: &str, body: &Value) -> Result<Value
     };
     let backup = body.get("backup").and_then(Value::as_bool).unwrap_or(false);
     let mut config = admin.live.snapshot().config.clone();
-    let p = config
-        .pools
-        .iter_mut()
-        .find(|p| p.name == pool)
-        .ok_or_else(|| Refused::not_found(format!("no pool `{pool}`")))?;
+    let p = pool_config(&mut config, pool)?;
     if p.backends.iter().any(|b| b.name == name) {
         return Err(Refused(
             hyper::StatusCode::CONFLICT,
@@ -146,11 +142,7 @@ pub(super) async fn add(admin: &Admin, pool: &str, body: &Value) -> Result<Value
 /// `DELETE /api/backends/POOL/BACKEND`.
 pub(super) async fn remove(admin: &Admin, pool: &str, backend: &str) -> Result<Value, Refused> {
     let mut config = admin.live.snapshot().config.clone();
-    let p = config
-        .pools
-        .iter_mut()
-        .find(|p| p.name == pool)
-        .ok_or_else(|| Refused::not_found(format!("no pool `{pool}`")))?;
+    let p = pool_config(&mut config, pool)?;
     let before = p.backends.len();
     p.backends.retain(|b| b.name != backend);
     if p.backends.len() == before {
@@ -216,15 +208,22 @@ pub(super) async fn apply(
     }
 }
 
+/// The running config's pool `pool`, to change.
+fn pool_config<'c>(config: &'c mut Config, pool: &str) -> Result<&'c mut PoolConfig, Refused> {
+    config
+        .pools
+        .iter_mut()
+        .find(|p| p.name == pool)
+        .ok_or_else(|| Refused::not_found(format!("no pool `{pool}`")))
+}
+
 fn backend_config<'c>(
     config: &'c mut Config,
     pool: &str,
     backend: &str,
 ) -> Option<&'c mut BackendConfig> {
-    config
-        .pools
-        .iter_mut()
-        .find(|p| p.name == pool)?
+    pool_config(config, pool)
+        .ok()?
         .backends
         .iter_mut()
         .find(|b| b.name == backend)

@@ -179,19 +179,33 @@ pub(super) fn check(
     }
 }
 
-/// The `$names` in `template` that are not variables.
-pub fn unknown_variables(template: &str) -> Vec<String> {
-    let mut unknown = Vec::new();
+/// A template in pieces, in order: literal text (`false`) and `$variable` names
+/// (`true`, without the `$`).
+pub fn template_pieces(template: &str) -> Vec<(bool, &str)> {
+    let mut pieces = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find('$') {
+        if i > 0 {
+            pieces.push((false, &rest[..i]));
+        }
         let after = &rest[i + 1..];
         let len = after
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(after.len());
-        if !LOG_VARIABLES.contains(&&after[..len]) {
-            unknown.push(after[..len].to_owned());
-        }
+        pieces.push((true, &after[..len]));
         rest = &after[len..];
     }
-    unknown
+    if !rest.is_empty() {
+        pieces.push((false, rest));
+    }
+    pieces
+}
+
+/// The `$names` in `template` that are not variables.
+pub fn unknown_variables(template: &str) -> Vec<String> {
+    template_pieces(template)
+        .into_iter()
+        .filter(|(var, name)| *var && !LOG_VARIABLES.contains(name))
+        .map(|(_, name)| name.to_owned())
+        .collect()
 }

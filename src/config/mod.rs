@@ -31,7 +31,7 @@ pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
 
 pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};
-pub use logging::{AccessLogConfig, LOG_VARIABLES, LogFormat, unknown_variables};
+pub use logging::{AccessLogConfig, LOG_VARIABLES, LogFormat, template_pieces, unknown_variables};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]

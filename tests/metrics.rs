@@ -334,3 +334,62 @@ fn a_real_prometheus_scrapes_the_same_numbers() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn tcp_connections_and_bytes_are_counted() {
+    use std::io::{Read, Write};
+    // A backend that answers each connection with its input reversed, then closes.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in backend.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut data = Vec::new();
+            let _ = s.read_to_end(&mut data);
+            data.reverse();
+            let _ = s.write_all(&data);
+        }
+    });
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\n[[listeners]]\nname = \"db\"\nbind = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"db\"\n[pools.db]\nbackends = [{{ name = \"d1\", address = \"{addr}\" }}]\n"
+    ));
+    let admin = f.admin_addr();
+    for size in [10usize, 200, 3000] {
+        let mut s = std::net::TcpStream::connect(f.addr).unwrap();
+        s.write_all(&vec![b'x'; size]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), size);
+    }
+    let want = [
+        (
+            r#"fulcrum_listener_relayed_connections_total{listener="db",protocol="tcp"}"#,
+            3.0,
+        ),
+        (
+            r#"fulcrum_listener_relayed_bytes_total{listener="db",protocol="tcp",direction="in"}"#,
+            3210.0,
+        ),
+        (
+            r#"fulcrum_listener_relayed_bytes_total{listener="db",protocol="tcp",direction="out"}"#,
+            3210.0,
+        ),
+        (
+            r#"fulcrum_backend_relayed_connections_total{pool="db",backend="d1"}"#,
+            3.0,
+        ),
+    ];
+    // A connection is counted when it ends, just after the client has read it all.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(admin);
+        let got: Vec<f64> = want.iter().map(|(s, _)| value(&m, s)).collect();
+        if want.iter().zip(&got).all(|((_, w), g)| w == g) {
+            promtool_accepts(&m);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got:?}\n{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -15,12 +15,43 @@ pub const BOUNDS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// Requests and their durations for one listener, route, pool or backend.
+/// Requests and their durations for one listener, route, pool or backend (and, for
+/// layer 4, the connections or flows relayed and their bytes).
 #[derive(Debug, Default)]
 pub struct Stats {
     requests: [AtomicU64; CLASSES.len()],
     /// How long requests took.
     pub duration: Histogram,
+    /// TCP connections or UDP flows relayed to a backend, and their bytes.
+    pub relayed: Relayed,
+}
+
+/// Layer 4 traffic: connections (or UDP flows) relayed, bytes each way.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    connections: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Relayed {
+    /// Counts one connection or flow that moved `bytes_in` from the client and
+    /// `bytes_out` to it.
+    #[inline]
+    pub fn record(&self, bytes_in: u64, bytes_out: u64) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    /// (connections, bytes from clients, bytes to clients).
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            self.connections.load(Ordering::Relaxed),
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Stats {

@@ -83,6 +83,8 @@ impl Collector for Scrape {
             &labelled,
         )?;
 
+        relayed(&mut e, &snapshot)?;
+
         let now = now_us();
         let gauges: [(&str, &str, BackendGauge); 5] = [
             (
@@ -167,6 +169,64 @@ impl Collector for Scrape {
         m.encode_gauge(&(snapshot.generation as i64))?;
         Ok(())
     }
+}
+
+/// Layer 4 traffic per listener and per backend.
+fn relayed(
+    e: &mut DescriptorEncoder<'_>,
+    snapshot: &crate::runtime::Snapshot,
+) -> Result<(), Error> {
+    use crate::config::Protocol;
+    let l4: Vec<_> = snapshot
+        .frontends
+        .iter()
+        .filter(|f| f.protocol != Protocol::Http)
+        .map(|f| {
+            let proto = if f.protocol == Protocol::Udp {
+                "udp"
+            } else {
+                "tcp"
+            };
+            (vec![("listener", &*f.name), ("protocol", proto)], &*f.stats)
+        })
+        .collect();
+    let backends: Vec<_> = snapshot
+        .pools
+        .iter()
+        .flat_map(|p| p.balancer.backends().map(move |b| (p, b)))
+        .filter(|(_, b)| b.stats.relayed.read().0 > 0)
+        .map(|(p, b)| (vec![("pool", &*p.name), ("backend", &*b.name)], &b.stats))
+        .collect();
+    for (level, series) in [("listener", &l4), ("backend", &backends)] {
+        let name = format!("{level}_relayed_connections");
+        let mut m = e.encode_descriptor(
+            &name,
+            "TCP connections and UDP flows relayed to a backend (counted when they end)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, s) in series.iter() {
+            m.encode_family(&labels.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&s.relayed.read().0, None)?;
+        }
+        let name = format!("{level}_relayed_bytes");
+        let mut m = e.encode_descriptor(
+            &name,
+            "Bytes relayed by TCP connections and UDP flows: `direction` in (from clients) or out (to clients)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, s) in series.iter() {
+            let (_, bytes_in, bytes_out) = s.relayed.read();
+            for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
+                let mut with = labels.clone();
+                with.push(("direction", direction));
+                m.encode_family(&with.as_slice())?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A backend gauge's value.

@@ -117,8 +117,8 @@ fn failed(r: &Request<'_>, took: std::time::Duration) {
     );
 }
 
-/// Logs one TCP connection or UDP flow (`udp`) relayed to `backend` of `pool`, when the
-/// access log is on.
+/// Counts one TCP connection or UDP flow (`udp`) relayed to `backend` of `pool`, and
+/// logs it when the access log is on.
 pub fn relayed(
     udp: bool,
     frontend: &Frontend,
@@ -128,6 +128,9 @@ pub fn relayed(
     bytes: (u64, u64),
     started: Instant,
 ) {
+    for stats in [&frontend.stats, &pool.stats, &backend.stats] {
+        stats.relayed.record(bytes.0, bytes.1);
+    }
     if !frontend.access_log || !frontend.log.wants(200) {
         return;
     }

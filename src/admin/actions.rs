@@ -33,11 +33,28 @@ pub(super) async fn backend(
         .backends()
         .find(|b| &*b.name == backend)
         .ok_or_else(|| Refused::not_found(format!("no backend `{backend}` in pool `{pool}`")))?;
-    let (was, change) = match action {
-        "drain" => (b.is_draining(), Some(true)),
-        "undrain" => (b.is_draining(), Some(false)),
-        "disable" => (!b.is_enabled(), Some(true)),
-        "enable" => (!b.is_enabled(), Some(false)),
+    // Whether the backend was already so, whether the action turns its flag on, what
+    // the change reads as, and its kind among the state changes.
+    let (was, on, done, kind) = match action {
+        "drain" => (
+            b.is_draining(),
+            true,
+            "draining: no new requests",
+            "draining",
+        ),
+        "undrain" => (
+            !b.is_draining(),
+            false,
+            "undrained: back in rotation",
+            "undrained",
+        ),
+        "disable" => (
+            !b.is_enabled(),
+            true,
+            "disabled: out of service",
+            "disabled",
+        ),
+        "enable" => (b.is_enabled(), false, "enabled: back in service", "enabled"),
         "weight" => {
             let weight = body
                 .get("weight")
@@ -65,32 +82,17 @@ pub(super) async fn backend(
             )));
         }
     };
-    let on = change.unwrap_or_default();
     match action {
         "drain" | "undrain" => b.set_draining(on),
         _ => b.set_available(!on),
     }
-    let done = match action {
-        "drain" => "draining: no new requests",
-        "undrain" => "undrained: back in rotation",
-        "disable" => "disabled: out of service",
-        _ => "enabled: back in service",
-    };
-    let changed = if was == on {
+    tracing::info!(target: "fulcrum::admin", pool, backend, action, in_flight = b.in_flight(), "admin: {action} {pool}/{backend}");
+    let changed = if was {
         Vec::new()
     } else {
+        crate::metrics::events::record(pool, backend, kind, "admin");
         vec![format!("~ backend {pool}/{backend} {done}")]
     };
-    tracing::info!(target: "fulcrum::admin", pool, backend, action, in_flight = b.in_flight(), "admin: {action} {pool}/{backend}");
-    if was != on {
-        let kind = match action {
-            "drain" => "draining",
-            "undrain" => "undrained",
-            "disable" => "disabled",
-            _ => "enabled",
-        };
-        crate::metrics::events::record(pool, backend, kind, "admin");
-    }
     Ok(
         json!({ "ok": true, "changed": changed, "status": super::state::status(b), "in_flight": b.in_flight() }),
     )

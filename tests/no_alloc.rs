@@ -163,13 +163,19 @@ fn routing_a_request_allocates_nothing() {
 #[test]
 fn counting_a_request_in_the_metrics_allocates_nothing() {
     // The log phase with the access log off: the request is counted for its listener,
-    // route, pool and backend (relaxed atomic adds), nothing else.
+    // route, pool and backend (relaxed atomic adds: status class, duration, bytes, in
+    // flight), nothing else.
     let text = "access_log = false\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:9001\" }]\n";
     let config = fulcrum::config::Config::parse(std::path::Path::new("t.toml"), text).unwrap();
     let snapshot = fulcrum::runtime::Snapshot::build(config, None).unwrap();
     let frontend = &snapshot.frontends[0];
     let pool = &snapshot.pools[0];
     let backend = pool.balancer.backends().next().unwrap();
+    let trail = fulcrum::pipeline::upstream::Trail {
+        connect: Some(std::time::Duration::from_micros(80)),
+        first_byte: Some(std::time::Duration::from_micros(300)),
+        ..Default::default()
+    };
     let request = fulcrum::pipeline::log::Request {
         frontend,
         client: "127.0.0.1:5000".parse().unwrap(),
@@ -183,16 +189,26 @@ fn counting_a_request_in_the_metrics_allocates_nothing() {
         grpc_status: None,
         http: "1.1",
         tls: None,
+        bytes: (120, 4000),
+        trail: &trail,
         started: std::time::Instant::now(),
     };
     COUNTED.with(|c| c.set(true));
+    frontend.begin(Some(0));
     fulcrum::pipeline::log::request(&request);
     let before = allocations();
     for _ in 0..5_000 {
+        frontend.begin(Some(0));
+        pool.stats
+            .upstream
+            .first_byte
+            .record(std::time::Duration::from_micros(300));
         fulcrum::pipeline::log::request(&request);
     }
     let after = allocations();
     assert_eq!(after - before, 0, "counting allocated");
     assert_eq!(backend.stats.requests(2), 5_001);
     assert_eq!(frontend.route_stats[0].requests(2), 5_001);
+    assert_eq!(frontend.stats.bytes(), (120 * 5_001, 4000 * 5_001));
+    assert_eq!(frontend.route_stats[0].in_flight(), 0);
 }

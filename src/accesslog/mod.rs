@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLogConfig, LogFormat};
+use crate::pipeline::upstream::Trail;
 
 /// A batch is handed to the writer when it is this large...
 const BATCH: usize = 32 * 1024;
@@ -134,10 +135,12 @@ pub struct Fields<'a> {
     pub retries: Option<u32>,
     /// gRPC status from the backend.
     pub grpc_status: Option<&'a str>,
-    /// Bytes from the client (relays).
+    /// Bytes from the client.
     pub bytes_in: Option<u64>,
-    /// Bytes to the client (relays).
+    /// Bytes to the client.
     pub bytes_out: Option<u64>,
+    /// Queue, connect and first-byte times, and why retries were made.
+    pub trail: Option<&'a Trail>,
     /// Duration.
     pub took: Duration,
 }
@@ -276,14 +279,22 @@ const GRPC_STATUS: usize = 13;
 const ALGORITHM: usize = 14;
 const BYTES_IN: usize = 15;
 const BYTES_OUT: usize = 16;
+const QUEUE_MS: usize = 17;
+const CONNECT_MS: usize = 18;
+const TTFB_MS: usize = 19;
+const RETRIED: usize = 20;
 
-/// Fields that do not apply to this kind of line (relay vs HTTP) are left out.
+/// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
+/// (it did not queue, a kept connection was used, nothing was retried), are left out.
 #[inline]
 fn is_absent(i: usize, f: &Fields<'_>) -> bool {
     match i {
         METHOD | PATH | HTTP | ROUTE | STATUS | RETRIES | GRPC_STATUS => f.relay.is_some(),
-        BYTES_IN | BYTES_OUT => f.relay.is_none(),
         TLS | SNI => f.tls.is_none(),
+        QUEUE_MS => f.trail.is_none_or(|t| t.queued.is_none()),
+        CONNECT_MS => f.trail.is_none_or(|t| t.connect.is_none()),
+        TTFB_MS => f.trail.is_none_or(|t| t.first_byte.is_none()),
+        RETRIED => f.trail.is_none_or(|t| t.retried[0].is_none()),
         _ => false,
     }
 }
@@ -331,16 +342,52 @@ fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_json: bool) 
         ALGORITHM => text(out, f.algorithm),
         BYTES_IN => number(out, f.bytes_in),
         BYTES_OUT => number(out, f.bytes_out),
-        _ => {
-            // Milliseconds with three decimals, without float formatting.
-            let us = u64::try_from(f.took.as_micros()).unwrap_or(u64::MAX);
-            integer(out, us / 1000);
-            out.push('.');
-            let frac = us % 1000;
-            out.push(char::from(b'0' + (frac / 100) as u8));
-            out.push(char::from(b'0' + (frac / 10 % 10) as u8));
-            out.push(char::from(b'0' + (frac % 10) as u8));
+        QUEUE_MS | CONNECT_MS | TTFB_MS => {
+            let took = f.trail.and_then(|t| match i {
+                QUEUE_MS => t.queued,
+                CONNECT_MS => t.connect,
+                _ => t.first_byte,
+            });
+            match took {
+                Some(took) => millis(out, took),
+                None => number(out, None),
+            }
         }
+        RETRIED => match f.trail.filter(|t| t.retried[0].is_some()) {
+            Some(t) => retried(out, t, as_json),
+            None => text(out, None),
+        },
+        _ => millis(out, f.took),
+    }
+}
+
+/// Milliseconds with three decimals, without float formatting.
+fn millis(out: &mut String, took: Duration) {
+    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    integer(out, us / 1000);
+    out.push('.');
+    let frac = us % 1000;
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
+}
+
+/// Each retry as `backend: why`, separated by `; `, quoted (text and JSON alike: the
+/// reasons have spaces).
+fn retried(out: &mut String, t: &Trail, as_json: bool) {
+    let mut all = String::new();
+    for (backend, why) in t.retried.iter().flatten() {
+        if !all.is_empty() {
+            all.push_str("; ");
+        }
+        let _ = write!(all, "{}: {why}", backend.name);
+    }
+    if as_json {
+        json_string(out, &all);
+    } else {
+        out.push('"');
+        out.push_str(&all.replace('"', "'"));
+        out.push('"');
     }
 }
 
@@ -440,6 +487,10 @@ mod tests {
             (ALGORITHM, "algorithm"),
             (BYTES_IN, "bytes_in"),
             (BYTES_OUT, "bytes_out"),
+            (QUEUE_MS, "queue_ms"),
+            (CONNECT_MS, "connect_ms"),
+            (TTFB_MS, "ttfb_ms"),
+            (RETRIED, "retried"),
         ];
         for (i, name) in named {
             assert_eq!(VARIABLES[i], name);

@@ -27,6 +27,10 @@ pub const LOG_VARIABLES: &[&str] = &[
     "algorithm",
     "bytes_in",
     "bytes_out",
+    "queue_ms",
+    "connect_ms",
+    "ttfb_ms",
+    "retried",
     "ms",
 ];
 

@@ -45,6 +45,7 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Fronte
     };
     let mut attempts = Attempts::new(pool, hash_ip(peer.ip()), None);
     let Some((mut upstream, mut admitted)) = connect(&frontend, &mut attempts).await else {
+        crate::pipeline::log::unrelayed(&frontend, pool);
         return;
     };
     if let Some(version) = pool.send_proxy {
@@ -70,6 +71,7 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Fronte
         pool,
         &admitted.backend,
         outcome.unwrap_or((0, 0)),
+        Some(&attempts.trail),
         started,
     );
 }
@@ -90,8 +92,12 @@ async fn connect(
     };
     let timeout = frontend.timeouts.connect;
     loop {
+        let started = Instant::now();
         match crate::connect::connect_tcp(admitted.backend.addr, timeout).await {
-            Ok(up) => return Some((up, admitted)),
+            Ok(up) => {
+                attempts.connected(&admitted, started.elapsed());
+                return Some((up, admitted));
+            }
             Err(e) => {
                 let error = error::cannot_connect(&admitted.backend, &e);
                 attempts.failed(&mut admitted, timeout, timeout);

@@ -93,6 +93,7 @@ async fn open_flow(
         Ok(a) => a,
         Err(e) => {
             tracing::debug!(listener = %frontend.name, client = %client, reason = e.reason, "udp flow refused");
+            crate::pipeline::log::unrelayed(frontend, &pool);
             return None;
         }
     };
@@ -107,6 +108,7 @@ async fn open_flow(
     };
     if upstream.connect(addr).await.is_err() {
         attempts.report(&mut admitted, false);
+        crate::pipeline::log::unrelayed(frontend, &pool);
         return None;
     }
     let upstream = Arc::new(upstream);
@@ -184,6 +186,7 @@ impl FlowTask {
             &self.pool,
             &self.admitted.backend,
             (self.state.bytes_in.load(Ordering::Relaxed), bytes_out),
+            None,
             started,
         );
     }

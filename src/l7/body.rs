@@ -35,6 +35,7 @@ impl Conn {
                     .feed(&self.cbuf, &mut self.out)
                     .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
+                self.bytes_in += used as u64;
                 write_timed(to, &self.out, idle)
                     .await
                     .map_err(backend_broke)?;
@@ -45,6 +46,7 @@ impl Conn {
                     .await
                     .map_err(backend_broke)?;
                 self.cbuf.advance(take);
+                self.bytes_in += take as u64;
                 remaining -= take as u64;
                 remaining == 0
             };
@@ -85,6 +87,7 @@ impl Conn {
                 } else {
                     let take = (self.ubuf.len() as u64).min(remaining) as usize;
                     if pending.is_empty() {
+                        self.bytes_out += take as u64;
                         write_timed(&mut self.client, &self.ubuf[..take], idle).await?;
                     } else {
                         pending.extend_from_slice(&self.ubuf[..take]);
@@ -145,6 +148,9 @@ impl Conn {
         let idle = self.frontend.timeouts.idle;
         match crate::relay::relay(&mut self.client, &mut up.stream, idle).await {
             Ok((sent, received)) => {
+                // To the backend, and back to the client.
+                self.bytes_in += sent;
+                self.bytes_out += received;
                 tracing::debug!(client = %self.peer, sent, received, "upgraded connection closed")
             }
             Err(e) => tracing::debug!(client = %self.peer, error = %e, "upgraded connection ended"),

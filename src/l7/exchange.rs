@@ -25,9 +25,10 @@ use super::request::{BodyFraming, RequestHead};
 use super::response::{self, ClientSide, ResponseError, ResponseFraming, ResponseHead};
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
+use crate::balance::backend::InFlight;
 use crate::pipeline::Forward;
 use crate::pipeline::error::{Error, Retry};
-use crate::pipeline::upstream::{Attempts, Why};
+use crate::pipeline::upstream::{Admitted, Attempts, Why};
 use crate::runtime::Pool;
 
 /// The part of the request body that had not arrived with the head: the bytes still
@@ -58,6 +59,7 @@ impl Conn {
                 let take = (self.cbuf.len() as u64).min(n) as usize;
                 self.out.extend_from_slice(&self.cbuf[..take]);
                 self.cbuf.advance(take);
+                self.bytes_in += take as u64;
                 remaining = n - take as u64;
             }
             BodyFraming::Chunked => {
@@ -66,6 +68,7 @@ impl Conn {
                     .feed(&self.cbuf, &mut self.out)
                     .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
+                self.bytes_in += used as u64;
                 decoder = Some(d);
             }
         }
@@ -87,14 +90,59 @@ impl Conn {
             set_cookie: set_cookie.as_deref(),
         };
         let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend));
+        let tried = self
+            .tries(
+                &mut attempts,
+                &head,
+                client,
+                &mut rest,
+                timeouts,
+                repeatable,
+            )
+            .await;
+        self.retries = attempts.retries;
+        self.trail = std::mem::take(&mut attempts.trail);
+        let (mut up, resp, keep_client, _in_flight) = tried?;
+
+        self.status = resp.status;
+        if resp.status == 101 {
+            return self.tunnel(up, resp.head_len).await;
+        }
+        self.ubuf.advance(resp.head_len);
+        std::mem::swap(&mut self.out, &mut self.rhead);
+        let finished = self
+            .stream_response_body(&mut up.stream, resp.framing, head.http10)
+            .await?;
+        if resp.reusable
+            && finished
+            && self.ubuf.is_empty()
+            && let Some(backend) = &self.backend
+        {
+            upstream::put_idle(pool.conn_key(backend), up.stream);
+        }
+        Ok(keep_client && finished)
+    }
+
+    /// The tries of one request: the first backend, then others while a failed try may
+    /// be repeated. Gives the kept response (and the backend's in-flight count, held
+    /// until its body has been relayed).
+    async fn tries(
+        &mut self,
+        attempts: &mut Attempts<'_>,
+        head: &RequestHead,
+        client: ClientSide<'_>,
+        rest: &mut RestOfBody,
+        timeouts: (Duration, Duration),
+        repeatable: bool,
+    ) -> Result<(Upstream, ResponseHead, bool, Option<InFlight>), Error> {
+        let pool = attempts.pool();
         let mut admitted = attempts.first().await?;
-        let (mut up, resp, keep_client, _in_flight) = loop {
+        loop {
             self.backend = Some(Arc::clone(&admitted.backend));
             let started = Instant::now();
             let result = self
-                .attempt(pool, &admitted.backend, &head, client, &mut rest, timeouts)
+                .attempt(attempts, &admitted, head, client, rest, timeouts)
                 .await;
-            self.retries = attempts.retries;
             match result {
                 Ok((up, resp, keep_client)) => {
                     // Passive health: every try's outcome feeds the backend's circuit.
@@ -111,7 +159,7 @@ impl Conn {
                         })
                         .flatten();
                     match retried {
-                        None => break (up, resp, keep_client, admitted.take_in_flight()),
+                        None => return Ok((up, resp, keep_client, admitted.take_in_flight())),
                         Some(next) => {
                             self.discard(pool, &admitted.backend, up, &resp);
                             admitted = next;
@@ -129,22 +177,7 @@ impl Conn {
                     }
                 }
             }
-            self.retries = attempts.retries;
-        };
-
-        self.status = resp.status;
-        if resp.status == 101 {
-            return self.tunnel(up, resp.head_len).await;
         }
-        self.ubuf.advance(resp.head_len);
-        std::mem::swap(&mut self.out, &mut self.rhead);
-        let finished = self
-            .stream_response_body(&mut up.stream, resp.framing, head.http10)
-            .await?;
-        if resp.reusable && finished && self.ubuf.is_empty() {
-            upstream::put_idle(pool.conn_key(&admitted.backend), up.stream);
-        }
-        Ok(keep_client && finished)
     }
 
     /// Drops a response that is retried: the connection is kept for reuse only if the
@@ -167,15 +200,17 @@ impl Conn {
     /// are relayed to the client on the way. `timeouts`: connect and request.
     async fn attempt(
         &mut self,
-        pool: &Pool,
-        backend: &Backend,
+        attempts: &mut Attempts<'_>,
+        admitted: &Admitted,
         head: &RequestHead,
         client: ClientSide<'_>,
         rest: &mut RestOfBody,
         timeouts: (Duration, Duration),
     ) -> Result<Answered, Error> {
         let whole_request_in_out = rest.is_none();
-        let mut up = self.send_head(pool, backend, false, timeouts.0).await?;
+        let mut up = self
+            .send_head(attempts, admitted, false, timeouts.0)
+            .await?;
         if let Some((remaining, decoder)) = rest.take() {
             if head.expect_continue && self.cbuf.is_empty() {
                 self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -211,7 +246,7 @@ impl Conn {
                         continue;
                     }
                     Ok((resp, keep_client)) => {
-                        backend.record_latency(sent.elapsed());
+                        attempts.answered(admitted, sent.elapsed());
                         return Ok((up, resp, keep_client));
                     }
                     Err(ResponseError::Partial) if self.ubuf.len() > 64 * 1024 => {
@@ -244,7 +279,7 @@ impl Conn {
                         // A stale keep-alive connection closed before answering: send the
                         // request again on a new connection to the same backend (the
                         // request timeout is not restarted).
-                        up = self.send_head(pool, backend, true, timeouts.0).await?;
+                        up = self.send_head(attempts, admitted, true, timeouts.0).await?;
                         continue;
                     }
                     // Nothing came back: another backend may be tried.
@@ -259,11 +294,12 @@ impl Conn {
     /// reused connection is retried once on a new one.
     async fn send_head(
         &mut self,
-        pool: &Pool,
-        backend: &Backend,
+        attempts: &mut Attempts<'_>,
+        admitted: &Admitted,
         fresh: bool,
         connect_timeout: Duration,
     ) -> Result<Upstream, Error> {
+        let (pool, backend) = (attempts.pool(), &*admitted.backend);
         let idle = if fresh {
             None
         } else {
@@ -273,7 +309,7 @@ impl Conn {
             Some(up) => up,
             // Connecting is the rare path: boxed, so that its state (a TLS handshake)
             // does not make every connection's task larger.
-            None => Box::pin(connect(pool, backend, connect_timeout)).await?,
+            None => Box::pin(connect(attempts, admitted, connect_timeout)).await?,
         };
         if up.stream.write_all(&self.out).await.is_ok() {
             return Ok(up);
@@ -282,7 +318,7 @@ impl Conn {
         if !up.reused {
             return Err(reset);
         }
-        up = Box::pin(connect(pool, backend, connect_timeout)).await?;
+        up = Box::pin(connect(attempts, admitted, connect_timeout)).await?;
         match up.stream.write_all(&self.out).await {
             Ok(()) => Ok(up),
             Err(_) => Err(reset),

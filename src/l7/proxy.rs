@@ -24,6 +24,7 @@ use super::upstream::Upstream;
 use crate::balance::Backend;
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
+use crate::pipeline::upstream::{Admitted, Attempts, Trail};
 use crate::pipeline::{self, Decision};
 use crate::runtime::{Connection, Frontend, Pool};
 use crate::tls::Stream;
@@ -65,6 +66,11 @@ pub(super) struct Conn {
     route: Option<usize>,
     /// Retries made for the current request.
     pub(super) retries: u32,
+    /// Its timings and retry reasons, for the log.
+    pub(super) trail: Trail,
+    /// Its bytes from the client and to it.
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
     /// The client sent the HTTP/2 preface: serve it as HTTP/2.
     h2_preface: bool,
     /// The current request is HTTP/1.0.
@@ -133,6 +139,9 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
         backend: None,
         route: None,
         retries: 0,
+        trail: Trail::default(),
+        bytes_in: 0,
+        bytes_out: 0,
         h2_preface: false,
         http10: false,
     };
@@ -221,13 +230,20 @@ impl Conn {
             Ok(Read::Request(head, decision)) => (head, decision),
             Ok(Read::Quiet) => return Next::Quiet,
             Ok(Read::Closed) => return Next::Done,
-            Err(e) => return Next::Fail(e),
+            Err(e) => {
+                self.refused(&e);
+                return Next::Fail(e);
+            }
         };
+        self.frontend.begin(decision.route());
         let started = Instant::now();
         self.http10 = head.http10;
         self.status = 0;
         self.backend = None;
         self.retries = 0;
+        self.trail.clear();
+        self.bytes_in = head.head_len as u64;
+        self.bytes_out = 0;
         let result = match decision {
             Decision::Forward(fwd) => {
                 self.route = fwd.route;
@@ -436,7 +452,9 @@ impl Conn {
         Ok(keep)
     }
 
+    /// Writes `bytes` to the client (counted as the request's bytes out).
     pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.bytes_out += bytes.len() as u64;
         write_timed(&mut self.client, bytes, self.frontend.timeouts.idle).await
     }
 
@@ -475,6 +493,27 @@ impl Conn {
         }
     }
 
+    /// Counts and logs a request refused before it was routed (a bad or too large head,
+    /// a head that did not arrive in time).
+    #[cold]
+    fn refused(&mut self, e: &Error) {
+        if e.is_silent() {
+            return;
+        }
+        self.frontend.begin(None);
+        self.status = e.status;
+        self.method.clear();
+        self.target.clear();
+        self.route = None;
+        self.pool = None;
+        self.backend = None;
+        self.retries = 0;
+        self.trail.clear();
+        self.bytes_in = self.cbuf.len() as u64;
+        self.bytes_out = 0;
+        self.log(Instant::now());
+    }
+
     fn log(&self, started: Instant) {
         pipeline::log::request(&pipeline::log::Request {
             frontend: &self.frontend,
@@ -489,6 +528,8 @@ impl Conn {
             status: self.status,
             retries: self.retries,
             grpc_status: None,
+            bytes: (self.bytes_in, self.bytes_out),
+            trail: &self.trail,
             started,
         });
     }
@@ -543,20 +584,23 @@ pub(super) fn backend_broke(_: Error) -> Error {
     Error::bad_gateway("the backend closed the connection during the request body")
 }
 
-/// Opens a new connection to `backend` of `pool`; the error is what the client gets if
-/// the request is not retried elsewhere.
+/// Opens a new connection to the backend `admitted` for a try (counted in the
+/// metrics); the error is what the client gets if the request is not retried elsewhere.
 pub(super) async fn connect(
-    pool: &Pool,
-    backend: &Backend,
+    attempts: &mut Attempts<'_>,
+    admitted: &Admitted,
     limit: Duration,
 ) -> Result<Upstream, Error> {
-    crate::connect::connect(backend.addr, limit, pool.tls.as_ref())
+    let backend = &admitted.backend;
+    let started = Instant::now();
+    let stream = crate::connect::connect(backend.addr, limit, attempts.pool().tls.as_ref())
         .await
-        .map(|stream| Upstream {
-            stream,
-            reused: false,
-        })
-        .map_err(|e| error::cannot_connect(backend, &e))
+        .map_err(|e| error::cannot_connect(backend, &e))?;
+    attempts.connected(admitted, started.elapsed());
+    Ok(Upstream {
+        stream,
+        reused: false,
+    })
 }
 
 pub(super) async fn write_timed<S: AsyncWrite + Unpin>(

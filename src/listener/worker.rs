@@ -14,6 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::metrics::counters::inc;
 use tokio::task::JoinHandle as Task;
 use tokio_rustls::TlsAcceptor;
 
@@ -162,7 +164,7 @@ async fn accept_loop(
                 if let Some(newer) = live.refresh(&frontend) {
                     frontend = newer;
                 }
-                let held = live.connection(Some(permit));
+                let held = live.connection(Some(permit), &frontend.stats);
                 let frontend = Arc::clone(&frontend);
                 if frontend.protocol == Protocol::Http
                     && !frontend.accept_proxy
@@ -233,13 +235,21 @@ async fn serve_http(
             let limit = frontend.timeouts.request_header;
             // Boxed, like the HTTP/2 paths below: their state would otherwise make the
             // task of every plain HTTP/1.1 connection as large as theirs.
+            let counts = &frontend.stats.connections;
             match Box::pin(tokio::time::timeout(limit, acceptor.accept(tcp))).await {
-                Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+                Ok(Ok(tls)) => {
+                    let v13 = tls.get_ref().1.protocol_version()
+                        == Some(rustls::ProtocolVersion::TLSv1_3);
+                    inc(&counts.tls[usize::from(v13)]);
+                    Stream::Server(Box::new(tls))
+                }
                 Ok(Err(e)) => {
+                    inc(&counts.tls_failed[0]);
                     tracing::debug!(listener = %frontend.name, client = %peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    inc(&counts.tls_failed[1]);
                     tracing::debug!(listener = %frontend.name, client = %peer, "TLS handshake timed out");
                     return;
                 }

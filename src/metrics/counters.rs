@@ -16,14 +16,74 @@ pub const BOUNDS: [f64; 13] = [
 ];
 
 /// Requests and their durations for one listener, route, pool or backend (and, for
-/// layer 4, the connections or flows relayed and their bytes).
+/// layer 4, the connections or flows relayed and their bytes). Each level fills the
+/// parts that apply to it: `upstream` and `queue` are kept by pools and backends,
+/// `connections` by listeners.
 #[derive(Debug, Default)]
 pub struct Stats {
     requests: [AtomicU64; CLASSES.len()],
+    /// Requests routed (listeners and routes): in flight = begun - ended.
+    begun: AtomicU64,
+    /// HTTP bytes from clients and to them.
+    bytes: [AtomicU64; 2],
     /// How long requests took.
     pub duration: Histogram,
     /// TCP connections or UDP flows relayed to a backend, and their bytes.
     pub relayed: Relayed,
+    /// Connecting to backends, their first byte, retries.
+    pub upstream: Upstream,
+    /// The overload queue.
+    pub queue: Queued,
+    /// Client connections, TLS handshakes, HTTP/2 streams.
+    pub connections: Connections,
+}
+
+/// The backend side of requests (pools and backends).
+#[derive(Debug, Default)]
+pub struct Upstream {
+    /// New connections to backends: how long each took to open (TLS included).
+    pub connect: Histogram,
+    /// From the request sent in full to the response head received.
+    pub first_byte: Histogram,
+    /// Pools: retries made; backends: tries on it that were retried elsewhere.
+    pub retries: AtomicU64,
+    /// Retries the pool's retry budget refused.
+    pub budget_refusals: AtomicU64,
+}
+
+/// The overload queue of a pool.
+#[derive(Debug, Default)]
+pub struct Queued {
+    /// How long requests that had to wait waited (their count is the histogram's).
+    pub wait: Histogram,
+    /// Requests refused because the queue was full.
+    pub full: AtomicU64,
+    /// Requests that waited `queue_timeout` in vain.
+    pub timed_out: AtomicU64,
+}
+
+/// A listener's client connections.
+#[derive(Debug, Default)]
+pub struct Connections {
+    /// Open now.
+    pub open: AtomicU64,
+    /// TLS handshakes completed, by version: TLS 1.2, TLS 1.3.
+    pub tls: [AtomicU64; 2],
+    /// TLS handshakes that failed, then those that timed out.
+    pub tls_failed: [AtomicU64; 2],
+    /// HTTP/2 streams (requests) received.
+    pub h2_streams: AtomicU64,
+}
+
+/// Adds one to a counter.
+#[inline]
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// Layer 4 traffic: connections (or UDP flows) relayed, bytes each way.
@@ -32,6 +92,8 @@ pub struct Relayed {
     connections: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Connections or flows that reached no backend (none up, none could be connected).
+    pub failed: AtomicU64,
 }
 
 impl Relayed {
@@ -64,6 +126,35 @@ impl Stats {
         };
         self.requests[class].fetch_add(1, Ordering::Relaxed);
         self.duration.record(took);
+    }
+
+    /// Counts the HTTP bytes of one request: `bytes_in` from the client, `bytes_out`
+    /// to it.
+    #[inline]
+    pub fn record_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        self.bytes[0].fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes[1].fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    /// A request was routed here and is in flight until [`Stats::record`]ed.
+    #[inline]
+    pub fn begin(&self) {
+        self.begun.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests begun and not yet ended (0 where requests are not begun).
+    pub fn in_flight(&self) -> u64 {
+        let begun = self.begun.load(Ordering::Relaxed);
+        let ended: u64 = (0..CLASSES.len()).map(|i| self.requests(i)).sum();
+        begun.saturating_sub(ended)
+    }
+
+    /// HTTP bytes (from clients, to clients).
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.bytes[0].load(Ordering::Relaxed),
+            self.bytes[1].load(Ordering::Relaxed),
+        )
     }
 
     /// Requests counted in status class `class` (an index of [`CLASSES`]).

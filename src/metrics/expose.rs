@@ -15,6 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::counters::get;
 use super::{CLASSES, Stats};
 use crate::balance::Backend;
 use crate::balance::backend::now_us;
@@ -84,6 +85,10 @@ impl Collector for Scrape {
         )?;
 
         relayed(&mut e, &snapshot)?;
+        in_flight(&mut e, &listeners, &routes, &pools, &snapshot)?;
+        upstream(&mut e, &pools, &labelled)?;
+        queue(&mut e, &snapshot)?;
+        super::connections::encode(&mut e, &snapshot)?;
 
         let now = now_us();
         let gauges: [(&str, &str, BackendGauge); 5] = [
@@ -229,11 +234,192 @@ fn relayed(
     Ok(())
 }
 
+/// Requests in flight per listener, route and pool.
+fn in_flight(
+    e: &mut DescriptorEncoder<'_>,
+    listeners: &[(Labels<'_>, &Stats)],
+    routes: &[(Labels<'_>, &Stats)],
+    pools: &[(Labels<'_>, &Stats)],
+    snapshot: &crate::runtime::Snapshot,
+) -> Result<(), Error> {
+    for (level, series) in [("listener", listeners), ("route", routes)] {
+        let values: Vec<_> = series
+            .iter()
+            .map(|(l, s)| (l.clone(), s.in_flight()))
+            .collect();
+        gauge(
+            e,
+            &format!("{level}_requests_in_flight"),
+            "Requests received and not yet answered in full",
+            &values,
+        )?;
+    }
+    let values: Vec<_> = pools
+        .iter()
+        .zip(snapshot.pools.iter())
+        .map(|((l, _), p)| {
+            let n: u64 = p
+                .balancer
+                .backends()
+                .map(|b| u64::from(b.in_flight()))
+                .sum();
+            (l.clone(), n)
+        })
+        .collect();
+    gauge(
+        e,
+        "pool_requests_in_flight",
+        "Requests in progress on the pool's backends (queued ones not included)",
+        &values,
+    )
+}
+
+/// Connect and first-byte times, retries, per pool and backend.
+fn upstream(
+    e: &mut DescriptorEncoder<'_>,
+    pools: &[(Labels<'_>, &Stats)],
+    backends: &[(Labels<'_>, &Stats)],
+) -> Result<(), Error> {
+    for (level, series) in [("pool", pools), ("backend", backends)] {
+        let name = format!("{level}_connect_duration_seconds");
+        histogram(
+            e,
+            &name,
+            "Time to open a new connection to a backend (TLS handshake included)",
+            series,
+            |s| &s.upstream.connect,
+        )?;
+        let name = format!("{level}_first_byte_duration_seconds");
+        histogram(
+            e,
+            &name,
+            "Time from the request sent in full to the backend's response head",
+            series,
+            |s| &s.upstream.first_byte,
+        )?;
+    }
+    counter(
+        e,
+        "pool_retries",
+        "Retries made: requests sent again to another backend",
+        &values(pools, |s| get(&s.upstream.retries)),
+    )?;
+    counter(
+        e,
+        "pool_retry_budget_refusals",
+        "Retries refused because the pool's retry budget was spent",
+        &values(pools, |s| get(&s.upstream.budget_refusals)),
+    )?;
+    counter(
+        e,
+        "backend_retries",
+        "Tries on the backend that failed (or got a retried status) and were retried on another",
+        &values(backends, |s| get(&s.upstream.retries)),
+    )
+}
+
+/// Each series' value of `f`.
+fn values<'a>(series: &[(Labels<'a>, &Stats)], f: fn(&Stats) -> u64) -> Vec<(Labels<'a>, u64)> {
+    series.iter().map(|(l, s)| (l.clone(), f(s))).collect()
+}
+
+/// The overload queue of each pool.
+fn queue(e: &mut DescriptorEncoder<'_>, snapshot: &crate::runtime::Snapshot) -> Result<(), Error> {
+    let pools: Vec<_> = snapshot
+        .pools
+        .iter()
+        .map(|p| (vec![("pool", &*p.name)], &*p.stats))
+        .collect();
+    let depth: Vec<_> = snapshot
+        .pools
+        .iter()
+        .map(|p| (vec![("pool", &*p.name)], u64::from(p.queue.waiting())))
+        .collect();
+    gauge(
+        e,
+        "pool_queue_depth",
+        "Requests waiting now for a backend with room (every usable one at max_in_flight)",
+        &depth,
+    )?;
+    histogram(
+        e,
+        "pool_queue_wait_seconds",
+        "How long requests that queued waited before getting a backend",
+        &pools,
+        |s| &s.queue.wait,
+    )?;
+    let mut m = e.encode_descriptor(
+        "pool_queue_refusals",
+        "Requests refused with 503 by the queue: `reason` full or timeout",
+        None,
+        MetricType::Counter,
+    )?;
+    for (labels, s) in &pools {
+        for (reason, n) in [
+            ("full", get(&s.queue.full)),
+            ("timeout", get(&s.queue.timed_out)),
+        ] {
+            let mut with = labels.clone();
+            with.push(("reason", reason));
+            m.encode_family(&with.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// One counter family with a value per series.
+pub(super) fn counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, u64)],
+) -> Result<(), Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, n) in series {
+        m.encode_family(&labels.as_slice())?
+            .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+    }
+    Ok(())
+}
+
+/// One gauge family with a value per series.
+pub(super) fn gauge(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, u64)],
+) -> Result<(), Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, n) in series {
+        m.encode_family(&labels.as_slice())?
+            .encode_gauge(&i64::try_from(*n).unwrap_or(i64::MAX))?;
+    }
+    Ok(())
+}
+
+/// One histogram family, the histogram of each series' stats picked by `pick`.
+fn histogram(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, &Stats)],
+    pick: fn(&Stats) -> &super::Histogram,
+) -> Result<(), Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, s) in series {
+        let (sum, count, buckets) = pick(s).read();
+        m.encode_family(&labels.as_slice())?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
 /// A backend gauge's value.
 type BackendGauge = fn(&Backend) -> i64;
 
 /// Labels of one series: (name, value) pairs.
-type Labels<'a> = Vec<(&'a str, &'a str)>;
+pub(super) type Labels<'a> = Vec<(&'a str, &'a str)>;
 
 /// `<level>_requests_total{..., class}` and `<level>_request_duration_seconds{...}` for
 /// each labelled [`Stats`].
@@ -256,6 +442,22 @@ fn requests(
             with_class.push(("class", class));
             m.encode_family(&with_class.as_slice())?
                 .encode_counter::<NoLabelSet, _, u64>(&s.requests(i), None)?;
+        }
+    }
+    let name = format!("{level}_request_bytes");
+    let mut m = e.encode_descriptor(
+        &name,
+        &format!("{help}: their bytes, `direction` in (requests, from clients) or out (responses, to clients)"),
+        None,
+        MetricType::Counter,
+    )?;
+    for (labels, s) in stats {
+        let (bytes_in, bytes_out) = s.bytes();
+        for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
+            let mut with = labels.clone();
+            with.push(("direction", direction));
+            m.encode_family(&with.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
         }
     }
     let name = format!("{level}_request_duration_seconds");

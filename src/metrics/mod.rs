@@ -11,6 +11,7 @@
 //! Exposition ([`expose`]) walks the live snapshot at scrape time and writes the
 //! Prometheus text format (0.0.4) with the `prometheus-client` crate's encoder.
 
+mod connections;
 pub mod counters;
 pub mod events;
 pub mod expose;

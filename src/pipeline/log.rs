@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::upstream::Trail;
 use crate::balance::Backend;
 use crate::runtime::{Frontend, Pool};
 
@@ -37,6 +38,10 @@ pub struct Request<'a> {
     pub http: &'static str,
     /// Over TLS: its version and the server name the client asked for.
     pub tls: Option<(&'static str, Option<&'a str>)>,
+    /// Bytes from the client and to it (head and body).
+    pub bytes: (u64, u64),
+    /// Queue, connect and first-byte times, and why retries were made.
+    pub trail: &'a Trail,
     /// When the request head was complete.
     pub started: Instant,
 }
@@ -45,15 +50,16 @@ pub struct Request<'a> {
 pub fn request(r: &Request<'_>) {
     let took = r.started.elapsed();
     let f = r.frontend;
-    f.stats.record(r.status, took);
-    if let Some(stats) = r.route.and_then(|i| f.route_stats.get(i)) {
+    let (bytes_in, bytes_out) = r.bytes;
+    let route = r.route.and_then(|i| f.route_stats.get(i)).map(|s| &**s);
+    let pool = r.pool.map(|p| &*p.stats);
+    let backend = r.backend.map(|b| &b.stats);
+    for stats in [Some(&*f.stats), route, pool, backend]
+        .into_iter()
+        .flatten()
+    {
         stats.record(r.status, took);
-    }
-    if let Some(pool) = r.pool {
-        pool.stats.record(r.status, took);
-    }
-    if let Some(backend) = r.backend {
-        backend.stats.record(r.status, took);
+        stats.record_bytes(bytes_in, bytes_out);
     }
     if !f.access_log {
         // Failures are logged even with the access log off.
@@ -90,8 +96,9 @@ pub fn request(r: &Request<'_>) {
             status: Some(r.status),
             retries: Some(r.retries),
             grpc_status: r.grpc_status,
-            bytes_in: None,
-            bytes_out: None,
+            bytes_in: Some(bytes_in),
+            bytes_out: Some(bytes_out),
+            trail: Some(r.trail),
             took,
         },
     );
@@ -117,8 +124,17 @@ fn failed(r: &Request<'_>, took: std::time::Duration) {
     );
 }
 
+/// Counts a TCP connection or UDP flow (`udp`) of `frontend` that reached no backend.
+pub fn unrelayed(frontend: &Frontend, pool: &Pool) {
+    for stats in [&frontend.stats, &pool.stats] {
+        crate::metrics::counters::inc(&stats.relayed.failed);
+    }
+}
+
 /// Counts one TCP connection or UDP flow (`udp`) relayed to `backend` of `pool`, and
-/// logs it when the access log is on.
+/// logs it when the access log is on (`trail`: its queue and connect times, and why it
+/// went to another backend, for TCP).
+#[allow(clippy::too_many_arguments)]
 pub fn relayed(
     udp: bool,
     frontend: &Frontend,
@@ -126,6 +142,7 @@ pub fn relayed(
     pool: &Pool,
     backend: &Backend,
     bytes: (u64, u64),
+    trail: Option<&Trail>,
     started: Instant,
 ) {
     for stats in [&frontend.stats, &pool.stats, &backend.stats] {
@@ -145,6 +162,7 @@ pub fn relayed(
             backend: Some(&backend.name),
             bytes_in: Some(bytes.0),
             bytes_out: Some(bytes.1),
+            trail,
             took: started.elapsed(),
             ..Default::default()
         },

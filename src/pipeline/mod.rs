@@ -55,6 +55,17 @@ pub enum Decision {
     NotFound,
 }
 
+impl Decision {
+    /// The route that decided, if any.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Decision::Forward(f) => f.route,
+            Decision::Redirect { route, .. } | Decision::Respond(route) => Some(*route),
+            Decision::NotFound => None,
+        }
+    }
+}
+
 /// A request on its way to a pool.
 #[derive(Debug)]
 pub struct Forward {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::error::{Error, QUEUE_FULL, QUEUE_TIMEOUT};
 use crate::balance::{Backend, Pool};
+use crate::metrics::counters::{Queued, inc};
 
 /// One pool's queue of requests waiting for a backend with room.
 #[derive(Debug)]
@@ -53,16 +54,36 @@ impl Queue {
     }
 
     /// Picks a backend of `pool` for `key`, waiting in the queue while every usable one
-    /// is full. The error is the 503 to send (`no_backend` when none is up).
+    /// is full, and says how long it waited (`None`: it did not queue). The error is
+    /// the 503 to send (`no_backend` when none is up). Waits and refusals are counted
+    /// in `stats`.
     pub async fn pick<'p>(
         &self,
         pool: &'p Pool,
         key: u64,
         no_backend: impl Fn() -> Error,
-    ) -> Result<&'p Arc<Backend>, Error> {
+        stats: &Queued,
+    ) -> Result<(&'p Arc<Backend>, Option<Duration>), Error> {
         if let Some(b) = pool.pick(key) {
-            return Ok(b);
+            return Ok((b, None));
         }
+        let since = Instant::now();
+        let waited = self.wait(pool, key, no_backend, stats).await;
+        if let Ok(b) = waited {
+            let took = since.elapsed();
+            stats.wait.record(took);
+            return Ok((b, Some(took)));
+        }
+        waited.map(|b| (b, None))
+    }
+
+    async fn wait<'p>(
+        &self,
+        pool: &'p Pool,
+        key: u64,
+        no_backend: impl Fn() -> Error,
+        stats: &Queued,
+    ) -> Result<&'p Arc<Backend>, Error> {
         if !pool.is_saturated() {
             return Err(no_backend());
         }
@@ -72,6 +93,7 @@ impl Queue {
                 (n < self.max).then_some(n + 1)
             });
         if joined.is_err() {
+            inc(&stats.full);
             return Err(QUEUE_FULL.come_back_in(self.timeout));
         }
         let _place = Place(&self.waiting);
@@ -89,6 +111,7 @@ impl Queue {
                 return Err(no_backend());
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
+                inc(&stats.timed_out);
                 return Err(QUEUE_TIMEOUT.come_back_in(self.timeout));
             }
         }

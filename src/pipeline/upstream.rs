@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::counters::inc;
+
 use super::error::{Error, Retry};
 use super::retry::{self, Tried};
 use crate::balance::Backend;
@@ -70,6 +72,38 @@ impl std::fmt::Display for Why {
     }
 }
 
+/// The retries a request's log line names, at most.
+pub const LOGGED_RETRIES: usize = 3;
+
+/// What happened on the way to the backends, for the access log: the time spent in
+/// the queue, connecting and waiting for the first byte (of the last try), and why each
+/// retry was made (the first [`LOGGED_RETRIES`]).
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// Waited in the overload queue (`None`: did not queue).
+    pub queued: Option<Duration>,
+    /// Opened a new connection to the backend (`None`: a kept one was used).
+    pub connect: Option<Duration>,
+    /// From the request sent to the response head.
+    pub first_byte: Option<Duration>,
+    /// The backend each retry left, and why.
+    pub retried: [Option<(Arc<Backend>, Why)>; LOGGED_RETRIES],
+}
+
+impl Trail {
+    /// Empties it for the next request (without freeing anything when nothing was
+    /// retried).
+    #[inline]
+    pub fn clear(&mut self) {
+        self.queued = None;
+        self.connect = None;
+        self.first_byte = None;
+        if self.retried[0].is_some() {
+            self.retried = Default::default();
+        }
+    }
+}
+
 /// The tries of one request (or TCP connection) at one pool.
 #[derive(Debug)]
 pub struct Attempts<'p> {
@@ -80,6 +114,8 @@ pub struct Attempts<'p> {
     on_status: &'p [u16],
     /// Retries made so far.
     pub retries: u32,
+    /// Timings and retry reasons, for the log.
+    pub trail: Trail,
 }
 
 impl<'p> Attempts<'p> {
@@ -97,6 +133,7 @@ impl<'p> Attempts<'p> {
             max_retries,
             on_status,
             retries: 0,
+            trail: Trail::default(),
         }
     }
 
@@ -110,10 +147,18 @@ impl<'p> Attempts<'p> {
     pub async fn first(&mut self) -> Result<Admitted, Error> {
         let pool = self.pool;
         for _ in 0..4 {
-            let picked = pool
+            let (picked, waited) = pool
                 .queue
-                .pick(&pool.balancer, self.key, || pool.no_backend())
+                .pick(
+                    &pool.balancer,
+                    self.key,
+                    || pool.no_backend(),
+                    &pool.stats.queue,
+                )
                 .await?;
+            if waited.is_some() {
+                self.trail.queued = waited;
+            }
             // Another worker may have filled the backend, or taken the last probe slot
             // of its half-open circuit, since it was picked: pick again (a few times).
             if let Some(admitted) = self.admit(picked) {
@@ -136,6 +181,23 @@ impl<'p> Attempts<'p> {
     /// Passive health: reports a try's outcome to the backend's circuit breaker.
     pub fn report(&self, a: &mut Admitted, success: bool) {
         a.report(&self.pool.balancer, success);
+    }
+
+    /// A new connection to the try's backend took `took` to open (TLS included).
+    pub fn connected(&mut self, a: &Admitted, took: Duration) {
+        self.trail.connect = Some(took);
+        self.pool.stats.upstream.connect.record(took);
+        a.backend.stats.upstream.connect.record(took);
+    }
+
+    /// The try's backend sent its response head `took` after the request was sent:
+    /// response-time balancing learns it, and it is counted.
+    #[inline]
+    pub fn answered(&mut self, a: &Admitted, took: Duration) {
+        a.backend.record_latency(took);
+        self.trail.first_byte = Some(took);
+        self.pool.stats.upstream.first_byte.record(took);
+        a.backend.stats.upstream.first_byte.record(took);
     }
 
     /// A try failed after `elapsed`: reported to passive health, and counted as at least
@@ -171,6 +233,7 @@ impl<'p> Attempts<'p> {
         }
         // A request that never reached the backend adds no load when sent elsewhere.
         if retry == Retry::Budgeted && !self.pool.retry.budget.try_withdraw() {
+            inc(&self.pool.stats.upstream.budget_refusals);
             tracing::debug!(pool = %self.pool.name, "retry budget exhausted: not retrying");
             return None;
         }
@@ -179,6 +242,11 @@ impl<'p> Attempts<'p> {
             let next = Arc::clone(next);
             if let Some(admitted) = self.admit(&next) {
                 self.retries += 1;
+                inc(&self.pool.stats.upstream.retries);
+                inc(&failed.backend.stats.upstream.retries);
+                if let Some(slot) = self.trail.retried.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some((Arc::clone(&failed.backend), why));
+                }
                 tracing::debug!(
                     pool = %self.pool.name,
                     from = %failed.backend.name,

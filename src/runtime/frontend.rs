@@ -128,6 +128,16 @@ impl Frontend {
         })
     }
 
+    /// A request arrived (routed to route `route`, if any): it counts as in flight on
+    /// the listener and the route until the log phase records it.
+    #[inline]
+    pub fn begin(&self, route: Option<usize>) {
+        self.stats.begin();
+        if let Some(stats) = route.and_then(|i| self.route_stats.get(i)) {
+            stats.begin();
+        }
+    }
+
     /// The counters of the route named `name`, if there is one.
     fn route_stats_of(&self, name: &str) -> Option<Arc<Stats>> {
         let i = self.routes.routes().iter().position(|r| &*r.name == name)?;

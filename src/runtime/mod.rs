@@ -23,6 +23,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::config::Config;
+use crate::metrics::Stats;
 use crate::tls::client::BackendConnector;
 
 pub use frontend::Frontend;
@@ -130,6 +131,8 @@ pub struct Live {
 pub struct Connection {
     live: Arc<Live>,
     _slot: Option<OwnedSemaphorePermit>,
+    /// Its listener's counters (connections open).
+    stats: Arc<Stats>,
 }
 
 impl Connection {
@@ -149,6 +152,7 @@ impl std::ops::Deref for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.stats.connections.open.fetch_sub(1, Ordering::Relaxed);
         if self.live.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.live.idle_signal.notify_waiters();
         }
@@ -170,12 +174,18 @@ impl Live {
     }
 
     /// Counts a new client connection while the returned guard lives (with `slot`, its
-    /// place under the listener's connection limit).
-    pub fn connection(self: &Arc<Self>, slot: Option<OwnedSemaphorePermit>) -> Connection {
+    /// place under the listener's connection limit; `stats`: its listener's counters).
+    pub fn connection(
+        self: &Arc<Self>,
+        slot: Option<OwnedSemaphorePermit>,
+        stats: &Arc<Stats>,
+    ) -> Connection {
         self.connections.fetch_add(1, Ordering::AcqRel);
+        stats.connections.open.fetch_add(1, Ordering::Relaxed);
         Connection {
             live: Arc::clone(self),
             _slot: slot,
+            stats: Arc::clone(stats),
         }
     }
 

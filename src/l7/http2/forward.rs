@@ -21,7 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 
@@ -33,7 +33,7 @@ use crate::balance::Backend;
 use crate::balance::backend::InFlight;
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
-use crate::pipeline::upstream::{Attempts, Why};
+use crate::pipeline::upstream::{Attempts, Trail, Why};
 use crate::pipeline::{self, Decision, Forward};
 use crate::routing::HeaderRules;
 use crate::runtime::{Frontend, Live, Pool};
@@ -49,6 +49,7 @@ struct Trace {
     pool: Option<Arc<Pool>>,
     backend: Option<Arc<Backend>>,
     retries: u32,
+    trail: Trail,
 }
 
 /// hyper's service function: never fails, errors become responses.
@@ -74,6 +75,10 @@ pub(super) async fn forward(
         hyper::Version::HTTP_10 => "1.0",
         _ => "1.1",
     };
+    if version == "2" {
+        crate::metrics::counters::inc(&frontend.stats.connections.h2_streams);
+    }
+    let bytes_in = req.body().size_hint().exact().unwrap_or(0);
     let mut trace = Trace::default();
     let response = match handle(req, peer, tls.is_some(), &frontend, &mut trace, busy).await {
         Ok(response) => response,
@@ -95,6 +100,9 @@ pub(super) async fn forward(
             tls: tls.as_ref().map(|t| (t.version, t.sni.as_deref())),
             status: response.status().as_u16(),
             retries: trace.retries,
+            // The bodies' declared lengths: hyper streams them.
+            bytes: (bytes_in, response.body().size_hint().exact().unwrap_or(0)),
+            trail: &trace.trail,
             grpc_status: response
                 .headers()
                 .get("grpc-status")
@@ -113,11 +121,17 @@ async fn handle(
     trace: &mut Trace,
     busy: Busy,
 ) -> Result<Response<Body>, Error> {
-    if req.method() == hyper::Method::CONNECT {
-        return Err(Error::client(405, "CONNECT is not supported"));
+    let refused = if req.method() == hyper::Method::CONNECT {
+        Err(Error::client(405, "CONNECT is not supported"))
+    } else {
+        prepare::check_host(&req)
+    };
+    if let Err(e) = refused {
+        frontend.begin(None);
+        return Err(e);
     }
-    prepare::check_host(&req)?;
     let decision = pipeline::route(frontend, &View::new(&req, peer.ip()), tls);
+    frontend.begin(decision.route());
     let fwd = match decision {
         Decision::Forward(fwd) => fwd,
         Decision::Redirect {
@@ -149,8 +163,38 @@ async fn handle(
         Some(deadline) => deadline.min(request_timeout),
         None => request_timeout,
     };
-    let pool = &*fwd.pool;
-    let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(frontend));
+    let mut attempts = Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend));
+    let to = Upstream {
+        fwd: &fwd,
+        frontend,
+        tls,
+        timeouts: (connect_timeout, limit),
+    };
+    let result = tries(req, &mut attempts, trace, to, busy).await;
+    trace.trail = std::mem::take(&mut attempts.trail);
+    result
+}
+
+/// Where a request goes and under which limits.
+struct Upstream<'a> {
+    fwd: &'a Forward,
+    frontend: &'a Frontend,
+    tls: bool,
+    /// Connect, and the whole request.
+    timeouts: (std::time::Duration, std::time::Duration),
+}
+
+/// The tries of one request: the first backend, then others while nothing was sent.
+async fn tries(
+    mut req: Request<Incoming>,
+    attempts: &mut Attempts<'_>,
+    trace: &mut Trace,
+    to: Upstream<'_>,
+    busy: Busy,
+) -> Result<Response<Body>, Error> {
+    let (fwd, frontend, tls) = (to.fwd, to.frontend, to.tls);
+    let (connect_timeout, limit) = to.timeouts;
+    let pool = attempts.pool();
     let mut admitted = attempts.first().await?;
     let mut fresh = false;
     loop {
@@ -167,13 +211,18 @@ async fn handle(
         let got = match kept {
             Some(sender) => Ok((sender, true)),
             None => {
-                Box::pin(senders::connect(
+                let started = Instant::now();
+                let got = Box::pin(senders::connect(
                     key,
                     pool.http_version,
                     connect_timeout,
                     pool.tls.as_ref(),
                 ))
-                .await
+                .await;
+                if got.is_ok() {
+                    attempts.connected(&admitted, started.elapsed());
+                }
+                got
             }
         };
         let (mut sender, reused) = match got {
@@ -200,14 +249,14 @@ async fn handle(
         let failure = match result {
             Ok(Ok(response)) => {
                 let status = response.status();
-                admitted.backend.record_latency(sent.elapsed());
+                attempts.answered(&admitted, sent.elapsed());
                 attempts.report(&mut admitted, status.as_u16() < 500);
                 senders::put_back(key, sender);
                 let finish = Finish {
                     in_flight: admitted.take_in_flight(),
                     busy,
                     rules: fwd.response_headers(frontend),
-                    set_cookie: set_cookie(&fwd, frontend, tls),
+                    set_cookie: set_cookie(fwd, frontend, tls),
                 };
                 return Ok(finish.apply(response));
             }

@@ -17,6 +17,7 @@ pub mod connect;
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod digits;
 pub mod explain;
 pub mod headers;
 pub mod health;

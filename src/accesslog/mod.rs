@@ -4,21 +4,25 @@
 //! errors-only mode.
 //!
 //! Off the request path: a line is formatted into its worker thread's batch buffer (no
-//! lock, no allocation once the buffer has grown), and whole batches go to the writer
-//! thread ([`writer`]) when they reach 32 KiB or are 100 ms old (each worker flushes on
-//! a timer). A slow disk makes lines drop, counted, never a request wait.
+//! lock, no allocation: buffers are reused), with the clock read the request's end
+//! already took, and whole batches go to the writer thread ([`writer`]) when they reach
+//! 256 KiB or are 100 ms old (each worker flushes on a timer). A slow disk makes lines
+//! drop, counted, never a request wait.
 
+mod format;
 pub mod writer;
 
+use format::{civil, json, text, value};
+
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLogConfig, LogFormat};
 use crate::pipeline::upstream::Trail;
 
-/// A batch is handed to the writer when it is this large...
-const BATCH: usize = 32 * 1024;
+/// A batch is handed to the writer when it is this large (large batches keep the
+/// writer thread's wake-ups and writes rare: about one per 800 lines)...
+const BATCH: usize = 256 * 1024;
 /// ...or this old.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
@@ -153,6 +157,9 @@ struct Batch {
     since: Option<Instant>,
     /// The current second, formatted (`2026-11-26T02:50:23`), and which second it is.
     second: (u64, String),
+    /// The wall clock (since the Unix epoch) at an instant, read once per batch: a
+    /// line's time is derived from the instant its request ended.
+    clock: Option<(Instant, Duration)>,
 }
 
 thread_local! {
@@ -163,18 +170,26 @@ thread_local! {
             lines: 0,
             since: None,
             second: (0, String::new()),
+            clock: None,
         })
     };
 }
 
-/// Writes one line with `settings`' format into this thread's batch.
-pub fn log(settings: &Settings, f: &Fields<'_>) {
+/// Writes one line with `settings`' format into this thread's batch; `now` is when the
+/// request (or connection) ended.
+pub fn log(settings: &Settings, f: &Fields<'_>, now: Instant) {
     BATCH_BUF.with(|b| {
         let mut b = b.borrow_mut();
         let b = &mut *b;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let (at, wall) = *b.clock.get_or_insert_with(|| {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            (Instant::now(), wall)
+        });
+        let now_wall = wall + now.saturating_duration_since(at);
+        let now_instant = now;
+        let now = now_wall;
         if b.second.0 != now.as_secs() || b.second.1.is_empty() {
             b.second = (now.as_secs(), civil(now.as_secs()));
         }
@@ -201,8 +216,8 @@ pub fn log(settings: &Settings, f: &Fields<'_>) {
         }
         out.push('\n');
         b.lines += 1;
-        let since = *b.since.get_or_insert_with(Instant::now);
-        if b.buf.len() >= BATCH || since.elapsed() >= FLUSH_EVERY {
+        let since = *b.since.get_or_insert(now_instant);
+        if b.buf.len() >= BATCH || now_instant.saturating_duration_since(since) >= FLUSH_EVERY {
             hand_over(b);
         }
     });
@@ -220,332 +235,12 @@ pub fn flush() {
 }
 
 fn hand_over(b: &mut Batch) {
-    let batch = std::mem::replace(&mut b.buf, String::with_capacity(BATCH + 1024));
+    // Only whole UTF-8 lines are in a batch, and the buffer comes back empty.
+    let next = String::from_utf8(writer::buffer(BATCH + 4096)).unwrap_or_default();
+    let batch = std::mem::replace(&mut b.buf, next);
     writer::send(batch.into_bytes(), b.lines);
     b.lines = 0;
     b.since = None;
-}
-
-fn text(out: &mut String, time: &str, f: &Fields<'_>) {
-    out.push_str(time);
-    out.push_str(match f.relay {
-        Some("udp") => " udp",
-        Some(_) => " tcp",
-        None => " http",
-    });
-    for (i, name) in VARIABLES.iter().enumerate().skip(1) {
-        if is_absent(i, f) {
-            continue;
-        }
-        out.push(' ');
-        out.push_str(name);
-        out.push('=');
-        value(out, i, time, f, false);
-    }
-}
-
-fn json(out: &mut String, time: &str, f: &Fields<'_>) {
-    out.push('{');
-    let _ = write!(
-        out,
-        "\"time\":\"{time}\",\"kind\":\"{}\"",
-        f.relay.unwrap_or("http")
-    );
-    for (i, name) in VARIABLES.iter().enumerate().skip(1) {
-        if is_absent(i, f) {
-            continue;
-        }
-        let _ = write!(out, ",\"{name}\":");
-        value(out, i, time, f, true);
-    }
-    out.push('}');
-}
-
-// Indexes into VARIABLES (the order of `config::LOG_VARIABLES`).
-const TIME: usize = 0;
-const LISTENER: usize = 1;
-const CLIENT: usize = 2;
-const METHOD: usize = 3;
-const PATH: usize = 4;
-const HTTP: usize = 5;
-const TLS: usize = 6;
-const SNI: usize = 7;
-const ROUTE: usize = 8;
-const POOL: usize = 9;
-const BACKEND: usize = 10;
-const STATUS: usize = 11;
-const RETRIES: usize = 12;
-const GRPC_STATUS: usize = 13;
-const ALGORITHM: usize = 14;
-const BYTES_IN: usize = 15;
-const BYTES_OUT: usize = 16;
-const QUEUE_MS: usize = 17;
-const CONNECT_MS: usize = 18;
-const TTFB_MS: usize = 19;
-const RETRIED: usize = 20;
-
-/// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
-/// (it did not queue, a kept connection was used, nothing was retried), are left out.
-#[inline]
-fn is_absent(i: usize, f: &Fields<'_>) -> bool {
-    match i {
-        METHOD | PATH | HTTP | ROUTE | STATUS | RETRIES | GRPC_STATUS => f.relay.is_some(),
-        TLS | SNI => f.tls.is_none(),
-        QUEUE_MS => f.trail.is_none_or(|t| t.queued.is_none()),
-        CONNECT_MS => f.trail.is_none_or(|t| t.connect.is_none()),
-        TTFB_MS => f.trail.is_none_or(|t| t.first_byte.is_none()),
-        RETRIED => f.trail.is_none_or(|t| t.retried[0].is_none()),
-        _ => false,
-    }
-}
-
-/// Writes variable `i`: text as is (`-` when absent), or as JSON.
-fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_json: bool) {
-    let text = |out: &mut String, v: Option<&str>| match (v, as_json) {
-        (None, false) => out.push('-'),
-        (None, true) => out.push_str("null"),
-        (Some(v), false) => out.push_str(v),
-        (Some(v), true) => json_string(out, v),
-    };
-    let number = |out: &mut String, v: Option<u64>| match v {
-        Some(n) => integer(out, n),
-        None if as_json => out.push_str("null"),
-        None => out.push('-'),
-    };
-    match i {
-        TIME => text(out, Some(time)),
-        LISTENER => text(out, Some(f.listener)),
-        CLIENT => match f.client {
-            // An address needs no escaping.
-            Some(c) => {
-                if as_json {
-                    out.push('"');
-                }
-                address(out, c);
-                if as_json {
-                    out.push('"');
-                }
-            }
-            None => text(out, None),
-        },
-        METHOD => text(out, f.method),
-        PATH => text(out, f.path),
-        HTTP => text(out, f.http),
-        TLS => text(out, f.tls),
-        SNI => text(out, f.sni),
-        ROUTE => text(out, f.route),
-        POOL => text(out, f.pool),
-        BACKEND => text(out, f.backend),
-        STATUS => number(out, f.status.map(u64::from)),
-        RETRIES => number(out, f.retries.map(u64::from)),
-        GRPC_STATUS => text(out, f.grpc_status),
-        ALGORITHM => text(out, f.algorithm),
-        BYTES_IN => number(out, f.bytes_in),
-        BYTES_OUT => number(out, f.bytes_out),
-        QUEUE_MS | CONNECT_MS | TTFB_MS => {
-            let took = f.trail.and_then(|t| match i {
-                QUEUE_MS => t.queued,
-                CONNECT_MS => t.connect,
-                _ => t.first_byte,
-            });
-            match took {
-                Some(took) => millis(out, took),
-                None => number(out, None),
-            }
-        }
-        RETRIED => match f.trail.filter(|t| t.retried[0].is_some()) {
-            Some(t) => retried(out, t, as_json),
-            None => text(out, None),
-        },
-        _ => millis(out, f.took),
-    }
-}
-
-/// Milliseconds with three decimals, without float formatting.
-fn millis(out: &mut String, took: Duration) {
-    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-    integer(out, us / 1000);
-    out.push('.');
-    let frac = us % 1000;
-    out.push(char::from(b'0' + (frac / 100) as u8));
-    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
-    out.push(char::from(b'0' + (frac % 10) as u8));
-}
-
-/// Each retry as `backend: why`, separated by `; `, quoted (text and JSON alike: the
-/// reasons have spaces).
-fn retried(out: &mut String, t: &Trail, as_json: bool) {
-    let mut all = String::new();
-    for (backend, why) in t.retried.iter().flatten() {
-        if !all.is_empty() {
-            all.push_str("; ");
-        }
-        let _ = write!(all, "{}: {why}", backend.name);
-    }
-    if as_json {
-        json_string(out, &all);
-    } else {
-        out.push('"');
-        out.push_str(&all.replace('"', "'"));
-        out.push('"');
-    }
-}
-
-/// Decimal digits of `n`, without the formatting machinery.
-fn integer(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
-}
-
-/// `IP:PORT`, IPv4 written digit by digit, IPv6 as `[..]:port`.
-fn address(out: &mut String, a: std::net::SocketAddr) {
-    match a {
-        std::net::SocketAddr::V4(v4) => {
-            for (k, octet) in v4.ip().octets().iter().enumerate() {
-                if k > 0 {
-                    out.push('.');
-                }
-                integer(out, u64::from(*octet));
-            }
-        }
-        std::net::SocketAddr::V6(v6) => {
-            let _ = write!(out, "[{}]", v6.ip());
-        }
-    }
-    out.push(':');
-    integer(out, u64::from(a.port()));
-}
-
-fn json_string(out: &mut String, v: &str) {
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` (UTC) of `secs` since the Unix epoch.
-fn civil(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indexes_name_their_variables() {
-        let named = [
-            (TIME, "time"),
-            (LISTENER, "listener"),
-            (CLIENT, "client"),
-            (METHOD, "method"),
-            (PATH, "path"),
-            (HTTP, "http"),
-            (TLS, "tls"),
-            (SNI, "sni"),
-            (ROUTE, "route"),
-            (POOL, "pool"),
-            (BACKEND, "backend"),
-            (STATUS, "status"),
-            (RETRIES, "retries"),
-            (GRPC_STATUS, "grpc_status"),
-            (ALGORITHM, "algorithm"),
-            (BYTES_IN, "bytes_in"),
-            (BYTES_OUT, "bytes_out"),
-            (QUEUE_MS, "queue_ms"),
-            (CONNECT_MS, "connect_ms"),
-            (TTFB_MS, "ttfb_ms"),
-            (RETRIED, "retried"),
-        ];
-        for (i, name) in named {
-            assert_eq!(VARIABLES[i], name);
-        }
-        assert_eq!(VARIABLES.last(), Some(&"ms"));
-        let mut out = String::new();
-        address(&mut out, "10.0.255.1:8080".parse().unwrap());
-        integer(&mut out, 0);
-        assert_eq!(out, "10.0.255.1:80800");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil(0), "1970-01-01T00:00:00");
-        assert_eq!(civil(1_764_125_423), "2025-11-26T02:50:23");
-        assert_eq!(civil(951_782_400), "2000-02-29T00:00:00");
-    }
-
-    #[test]
-    fn templates() {
-        let pieces = parse_template("$client - $status [$nope] $ms");
-        assert!(matches!(pieces[0], Piece::Var(2)));
-        assert!(matches!(&pieces[1], Piece::Text(t) if t == " - "));
-        assert_eq!(
-            crate::config::unknown_variables("$client $nope $status"),
-            vec!["nope".to_owned()]
-        );
-        let mut out = String::new();
-        let f = Fields {
-            listener: "web",
-            status: Some(200),
-            took: Duration::from_micros(1500),
-            ..Fields::default()
-        };
-        for p in &pieces {
-            match p {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Var(v) => value(&mut out, *v, "T", &f, false),
-            }
-        }
-        assert_eq!(out, "- - 200 [$nope] 1.500");
-        let mut out = String::new();
-        json(
-            &mut out,
-            "T",
-            &Fields {
-                path: Some("/a\"b"),
-                ..f
-            },
-        );
-        assert!(
-            out.starts_with("{\"time\":\"T\",\"kind\":\"http\",\"listener\":\"web\""),
-            "{out}"
-        );
-        assert!(out.contains("\"path\":\"/a\\\"b\""), "{out}");
-        assert!(out.contains("\"status\":200"), "{out}");
-    }
+    // The wall clock is read again for the next batch.
+    b.clock = None;
 }

@@ -7,12 +7,34 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
 
-/// Batches waiting to be written before new ones are dropped.
-const QUEUED: usize = 1024;
+/// Batches waiting to be written before new ones are dropped (with batches of
+/// `super::BATCH` bytes, 32 MiB at most).
+const QUEUED: usize = 128;
+
+/// Written batches kept for reuse (a batch is large: allocating and freeing one each
+/// time would cost page faults).
+const SPARES: usize = 8;
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// An empty buffer for the next batch: a written one if any, else a new one of
+/// `capacity` bytes.
+pub fn buffer(capacity: usize) -> Vec<u8> {
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    spare.unwrap_or_else(|| Vec::with_capacity(capacity))
+}
+
+/// Keeps a written batch's buffer for reuse.
+fn recycle(mut batch: Vec<u8>) {
+    batch.clear();
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() < SPARES {
+        spare.push(batch);
+    }
+}
 
 enum Msg {
     Lines(Vec<u8>),
@@ -95,12 +117,15 @@ impl Output {
 fn run(rx: Receiver<Msg>, mut out: Output) {
     for msg in rx {
         match msg {
-            Msg::Lines(batch) => match &mut out {
-                Output::Stderr => write_lines(&mut std::io::stderr().lock(), &batch),
-                Output::File(_, file) => {
-                    let _ = file.write_all(&batch);
+            Msg::Lines(batch) => {
+                match &mut out {
+                    Output::Stderr => write_lines(&mut std::io::stderr().lock(), &batch),
+                    Output::File(_, file) => {
+                        let _ = file.write_all(&batch);
+                    }
                 }
-            },
+                recycle(batch);
+            }
             Msg::Reopen | Msg::Switch(_) => {
                 let path = match msg {
                     Msg::Switch(path) => path,

@@ -603,13 +603,20 @@ pub(super) async fn connect(
     })
 }
 
+/// Writes all of `bytes` within `limit`. The socket usually takes them at once: the
+/// timer is armed (and the clock read) only when it does not.
 pub(super) async fn write_timed<S: AsyncWrite + Unpin>(
     to: &mut S,
     bytes: &[u8],
     limit: Duration,
 ) -> Result<(), Error> {
-    match timeout(limit, to.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(Error::client_gone()),
-    }
+    let mut write = std::pin::pin!(to.write_all(bytes));
+    let written = match poll_once(write.as_mut()).await {
+        Some(written) => written,
+        None => match timeout(limit, write).await {
+            Ok(written) => written,
+            Err(_) => return Err(Error::client_gone()),
+        },
+    };
+    written.map_err(|_| Error::client_gone())
 }

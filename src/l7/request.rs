@@ -11,6 +11,8 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
+use crate::digits::Digits;
+
 use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
 use crate::routing::{HeaderRules, PathRewrite, RequestView};
 
@@ -445,15 +447,28 @@ fn write_forwarding(
     via: &ListHeader<'_>,
 ) {
     xff.start(out, b"X-Forwarded-For");
-    let _ = write!(out, "{}\r\n", fwd.client_ip);
-    out.extend_from_slice(b"X-Forwarded-Proto: ");
+    match fwd.client_ip {
+        IpAddr::V4(ip) => out.extend_from_slice(Digits::ipv4(ip).as_bytes()),
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(fwd.proto.as_bytes());
     out.extend_from_slice(b"\r\n");
     forwarded.start(out, b"Forwarded");
-    let _ = match fwd.client_ip {
-        IpAddr::V4(ip) => write!(out, "for={ip};proto={}\r\n", fwd.proto),
-        IpAddr::V6(ip) => write!(out, "for=\"[{ip}]\";proto={}\r\n", fwd.proto),
-    };
+    match fwd.client_ip {
+        IpAddr::V4(ip) => {
+            out.extend_from_slice(b"for=");
+            out.extend_from_slice(Digits::ipv4(ip).as_bytes());
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "for=\"[{ip}]\"");
+        }
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(fwd.proto.as_bytes());
+    out.extend_from_slice(b"\r\n");
     via.start(out, b"Via");
     out.extend_from_slice(b"1.1 fulcrum\r\n");
 }

@@ -48,7 +48,8 @@ pub struct Request<'a> {
 
 /// Counts one HTTP request and, when the access log wants it, logs it.
 pub fn request(r: &Request<'_>) {
-    let took = r.started.elapsed();
+    let now = Instant::now();
+    let took = now.saturating_duration_since(r.started);
     let f = r.frontend;
     let (bytes_in, bytes_out) = r.bytes;
     let route = r.route.and_then(|i| f.route_stats.get(i)).map(|s| &**s);
@@ -101,6 +102,7 @@ pub fn request(r: &Request<'_>) {
             trail: Some(r.trail),
             took,
         },
+        now,
     );
 }
 
@@ -166,5 +168,6 @@ pub fn relayed(
             took: started.elapsed(),
             ..Default::default()
         },
+        Instant::now(),
     );
 }

@@ -328,6 +328,9 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
     }
     // Changes made through the admin API are applied here, as reloads.
     let (changes, mut admin_changes) = tokio::sync::mpsc::unbounded_channel();
+    // Backends found through DNS are followed as their TTLs run out, and changed the
+    // same way.
+    crate::discovery::start(Arc::clone(&running.live), changes.clone());
     if let Some(listener) = admin {
         let addr = listener.local_addr().ok();
         let file = path.map(Path::to_owned);
@@ -557,6 +560,7 @@ fn parse_backend(spec: &str) -> Option<BackendConfig> {
         address,
         weight,
         backup: false,
+        source: None,
     })
 }
 
@@ -580,6 +584,7 @@ pub fn single_pool_config(
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
         control_socket: None,
         admin: None,
+        resolver: crate::config::ResolverConfig::default(),
         timeouts: Timeouts::default(),
         limits,
         listeners: vec![ListenerConfig::http(
@@ -593,6 +598,7 @@ pub fn single_pool_config(
             algorithm,
             hash_key: HashKey::default(),
             backends,
+            discovery: Vec::new(),
             health: None,
             retries: crate::config::Retries::default(),
             unavailable_body: None,

@@ -31,6 +31,7 @@ pub fn run(first_port: u16) -> i32 {
                 address,
                 weight: 1,
                 backup: false,
+                source: None,
             }),
             Err(e) => {
                 eprintln!("error: cannot start demo backend {i}: {e}");

@@ -18,6 +18,7 @@ pub mod control;
 pub mod ctl;
 pub mod demo;
 pub mod digits;
+pub mod discovery;
 pub mod explain;
 pub mod headers;
 pub mod health;

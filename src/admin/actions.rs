@@ -135,6 +135,7 @@ pub(super) async fn add(admin: &Admin, pool: &str, body: &Value) -> Result<Value
         address,
         weight,
         backup,
+        source: None,
     });
     let done = apply(admin, &format!("add {pool}/{name} {address}"), Some(config)).await?;
     crate::metrics::events::record(pool, &name, "added", format!("admin: {address}"));

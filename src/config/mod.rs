@@ -6,6 +6,7 @@
 //! This module builds no sockets and starts nothing.
 
 pub mod certs;
+mod discovery;
 mod error;
 mod explain;
 mod fields;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use discovery::{ResolverConfig, system_nameservers};
 pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use units::{parse_duration, parse_size};
@@ -47,6 +49,8 @@ pub struct Config {
     pub control_socket: Option<std::path::PathBuf>,
     /// The admin listener (metrics, state, runtime changes); none unless configured.
     pub admin: Option<AdminConfig>,
+    /// DNS service discovery: name servers and TTL bounds.
+    pub resolver: ResolverConfig,
     /// Timeouts shared by all listeners.
     pub timeouts: Timeouts,
     /// Limits shared by all listeners.
@@ -162,8 +166,10 @@ pub struct PoolConfig {
     pub algorithm: Algorithm,
     /// What `hash` and `consistent_hash` hash on.
     pub hash_key: HashKey,
-    /// The backends, in file order.
+    /// The backends, in file order (those found through DNS in place of the entry).
     pub backends: Vec<BackendConfig>,
+    /// Backends found through DNS, followed at run time (`crate::discovery`).
+    pub discovery: Vec<crate::discovery::Discovered>,
     /// Active health checks, if configured.
     pub health: Option<HealthCheck>,
     /// Retrying failed requests on another backend.
@@ -210,6 +216,8 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Only used while no primary backend is available.
     pub backup: bool,
+    /// Found through DNS: the index of the pool's discovered backend it comes from.
+    pub source: Option<usize>,
 }
 
 /// How long a graceful stop waits by default.

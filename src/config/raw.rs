@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub shutdown_grace: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin: Option<RawAdmin>,
+    pub resolver: Option<RawResolver>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -105,8 +106,23 @@ pub struct RawPool {
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
     pub name: Option<Spanned<String>>,
-    pub address: Spanned<String>,
+    pub address: Option<Spanned<String>>,
     pub weight: Option<Spanned<i64>>,
     #[serde(default)]
     pub backup: bool,
+    /// Follow the host name's A and AAAA records.
+    #[serde(default)]
+    pub resolve: bool,
+    /// Follow this SRV name instead of an address.
+    pub srv: Option<Spanned<String>>,
+}
+
+/// `[resolver]`: DNS service discovery.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    pub nameservers: Option<Vec<Spanned<String>>>,
+    pub min_ttl: Option<Spanned<String>>,
+    pub max_ttl: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }

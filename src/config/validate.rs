@@ -14,6 +14,7 @@ use super::resilience;
 use super::units::parse_size;
 use super::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion};
 use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
+use crate::discovery::Discovered;
 
 pub(super) fn validate(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(source);
@@ -70,10 +71,11 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
     };
     let timeouts = check_timeouts(raw, problems);
     let limits = check_limits(raw, problems);
+    let resolver = super::discovery::check_resolver(raw.resolver.as_ref(), problems);
     let pools: Vec<PoolConfig> = raw
         .pools
         .iter()
-        .map(|(name, pool)| check_pool(name, pool, base, problems))
+        .map(|(name, pool)| check_pool(name, pool, base, &resolver, problems))
         .collect();
     let listeners = super::listeners::check_listeners(raw, &pools, limits, base, problems);
     Config {
@@ -91,6 +93,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
             .admin
             .as_ref()
             .and_then(|a| check_admin(a, base, problems)),
+        resolver,
         timeouts,
         limits,
         listeners,
@@ -201,6 +204,7 @@ fn check_pool(
     name: &Spanned<String>,
     pool: &RawPool,
     base: &Path,
+    resolver: &super::ResolverConfig,
     problems: &mut Problems<'_>,
 ) -> PoolConfig {
     let algorithm = match &pool.algorithm {
@@ -257,8 +261,10 @@ fn check_pool(
             })
         }
     };
-    let backends = match &pool.backends {
-        Some(list) if !list.get_ref().is_empty() => check_backends(list.get_ref(), problems),
+    let (backends, discovery) = match &pool.backends {
+        Some(list) if !list.get_ref().is_empty() => {
+            check_backends(list.get_ref(), resolver, problems)
+        }
         other => {
             let span = other.as_ref().map_or(name.span(), |l| l.span());
             problems.add(
@@ -266,7 +272,7 @@ fn check_pool(
                 format!("pool `{}` has no backends", name.get_ref()),
                 Some("add at least one: backends = [{ address = \"127.0.0.1:9000\" }]".into()),
             );
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     if !backends.is_empty() && backends.iter().all(|b| b.backup) {
@@ -290,6 +296,7 @@ fn check_pool(
         algorithm,
         hash_key,
         backends,
+        discovery,
         health,
         retries,
         unavailable_body: pool.unavailable_body.clone(),
@@ -362,33 +369,18 @@ fn algorithm_name(a: Algorithm) -> &'static str {
         .unwrap_or("?")
 }
 
-fn check_backends(list: &[RawBackend], problems: &mut Problems<'_>) -> Vec<BackendConfig> {
+/// The pool's backends (those found through DNS in place of their entry), and the
+/// entries DNS fills.
+fn check_backends(
+    list: &[RawBackend],
+    resolver: &super::ResolverConfig,
+    problems: &mut Problems<'_>,
+) -> (Vec<BackendConfig>, Vec<Discovered>) {
     let mut names = HashSet::new();
     let mut addresses = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
+    let mut discovery = Vec::new();
     for raw in list {
-        let Some(address) = parse_address(&raw.address, false, problems) else {
-            continue;
-        };
-        if !addresses.insert(address) {
-            problems.add(
-                raw.address.span(),
-                format!("duplicate backend address {address} in this pool"),
-                Some("list each backend once; use `weight` to give it a larger share".into()),
-            );
-        }
-        let name = raw
-            .name
-            .as_ref()
-            .map_or_else(|| raw.address.get_ref().clone(), |n| n.get_ref().clone());
-        if !names.insert(name.clone()) {
-            let span = raw.name.as_ref().map_or(raw.address.span(), |n| n.span());
-            problems.add(
-                span,
-                format!("duplicate backend name `{name}` in this pool"),
-                Some("give each backend a distinct `name`".into()),
-            );
-        }
         let weight = match &raw.weight {
             None => 1,
             Some(w) if (1..=i64::from(MAX_WEIGHT)).contains(w.get_ref()) => *w.get_ref() as u32,
@@ -401,14 +393,64 @@ fn check_backends(list: &[RawBackend], problems: &mut Problems<'_>) -> Vec<Backe
                 1
             }
         };
+        if raw.resolve || raw.srv.is_some() {
+            let source = discovery.len();
+            if let Some((entry, found)) =
+                super::discovery::check_discovered(raw, weight, source, resolver, problems)
+            {
+                if !names.insert(entry.name.clone()) {
+                    let span = raw.name.as_ref().map_or(0..0, |n| n.span());
+                    problems.add(
+                        span,
+                        format!("duplicate backend name `{}` in this pool", entry.name),
+                        Some("give each backend a distinct `name`".into()),
+                    );
+                }
+                discovery.push(entry);
+                out.extend(found);
+            }
+            continue;
+        }
+        let Some(raw_address) = &raw.address else {
+            let span = raw.name.as_ref().map_or(0..0, |n| n.span());
+            problems.add(
+                span,
+                "a backend needs an `address`",
+                Some("address = \"10.0.0.5:8080\" (or a name with resolve = true, or srv = \"_http._tcp.NAME\")".into()),
+            );
+            continue;
+        };
+        let Some(address) = parse_address(raw_address, false, problems) else {
+            continue;
+        };
+        if !addresses.insert(address) {
+            problems.add(
+                raw_address.span(),
+                format!("duplicate backend address {address} in this pool"),
+                Some("list each backend once; use `weight` to give it a larger share".into()),
+            );
+        }
+        let name = raw
+            .name
+            .as_ref()
+            .map_or_else(|| raw_address.get_ref().clone(), |n| n.get_ref().clone());
+        if !names.insert(name.clone()) {
+            let span = raw.name.as_ref().map_or(raw_address.span(), |n| n.span());
+            problems.add(
+                span,
+                format!("duplicate backend name `{name}` in this pool"),
+                Some("give each backend a distinct `name`".into()),
+            );
+        }
         out.push(BackendConfig {
             name,
             address,
             weight,
             backup: raw.backup,
+            source: None,
         });
     }
-    out
+    (out, discovery)
 }
 
 /// Parses `IP:PORT` (or `HOST:PORT`, resolved now); a listener may use port 0.

@@ -139,6 +139,7 @@ impl Backend {
             address: self.addr,
             weight: 1,
             backup,
+            source: None,
         }
     }
 

@@ -355,7 +355,7 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
                     Some(config) => match running.reload(config) {
                         Ok(lines) => {
                             for l in &lines {
-                                tracing::info!("admin change: {l}");
+                                tracing::info!("{} change: {l}", change.origin);
                             }
                             Ok(lines)
                         }

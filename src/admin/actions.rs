@@ -200,7 +200,11 @@ pub(super) async fn apply(
     };
     admin
         .changes
-        .send(Change { config, reply })
+        .send(Change {
+            origin: "admin",
+            config,
+            reply,
+        })
         .map_err(|_| gone())?;
     match outcome.await.map_err(|_| gone())? {
         Ok(changed) => Ok(json!({ "ok": true, "changed": changed })),

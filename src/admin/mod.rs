@@ -38,6 +38,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// A change of configuration the main thread applies as a reload.
 #[derive(Debug)]
 pub struct Change {
+    /// Who asks, for the log: `admin` or `DNS`.
+    pub origin: &'static str,
     /// The new configuration; `None`: re-read the config file.
     pub config: Option<Config>,
     /// The outcome: the diff lines, or why nothing changed.

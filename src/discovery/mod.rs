@@ -241,6 +241,7 @@ fn apply(
     }
     let (reply, outcome) = tokio::sync::oneshot::channel();
     let change = crate::admin::Change {
+        origin: "DNS",
         config: Some(config),
         reply,
     };

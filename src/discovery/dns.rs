@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn addresses_and_their_ttls() {
         let q = encode(7, "api.test.", Kind::A).unwrap();
-        assert_eq!(&q[12..21], b"\x03api\x04test\x00");
+        assert_eq!(&q[12..22], b"\x03api\x04test\x00");
         let cname = (5, 60, b"\x03web\xc0\x10".to_vec());
         let a = answer(
             &q,

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Fulcrum};
+use common::{Backend, Fulcrum, metric as value, scrape};
 
 /// A dnsmasq on 127.0.0.1 answering only from `hosts` (and `extra` options), with
 /// records valid 1 s.
@@ -80,19 +80,6 @@ impl Drop for Dnsmasq {
     }
 }
 
-fn scrape(f: &Fulcrum) -> String {
-    let (code, body, err) = common::curl(&[&format!("http://{}/metrics", f.admin_addr())]);
-    assert_eq!(code, 0, "{err}");
-    body
-}
-
-/// The value of series `series` in the exposition, if it is there.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-}
-
 /// Waits (up to 10 s) until the backends that answer `n` requests are `want`.
 fn wait_for_backends(f: &Fulcrum, want: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -146,14 +133,14 @@ backends = [{{ name = "api", address = "api.svc.test:{port}", resolve = true }}]
             ),
         )
     };
-    let before = counted(&scrape(&f)).unwrap();
+    let before = counted(&scrape(f.admin_addr())).unwrap();
     assert!(before >= 20.0, "{before}");
 
     // A second address appears: both serve, the first keeps its counters.
     std::fs::write(&hosts, "127.0.0.2 api.svc.test\n127.0.0.3 api.svc.test\n").unwrap();
     dns.reload();
     wait_for_backends(&f, &["one", "two"]);
-    assert!(counted(&scrape(&f)).unwrap() > before);
+    assert!(counted(&scrape(f.admin_addr())).unwrap() > before);
     assert!(f.wait_log("DNS: the addresses changed"), "{}", f.log());
 
     // The name server goes away: the last addresses stay in use, and it is logged.
@@ -216,7 +203,7 @@ backends = [{{ name = "web", srv = "_http._tcp.svc.test" }}]
 "#,
         dns.port
     ));
-    let m = scrape(&f);
+    let m = scrape(f.admin_addr());
     for (backend, weight) in [(&a, 30.0), (&b, 10.0), (&spare, 10.0)] {
         let series = format!(
             "fulcrum_backend_weight{{pool=\"app\",backend=\"web@{}\"}}",

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Fulcrum};
+use common::{Backend, Fulcrum, scrape, value};
 
 fn config(a: &Backend, b: &Backend, weight: u32) -> String {
     format!(
@@ -50,22 +50,6 @@ backends = [{{ name = "nobody", address = "127.0.0.1:9" }}]
 "#,
         a.addr, b.addr
     )
-}
-
-fn scrape(admin: SocketAddr) -> String {
-    let (code, body, err) = common::curl(&[&format!("http://{admin}/metrics")]);
-    assert_eq!(code, 0, "{err}");
-    body
-}
-
-/// The value of the series written exactly as `series` (name and labels).
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 fn get(f: &Fulcrum, path: &str, n: usize) {

@@ -11,23 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{Backend, Fulcrum};
-
-fn scrape(admin: SocketAddr) -> String {
-    let (code, body, err) = common::curl(&[&format!("http://{admin}/metrics")]);
-    assert_eq!(code, 0, "{err}");
-    body
-}
-
-/// The value of the series written exactly as `series` (name and labels).
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
+use common::{Backend, Fulcrum, scrape, value};
 
 /// Scrapes until `ok` holds for the exposition (requests are counted as they end,
 /// just after the client has its response); panics after 5 s.

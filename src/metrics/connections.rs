@@ -63,17 +63,9 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, snapshot: &Snapshot) -> Resu
         "HTTP/2 streams (requests) received from clients",
         &http,
     )?;
-    let unrelayed: Vec<_> = listeners()
-        .filter(|f| f.protocol != Protocol::Http)
-        .map(|f| {
-            let proto = if f.protocol == Protocol::Udp {
-                "udp"
-            } else {
-                "tcp"
-            };
-            let n = get(&f.stats.relayed.failed);
-            (vec![("listener", &*f.name), ("protocol", proto)], n)
-        })
+    let unrelayed: Vec<_> = super::expose::l4_listeners(snapshot)
+        .into_iter()
+        .map(|(labels, f)| (labels, get(&f.stats.relayed.failed)))
         .collect();
     counter(
         e,

@@ -181,19 +181,9 @@ fn relayed(
     e: &mut DescriptorEncoder<'_>,
     snapshot: &crate::runtime::Snapshot,
 ) -> Result<(), Error> {
-    use crate::config::Protocol;
-    let l4: Vec<_> = snapshot
-        .frontends
-        .iter()
-        .filter(|f| f.protocol != Protocol::Http)
-        .map(|f| {
-            let proto = if f.protocol == Protocol::Udp {
-                "udp"
-            } else {
-                "tcp"
-            };
-            (vec![("listener", &*f.name), ("protocol", proto)], &*f.stats)
-        })
+    let l4: Vec<_> = l4_listeners(snapshot)
+        .into_iter()
+        .map(|(labels, f)| (labels, &*f.stats))
         .collect();
     let backends: Vec<_> = snapshot
         .pools
@@ -413,6 +403,26 @@ fn histogram(
             .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
     }
     Ok(())
+}
+
+/// The TCP and UDP listeners, labelled with their name and protocol.
+pub(super) fn l4_listeners(
+    snapshot: &crate::runtime::Snapshot,
+) -> Vec<(Labels<'_>, &crate::runtime::Frontend)> {
+    use crate::config::Protocol;
+    snapshot
+        .frontends
+        .iter()
+        .filter(|f| f.protocol != Protocol::Http)
+        .map(|f| {
+            let proto = if f.protocol == Protocol::Udp {
+                "udp"
+            } else {
+                "tcp"
+            };
+            (vec![("listener", &*f.name), ("protocol", proto)], &**f)
+        })
+        .collect()
 }
 
 /// A backend gauge's value.

@@ -435,6 +435,28 @@ pub fn config(top: &str, backends: &[&Backend], pool_extra: &str) -> String {
     )
 }
 
+/// The Prometheus text of the admin listener at `admin`.
+#[allow(dead_code)]
+pub fn scrape(admin: SocketAddr) -> String {
+    let (code, body, err) = curl(&[&format!("http://{admin}/metrics")]);
+    assert_eq!(code, 0, "{err}");
+    body
+}
+
+/// The value of the series written exactly as `series` (name and labels), if any.
+#[allow(dead_code)]
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The value of `series`, which must be there.
+#[allow(dead_code)]
+pub fn value(text: &str, series: &str) -> f64 {
+    metric(text, series).unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
 /// Runs curl with `args` (plus `-sS --max-time 10`); returns (exit code, stdout, stderr).
 pub fn curl(args: &[&str]) -> (i32, String, String) {
     let out = Command::new("curl")

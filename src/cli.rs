@@ -610,6 +610,7 @@ pub fn single_pool_config(
             send_proxy: None,
             http_version: crate::config::HttpVersion::Http1,
             tls: None,
+            sticky: None,
         }],
     }
 }

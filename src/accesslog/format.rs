@@ -66,6 +66,10 @@ pub(super) fn text(out: &mut String, time: &str, f: &Fields<'_>) {
             out.push_str(" retried=");
             retried(out, t, false);
         }
+        if let Some(sticky) = t.sticky {
+            out.push_str(" sticky=");
+            out.push_str(sticky);
+        }
     }
     out.push_str(" ms=");
     millis(out, f.took);
@@ -129,6 +133,7 @@ const QUEUE_MS: usize = 17;
 const CONNECT_MS: usize = 18;
 const TTFB_MS: usize = 19;
 const RETRIED: usize = 20;
+const STICKY: usize = 21;
 
 /// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
 /// (it did not queue, a kept connection was used, nothing was retried), are left out.
@@ -141,6 +146,7 @@ fn is_absent(i: usize, f: &Fields<'_>) -> bool {
         CONNECT_MS => f.trail.is_none_or(|t| t.connect.is_none()),
         TTFB_MS => f.trail.is_none_or(|t| t.first_byte.is_none()),
         RETRIED => f.trail.is_none_or(|t| t.retried[0].is_none()),
+        STICKY => f.trail.is_none_or(|t| t.sticky.is_none()),
         _ => false,
     }
 }
@@ -203,6 +209,7 @@ pub(super) fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_j
             Some(t) => retried(out, t, as_json),
             None => text(out, None),
         },
+        STICKY => text(out, f.trail.and_then(|t| t.sticky)),
         _ => millis(out, f.took),
     }
 }
@@ -321,6 +328,7 @@ mod tests {
             (CONNECT_MS, "connect_ms"),
             (TTFB_MS, "ttfb_ms"),
             (RETRIED, "retried"),
+            (STICKY, "sticky"),
         ];
         for (i, name) in named {
             assert_eq!(VARIABLES[i], name);
@@ -343,6 +351,7 @@ mod tests {
         let trail = Trail {
             connect: Some(Duration::from_micros(1234)),
             first_byte: Some(Duration::from_micros(56)),
+            sticky: Some("moved"),
             retried: [
                 Some((backend, crate::pipeline::upstream::Why::Status(503))),
                 None,

@@ -31,6 +31,7 @@ pub const LOG_VARIABLES: &[&str] = &[
     "connect_ms",
     "ttfb_ms",
     "retried",
+    "sticky",
     "ms",
 ];
 

@@ -19,6 +19,7 @@ mod route_actions;
 mod route_check;
 pub mod routes;
 mod shadow;
+mod sticky;
 pub mod tls;
 mod units;
 mod validate;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use discovery::{ResolverConfig, system_nameservers};
 pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
+pub use sticky::StickyConfig;
 pub use units::{parse_duration, parse_size};
 
 pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};
@@ -193,6 +195,8 @@ pub struct PoolConfig {
     pub http_version: HttpVersion,
     /// TLS to the backends, if configured.
     pub tls: Option<tls::BackendTls>,
+    /// Session persistence by cookie, if configured.
+    pub sticky: Option<StickyConfig>,
 }
 
 /// The HTTP version a pool speaks to its backends.

@@ -99,6 +99,7 @@ pub struct RawPool {
     pub unavailable_body: Option<String>,
     pub http_version: Option<Spanned<String>>,
     pub tls: Option<super::tls::RawPoolTls>,
+    pub sticky: Option<super::sticky::RawSticky>,
 }
 
 /// One backend of a pool.

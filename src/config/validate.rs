@@ -297,6 +297,10 @@ fn check_pool(
         hash_key,
         backends,
         discovery,
+        sticky: pool
+            .sticky
+            .as_ref()
+            .map(|s| super::sticky::check_sticky(s, name.get_ref(), problems)),
         health,
         retries,
         unavailable_body: pool.unavailable_body.clone(),

@@ -88,8 +88,10 @@ impl Conn {
             upgrade: head.upgrade,
             rules: fwd.response_headers(&frontend),
             set_cookie: set_cookie.as_deref(),
+            sticky_cookie: None,
         };
-        let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend));
+        let mut attempts =
+            Attempts::new(pool, fwd.key, fwd.retries(&frontend)).stick_to(fwd.sticky);
         let tried = self
             .tries(
                 &mut attempts,
@@ -159,7 +161,10 @@ impl Conn {
                         })
                         .flatten();
                     match retried {
-                        None => return Ok((up, resp, keep_client, admitted.take_in_flight())),
+                        None => {
+                            attempts.kept(&admitted);
+                            return Ok((up, resp, keep_client, admitted.take_in_flight()));
+                        }
                         Some(next) => {
                             self.discard(pool, &admitted.backend, up, &resp);
                             admitted = next;
@@ -228,9 +233,12 @@ impl Conn {
         loop {
             if !self.ubuf.is_empty() {
                 self.rhead.clear();
-                // Stopping: the response says the connection closes after it.
+                // Stopping: the response says the connection closes after it. A client
+                // served by another backend than its sticky cookie names gets the cookie
+                // of this one.
                 let client = ClientSide {
                     keep_alive: client.keep_alive && !self.live.is_stopping(),
+                    sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
                     ..client
                 };
                 match response::parse(&self.ubuf, client, &mut self.rhead) {

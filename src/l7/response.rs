@@ -58,6 +58,8 @@ pub struct ClientSide<'a> {
     pub rules: Option<&'a HeaderRules>,
     /// A `Set-Cookie` value to add (a split side).
     pub set_cookie: Option<&'a str>,
+    /// Another: the pool's sticky cookie, naming the backend that answers.
+    pub sticky_cookie: Option<&'a str>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -182,7 +184,10 @@ pub fn parse(
             put(out, name, value);
         }
     }
-    if let Some(cookie) = client.set_cookie {
+    for cookie in [client.set_cookie, client.sticky_cookie]
+        .into_iter()
+        .flatten()
+    {
         put(out, b"Set-Cookie", cookie.as_bytes());
     }
     match framing {
@@ -238,6 +243,7 @@ mod tests {
             upgrade: false,
             rules: None,
             set_cookie: None,
+            sticky_cookie: None,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Upstream {
     pub retries: AtomicU64,
     /// Retries the pool's retry budget refused.
     pub budget_refusals: AtomicU64,
+    /// Responses by what the pool's sticky cookie did (`pipeline::upstream::STICKY`).
+    pub sticky: [AtomicU64; 3],
 }
 
 /// The overload queue of a pool.

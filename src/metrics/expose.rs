@@ -300,6 +300,23 @@ fn upstream(
         "Retries refused because the pool's retry budget was spent",
         &values(pools, |s| get(&s.upstream.budget_refusals)),
     )?;
+    let mut m = e.encode_descriptor(
+        "pool_sticky_responses",
+        "Responses of pools with a sticky cookie, by `outcome`: hit (served where the cookie said), new (no cookie: one set), moved (its backend could not take the request: the cookie of the new one set)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (labels, s) in pools {
+        for (outcome, n) in crate::pipeline::upstream::STICKY
+            .iter()
+            .zip(&s.upstream.sticky)
+        {
+            let mut with = labels.clone();
+            with.push(("outcome", outcome));
+            m.encode_family(&with.as_slice())?
+                .encode_counter::<NoLabelSet, _, u64>(&get(n), None)?;
+        }
+    }
     counter(
         e,
         "backend_retries",

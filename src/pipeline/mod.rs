@@ -6,13 +6,15 @@
 //! 1. **route** ([`route`]): the listener's route table picks a pool (with a split side
 //!    and the route's fallback), or an answer of Fulcrum's own (redirect, fixed
 //!    response, 404); the request's hash key is computed for the pool.
-//! 2. **upstream** ([`upstream::Attempts`]): pick and admit a backend, report each try to
-//!    passive health, retry elsewhere within the attempts and the budget.
+//! 2. **upstream** ([`upstream::Attempts`]): pick and admit a backend (the one the
+//!    request's sticky cookie names first, see [`sticky`]), report each try to passive
+//!    health, retry elsewhere within the attempts and the budget.
 //! 3. **upstream request**: the route's path rewrite and request header rules
 //!    ([`Forward::rewrite`], [`Forward::request_headers`]), applied by the engine while it
 //!    writes the request for the backend.
-//! 4. **response** ([`Forward::response_headers`], [`Forward::set_cookie`]): the route's
-//!    response header rules and the split cookie, applied while the engine writes the
+//! 4. **response** ([`Forward::response_headers`], [`Forward::set_cookie`],
+//!    [`upstream::Attempts::sticky_cookie`]): the route's response header rules, the
+//!    split cookie and the pool's sticky cookie, applied while the engine writes the
 //!    response head.
 //! 5. **log** ([`log`]): one access log line per request or connection.
 //!
@@ -27,6 +29,7 @@ pub mod log;
 pub mod queue;
 pub mod reply;
 pub mod retry;
+pub mod sticky;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -77,6 +80,8 @@ pub struct Forward {
     pub key: u64,
     /// The split side the client was just given (the response sets its cookie).
     pub new_side: Option<usize>,
+    /// The backend the request's sticky cookie names (see [`sticky`]), if any.
+    pub sticky: Option<u32>,
 }
 
 /// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
@@ -97,11 +102,13 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
             } else {
                 0
             };
+            let sticky = chosen.sticky.as_ref().and_then(|s| s.find(req));
             Decision::Forward(Forward {
                 pool: Arc::clone(chosen),
                 route: selected.route,
                 key,
                 new_side,
+                sticky,
             })
         }
         Target::Redirect { status, location } => Decision::Redirect {

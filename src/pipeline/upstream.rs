@@ -88,7 +88,13 @@ pub struct Trail {
     pub first_byte: Option<Duration>,
     /// The backend each retry left, and why.
     pub retried: [Option<(Arc<Backend>, Why)>; LOGGED_RETRIES],
+    /// What the pool's sticky cookie did, if it has one (see [`STICKY`]).
+    pub sticky: Option<&'static str>,
 }
+
+/// What a sticky cookie did: the request went where its cookie said (`hit`), had no
+/// cookie for this pool (`new`), or its backend could not take it (`moved`).
+pub const STICKY: [&str; 3] = ["hit", "new", "moved"];
 
 impl Trail {
     /// Empties it for the next request (without freeing anything when nothing was
@@ -98,6 +104,7 @@ impl Trail {
         self.queued = None;
         self.connect = None;
         self.first_byte = None;
+        self.sticky = None;
         if self.retried[0].is_some() {
             self.retried = Default::default();
         }
@@ -116,6 +123,8 @@ pub struct Attempts<'p> {
     pub retries: u32,
     /// Timings and retry reasons, for the log.
     pub trail: Trail,
+    /// The backend the request's sticky cookie names.
+    sticky: Option<u32>,
 }
 
 impl<'p> Attempts<'p> {
@@ -134,6 +143,46 @@ impl<'p> Attempts<'p> {
             on_status,
             retries: 0,
             trail: Trail::default(),
+            sticky: None,
+        }
+    }
+
+    /// Tries the backend the request's sticky cookie names first (`Forward::sticky`).
+    pub fn stick_to(mut self, sticky: Option<u32>) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
+    /// What the request's sticky cookie does with `admitted` serving it: an index of
+    /// [`STICKY`] (`None`: the pool has no sticky cookie).
+    fn sticky_outcome(&self, admitted: &Admitted) -> Option<usize> {
+        let sticky = self.pool.sticky.as_ref()?;
+        Some(match self.sticky.and_then(|i| sticky.backend(i)) {
+            Some(b) if Arc::ptr_eq(b, &admitted.backend) => 0,
+            None => 1,
+            Some(_) => 2,
+        })
+    }
+
+    /// The sticky cookie the response sets when the request was served by another
+    /// backend than its cookie names (or had none): `admitted`'s, over TLS if `tls`.
+    pub fn sticky_cookie(&self, admitted: &Admitted, tls: bool) -> Option<&'p str> {
+        match self.sticky_outcome(admitted)? {
+            0 => None,
+            _ => self
+                .pool
+                .sticky
+                .as_ref()?
+                .set_cookie(&admitted.backend, tls),
+        }
+    }
+
+    /// The response of `admitted` is the one the client gets: what the sticky cookie
+    /// did is counted, and kept for the log.
+    pub fn kept(&mut self, admitted: &Admitted) {
+        if let Some(outcome) = self.sticky_outcome(admitted) {
+            self.trail.sticky = Some(STICKY[outcome]);
+            inc(&self.pool.stats.upstream.sticky[outcome]);
         }
     }
 
@@ -146,6 +195,15 @@ impl<'p> Attempts<'p> {
     /// is full) and admitted. The error is the 503 to send.
     pub async fn first(&mut self) -> Result<Admitted, Error> {
         let pool = self.pool;
+        // The backend the client is kept on, while it is up and has room.
+        if let Some(b) = self
+            .sticky
+            .and_then(|i| pool.sticky.as_ref()?.backend(i))
+            .filter(|b| b.is_up())
+            && let Some(admitted) = self.admit(b)
+        {
+            return Ok(admitted);
+        }
         for _ in 0..4 {
             let (picked, waited) = pool
                 .queue

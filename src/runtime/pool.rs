@@ -17,6 +17,7 @@ use crate::metrics::Stats;
 use crate::pipeline::error::{Error, NO_BACKEND};
 use crate::pipeline::queue::Queue;
 use crate::pipeline::retry::RetryPolicy;
+use crate::pipeline::sticky::Sticky;
 use crate::tls::client::BackendConnector;
 
 /// One named pool of the running config.
@@ -44,6 +45,8 @@ pub struct Pool {
     pub config: PoolConfig,
     /// Requests sent to the pool (carried over reloads).
     pub stats: Arc<Stats>,
+    /// Session persistence by cookie, if configured.
+    pub sticky: Option<Sticky>,
 }
 
 impl Pool {
@@ -91,8 +94,13 @@ impl Pool {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let sticky = c
+            .sticky
+            .as_ref()
+            .map(|s| Sticky::new(s, &c.name, backends.iter()));
         Pool {
+            sticky,
             name: c.name.as_str().into(),
             balancer: balance::Pool::new(
                 c.name.as_str(),

@@ -163,7 +163,8 @@ async fn handle(
         Some(deadline) => deadline.min(request_timeout),
         None => request_timeout,
     };
-    let mut attempts = Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend));
+    let mut attempts =
+        Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend)).stick_to(fwd.sticky);
     let to = Upstream {
         fwd: &fwd,
         frontend,
@@ -250,6 +251,7 @@ async fn tries(
             Ok(Ok(response)) => {
                 let status = response.status();
                 attempts.answered(&admitted, sent.elapsed());
+                attempts.kept(&admitted);
                 attempts.report(&mut admitted, status.as_u16() < 500);
                 senders::put_back(key, sender);
                 let finish = Finish {
@@ -257,6 +259,9 @@ async fn tries(
                     busy,
                     rules: fwd.response_headers(frontend),
                     set_cookie: set_cookie(fwd, frontend, tls),
+                    sticky_cookie: attempts
+                        .sticky_cookie(&admitted, tls)
+                        .and_then(|c| HeaderValue::from_str(c).ok()),
                 };
                 return Ok(finish.apply(response));
             }
@@ -293,6 +298,7 @@ struct Finish<'a> {
     busy: Busy,
     rules: Option<&'a HeaderRules>,
     set_cookie: Option<HeaderValue>,
+    sticky_cookie: Option<HeaderValue>,
 }
 
 impl Finish<'_> {
@@ -305,7 +311,7 @@ impl Finish<'_> {
         if let Some(rules) = self.rules {
             rules.apply(&mut parts.headers);
         }
-        if let Some(cookie) = self.set_cookie {
+        for cookie in [self.set_cookie, self.sticky_cookie].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
         let body = Guarded {

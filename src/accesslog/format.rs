@@ -394,7 +394,7 @@ mod tests {
         text(&mut line, "T", &full);
         assert!(
             line.ends_with(
-                r#"connect_ms=1.234 ttfb_ms=0.056 retried="b1: the backend answered 503" ms=2.500"#
+                r#"connect_ms=1.234 ttfb_ms=0.056 retried="b1: the backend answered 503" sticky=moved ms=2.500"#
             ),
             "{line}"
         );

@@ -27,6 +27,7 @@ pub mod l7;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod relay;
 pub mod routing;
 pub mod runtime;

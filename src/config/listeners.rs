@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::HashKey;
 use super::error::{Problems, closest};
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawListener};
 use super::validate::parse_address;
 use super::{HttpVersion, Limits, ListenerConfig, PoolConfig, Protocol};
 
@@ -208,6 +208,7 @@ pub(super) fn check_listeners(
                 splice,
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
+                access: check_access(l, problems),
             });
         }
     }
@@ -284,4 +285,30 @@ fn check_tls(
         return None;
     }
     Some(super::tls::check_listener_tls(tls, name, base, problems))
+}
+
+/// `allow` and `deny`: lists of CIDR blocks.
+fn check_access(l: &RawListener, problems: &mut Problems<'_>) -> crate::policy::Access {
+    let mut blocks = |list: &Option<Vec<toml::Spanned<String>>>| {
+        let parsed: Vec<_> = list
+            .iter()
+            .flatten()
+            .filter_map(|b| match crate::policy::ipset::parse_block(b.get_ref()) {
+                Ok(block) => Some(block),
+                Err(why) => {
+                    problems.add(
+                        b.span(),
+                        why,
+                        Some("write an address or a CIDR block: \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"".into()),
+                    );
+                    None
+                }
+            })
+            .collect();
+        crate::policy::IpSet::new(&parsed)
+    };
+    crate::policy::Access {
+        allow: l.allow.as_ref().map(|_| blocks(&l.allow)),
+        deny: blocks(&l.deny),
+    }
 }

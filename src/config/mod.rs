@@ -157,6 +157,8 @@ pub struct ListenerConfig {
     pub sni_routes: Vec<(String, usize)>,
     /// TLS termination, if the listener is HTTPS.
     pub tls: Option<tls::ListenerTls>,
+    /// Which client addresses are accepted (`allow`, `deny`).
+    pub access: crate::policy::Access,
 }
 
 /// One named pool.

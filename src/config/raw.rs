@@ -79,6 +79,10 @@ pub struct RawListener {
     pub splice: Option<Spanned<bool>>,
     pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub tls: Option<super::tls::RawListenerTls>,
+    /// Client addresses accepted (CIDR blocks); none: all.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Client addresses refused (CIDR blocks).
+    pub deny: Option<Vec<Spanned<String>>>,
 }
 
 /// One `[pools.NAME]` table.

@@ -87,6 +87,10 @@ async fn open_flow(
     if flows.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_FLOWS {
         return None;
     }
+    if !frontend.config.access.admits(client.ip()) {
+        crate::metrics::counters::inc(&frontend.stats.connections.denied);
+        return None;
+    }
     let pool = Arc::clone(frontend.default_pool()?);
     let mut attempts = Attempts::new(&pool, hash_ip(client.ip()), None);
     let mut admitted = match attempts.first().await {

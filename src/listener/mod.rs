@@ -354,6 +354,7 @@ impl ListenerConfig {
             splice: false,
             sni_routes: Vec::new(),
             tls: None,
+            access: crate::policy::Access::default(),
         }
     }
 }

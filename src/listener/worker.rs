@@ -164,6 +164,12 @@ async fn accept_loop(
                 if let Some(newer) = live.refresh(&frontend) {
                     frontend = newer;
                 }
+                // A refused address: closed before any byte is read (behind a PROXY
+                // protocol header, once the header names the client).
+                if !frontend.accept_proxy && !frontend.config.access.admits(peer.ip()) {
+                    inc(&frontend.stats.connections.denied);
+                    continue;
+                }
                 let held = live.connection(Some(permit), &frontend.stats);
                 let frontend = Arc::clone(&frontend);
                 if frontend.protocol == Protocol::Http
@@ -199,13 +205,20 @@ async fn serve_connection(
     // Behind another balancer, the client is who its PROXY header says.
     let peer = if frontend.accept_proxy {
         let limit = frontend.timeouts.request_header;
-        match Box::pin(crate::l4::proxy_protocol::read_header(&mut stream, limit)).await {
+        let source = match Box::pin(crate::l4::proxy_protocol::read_header(&mut stream, limit))
+            .await
+        {
             Ok(source) => source.unwrap_or(peer),
             Err(e) => {
                 tracing::debug!(listener = %frontend.name, client = %peer, error = %e, "connection refused");
                 return;
             }
+        };
+        if !frontend.config.access.admits(source.ip()) {
+            inc(&frontend.stats.connections.denied);
+            return;
         }
+        source
     } else {
         peer
     };

@@ -63,6 +63,18 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, snapshot: &Snapshot) -> Resu
         "HTTP/2 streams (requests) received from clients",
         &http,
     )?;
+    let denied: Vec<_> = listeners()
+        .map(|f| {
+            let n = get(&f.stats.connections.denied);
+            (vec![("listener", &*f.name)], n)
+        })
+        .collect();
+    counter(
+        e,
+        "listener_denied_connections",
+        "Connections refused (UDP: datagrams dropped) because the client's address is not in the listener's `allow` list or is in its `deny` list",
+        &denied,
+    )?;
     let unrelayed: Vec<_> = super::expose::l4_listeners(snapshot)
         .into_iter()
         .map(|(labels, f)| (labels, get(&f.stats.relayed.failed)))

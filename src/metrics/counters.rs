@@ -75,6 +75,8 @@ pub struct Connections {
     pub tls_failed: [AtomicU64; 2],
     /// HTTP/2 streams (requests) received.
     pub h2_streams: AtomicU64,
+    /// Connections (or UDP flows) refused by the listener's `allow`/`deny` lists.
+    pub denied: AtomicU64,
 }
 
 /// Adds one to a counter.

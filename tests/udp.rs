@@ -38,7 +38,11 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq is installed by scripts/test (apt-get install dnsmasq-base)");
-        std::thread::sleep(Duration::from_millis(300));
+        // Ready once it answers (a loaded machine may take longer than a moment).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dig(port, "test.example") != answer && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Dnsmasq(child, port)
     }
 }

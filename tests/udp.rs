@@ -13,37 +13,54 @@ struct Dnsmasq(Child, u16);
 
 impl Dnsmasq {
     /// A DNS server answering `test.example` with `answer` (an address used only as data).
+    /// A dnsmasq that exits or stays silent (its port was taken meanwhile) is started
+    /// again on another port; after three tries the test fails with what it said.
     fn start(answer: &str) -> Dnsmasq {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--no-poll",
-            ])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--user=root",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--address=/test.example/{answer}"))
-            .arg("--pid-file=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq is installed by scripts/test (apt-get install dnsmasq-base)");
-        // Ready once it answers (a loaded machine may take longer than a moment).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while dig(port, "test.example") != answer && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                ])
+                .args([
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--user=root",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--address=/test.example/{answer}"))
+                .arg("--pid-file=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("dnsmasq is installed by scripts/test (apt-get install dnsmasq-base)");
+            // Ready once it answers (a loaded machine may take longer than a moment).
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if dig(port, "test.example") == answer {
+                    return Dnsmasq(child, port);
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            said.push(format!(
+                "port {port}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        Dnsmasq(child, port)
+        panic!("dnsmasq did not start: {said:?}");
     }
 }
 

@@ -20,48 +20,60 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Starts it on `port` (or a free one), and waits until it answers. One that exits
+    /// or stays silent is started again (on another port when none was asked for);
+    /// after three tries the test fails with what it said.
     fn start(hosts: &Path, extra: &[String], port: Option<u16>) -> Dnsmasq {
-        let port = port.unwrap_or_else(|| {
-            let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        });
-        let child = Command::new("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--user=root",
-                "--pid-file",
-                "--local-ttl=1",
-                "--log-facility=/dev/null",
-                // Names under svc.test not in the hosts file do not exist.
-                "--local=/svc.test/",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--addn-hosts={}", hosts.display()))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq)");
-        // Ready once it answers.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let port = port.unwrap_or_else(common::free_port_for_dns);
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                    "--user=root",
+                    "--pid-file",
+                    "--local-ttl=1",
+                    "--log-facility=/dev/null",
+                    // Names under svc.test not in the hosts file do not exist.
+                    "--local=/svc.test/",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("dnsmasq (apt-get install dnsmasq-base)");
+            // Ready once it answers (here: that the name does not exist).
             let servers = [SocketAddr::from(([127, 0, 0, 1], port))];
-            let asked = fulcrum::discovery::dns::query(
-                &servers,
-                "ready.invalid",
-                fulcrum::discovery::dns::Kind::A,
-                Duration::from_millis(200),
-            );
-            if !matches!(asked, Err(fulcrum::discovery::dns::Failure::Unanswered(_))) {
-                break;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let asked = fulcrum::discovery::dns::query(
+                    &servers,
+                    "ready.svc.test",
+                    fulcrum::discovery::dns::Kind::A,
+                    Duration::from_millis(200),
+                );
+                if !matches!(asked, Err(fulcrum::discovery::dns::Failure::Unanswered(_))) {
+                    return Dnsmasq { child, port };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            said.push(format!(
+                "port {port}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        Dnsmasq { child, port }
+        panic!("dnsmasq did not start: {said:?}");
     }
 
     /// Re-reads the hosts file (SIGHUP).

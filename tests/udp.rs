@@ -18,11 +18,7 @@ impl Dnsmasq {
     fn start(answer: &str) -> Dnsmasq {
         let mut said = Vec::new();
         for _ in 0..3 {
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = common::free_port_for_dns();
             let mut child = Command::new("dnsmasq")
                 .args([
                     "--keep-in-foreground",

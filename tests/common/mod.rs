@@ -435,6 +435,20 @@ pub fn config(top: &str, backends: &[&Backend], pool_extra: &str) -> String {
     )
 }
 
+/// A port on 127.0.0.1 free for both TCP and UDP now (DNS servers listen on both): the
+/// kernel's pick for a TCP listener, kept if UDP can bind it too.
+#[allow(dead_code)]
+pub fn free_port_for_dns() -> u16 {
+    for _ in 0..20 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
 /// The Prometheus text of the admin listener at `admin`.
 #[allow(dead_code)]
 pub fn scrape(admin: SocketAddr) -> String {

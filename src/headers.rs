@@ -92,18 +92,7 @@ pub fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Appends a decimal number.
 #[inline]
 pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(crate::digits::Digits::decimal(n).as_bytes());
 }
 
 #[cfg(test)]

@@ -226,6 +226,12 @@ impl Conn {
 
         // Response time, and the request timeout, run from the request being sent in full,
         // so that connecting and uploading do not count against the backend.
+        // A client served by another backend than its sticky cookie names gets the
+        // cookie of this one.
+        let client = ClientSide {
+            sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
+            ..client
+        };
         let sent = Instant::now();
         let deadline = sent + timeouts.1;
         let mut interim_seen = false;
@@ -233,12 +239,9 @@ impl Conn {
         loop {
             if !self.ubuf.is_empty() {
                 self.rhead.clear();
-                // Stopping: the response says the connection closes after it. A client
-                // served by another backend than its sticky cookie names gets the cookie
-                // of this one.
+                // Stopping: the response says the connection closes after it.
                 let client = ClientSide {
                     keep_alive: client.keep_alive && !self.live.is_stopping(),
-                    sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
                     ..client
                 };
                 match response::parse(&self.ubuf, client, &mut self.rhead) {

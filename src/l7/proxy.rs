@@ -235,25 +235,15 @@ impl Conn {
                 return Next::Fail(e);
             }
         };
-        self.frontend.begin(decision.route());
+        self.begin(decision.route(), head.head_len as u64);
         let started = Instant::now();
         self.http10 = head.http10;
-        self.status = 0;
-        self.backend = None;
-        self.retries = 0;
-        self.trail.clear();
-        self.bytes_in = head.head_len as u64;
-        self.bytes_out = 0;
         let result = match decision {
             Decision::Forward(fwd) => {
-                self.route = fwd.route;
                 self.pool = Some(Arc::clone(&fwd.pool));
                 self.exchange(head, &fwd).await
             }
-            other => {
-                self.pool = None;
-                self.answer(head, other).await
-            }
+            other => self.answer(head, other).await,
         };
         if let Err(e) = &result
             && !e.is_silent()
@@ -437,10 +427,6 @@ impl Conn {
             },
             _ => Reply::error(&NO_ROUTE, None),
         };
-        self.route = match &decision {
-            Decision::Respond(route) | Decision::Redirect { route, .. } => Some(*route),
-            _ => None,
-        };
         reply.close = !keep;
         self.status = reply.status;
         self.out.clear();
@@ -500,18 +486,25 @@ impl Conn {
         if e.is_silent() {
             return;
         }
-        self.frontend.begin(None);
+        self.begin(None, self.cbuf.len() as u64);
         self.status = e.status;
         self.method.clear();
         self.target.clear();
-        self.route = None;
+        self.log(Instant::now());
+    }
+
+    /// A request begins (routed to `route`, `bytes_in` of it read): it counts as in
+    /// flight, and what the last one left for the log is cleared.
+    fn begin(&mut self, route: Option<usize>, bytes_in: u64) {
+        self.frontend.begin(route);
+        self.route = route;
         self.pool = None;
+        self.status = 0;
         self.backend = None;
         self.retries = 0;
         self.trail.clear();
-        self.bytes_in = self.cbuf.len() as u64;
+        self.bytes_in = bytes_in;
         self.bytes_out = 0;
-        self.log(Instant::now());
     }
 
     fn log(&self, started: Instant) {

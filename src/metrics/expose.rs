@@ -87,7 +87,7 @@ impl Collector for Scrape {
         relayed(&mut e, &snapshot)?;
         in_flight(&mut e, &listeners, &routes, &pools, &snapshot)?;
         upstream(&mut e, &pools, &labelled)?;
-        queue(&mut e, &snapshot)?;
+        queue(&mut e, &pools, &snapshot)?;
         super::connections::encode(&mut e, &snapshot)?;
 
         let now = now_us();
@@ -233,15 +233,11 @@ fn in_flight(
     snapshot: &crate::runtime::Snapshot,
 ) -> Result<(), Error> {
     for (level, series) in [("listener", listeners), ("route", routes)] {
-        let values: Vec<_> = series
-            .iter()
-            .map(|(l, s)| (l.clone(), s.in_flight()))
-            .collect();
         gauge(
             e,
             &format!("{level}_requests_in_flight"),
             "Requests received and not yet answered in full",
-            &values,
+            &values(series, Stats::in_flight),
         )?;
     }
     let values: Vec<_> = pools
@@ -330,17 +326,16 @@ fn values<'a>(series: &[(Labels<'a>, &Stats)], f: fn(&Stats) -> u64) -> Vec<(Lab
     series.iter().map(|(l, s)| (l.clone(), f(s))).collect()
 }
 
-/// The overload queue of each pool.
-fn queue(e: &mut DescriptorEncoder<'_>, snapshot: &crate::runtime::Snapshot) -> Result<(), Error> {
-    let pools: Vec<_> = snapshot
-        .pools
+/// The overload queue of each pool (`pools`: the labelled stats of `snapshot`'s pools).
+fn queue(
+    e: &mut DescriptorEncoder<'_>,
+    pools: &[(Labels<'_>, &Stats)],
+    snapshot: &crate::runtime::Snapshot,
+) -> Result<(), Error> {
+    let depth: Vec<_> = pools
         .iter()
-        .map(|p| (vec![("pool", &*p.name)], &*p.stats))
-        .collect();
-    let depth: Vec<_> = snapshot
-        .pools
-        .iter()
-        .map(|p| (vec![("pool", &*p.name)], u64::from(p.queue.waiting())))
+        .zip(snapshot.pools.iter())
+        .map(|((l, _), p)| (l.clone(), u64::from(p.queue.waiting())))
         .collect();
     gauge(
         e,
@@ -352,7 +347,7 @@ fn queue(e: &mut DescriptorEncoder<'_>, snapshot: &crate::runtime::Snapshot) -> 
         e,
         "pool_queue_wait_seconds",
         "How long requests that queued waited before getting a backend",
-        &pools,
+        pools,
         |s| &s.queue.wait,
     )?;
     let mut m = e.encode_descriptor(
@@ -361,7 +356,7 @@ fn queue(e: &mut DescriptorEncoder<'_>, snapshot: &crate::runtime::Snapshot) -> 
         None,
         MetricType::Counter,
     )?;
-    for (labels, s) in &pools {
+    for (labels, s) in pools {
         for (reason, n) in [
             ("full", get(&s.queue.full)),
             ("timeout", get(&s.queue.timed_out)),

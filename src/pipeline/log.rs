@@ -126,7 +126,8 @@ fn failed(r: &Request<'_>, took: std::time::Duration) {
     );
 }
 
-/// Counts a TCP connection or UDP flow (`udp`) of `frontend` that reached no backend.
+/// Counts a TCP connection or UDP flow of `frontend` (to `pool`) that reached no
+/// backend.
 pub fn unrelayed(frontend: &Frontend, pool: &Pool) {
     for stats in [&frontend.stats, &pool.stats] {
         crate::metrics::counters::inc(&stats.relayed.failed);

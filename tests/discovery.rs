@@ -7,89 +7,32 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dns::Dnsmasq;
 use common::{Backend, Fulcrum, metric as value, scrape};
 
-/// A dnsmasq on 127.0.0.1 answering only from `hosts` (and `extra` options), with
-/// records valid 1 s.
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Dnsmasq {
-    /// Starts it on `port` (or a free one), and waits until it answers. One that exits
-    /// or stays silent is started again (on another port when none was asked for);
-    /// after three tries the test fails with what it said.
-    fn start(hosts: &Path, extra: &[String], port: Option<u16>) -> Dnsmasq {
-        let mut said = Vec::new();
-        for _ in 0..3 {
-            let port = port.unwrap_or_else(common::free_port_for_dns);
-            let mut child = Command::new("dnsmasq")
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--bind-interfaces",
-                    "--listen-address=127.0.0.1",
-                    "--user=root",
-                    "--pid-file",
-                    "--local-ttl=1",
-                    "--log-facility=/dev/null",
-                    // Names under svc.test not in the hosts file do not exist.
-                    "--local=/svc.test/",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--addn-hosts={}", hosts.display()))
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("dnsmasq (apt-get install dnsmasq-base)");
-            // Ready once it answers (here: that the name does not exist).
-            let servers = [SocketAddr::from(([127, 0, 0, 1], port))];
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                let asked = fulcrum::discovery::dns::query(
-                    &servers,
-                    "ready.svc.test",
-                    fulcrum::discovery::dns::Kind::A,
-                    Duration::from_millis(200),
-                );
-                if !matches!(asked, Err(fulcrum::discovery::dns::Failure::Unanswered(_))) {
-                    return Dnsmasq { child, port };
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            said.push(format!(
-                "port {port}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        panic!("dnsmasq did not start: {said:?}");
-    }
-
-    /// Re-reads the hosts file (SIGHUP).
-    fn reload(&self) {
-        Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A dnsmasq answering from `hosts` (and `extra` options), with records valid 1 s, on
+/// `port` or a free one.
+fn dnsmasq(hosts: &Path, extra: &[String], port: Option<u16>) -> Dnsmasq {
+    let mut options = vec![
+        "--local-ttl=1".to_owned(),
+        "--log-facility=/dev/null".to_owned(),
+        // Names under svc.test not in the hosts file do not exist.
+        "--local=/svc.test/".to_owned(),
+        format!("--addn-hosts={}", hosts.display()),
+    ];
+    options.extend_from_slice(extra);
+    // Ready once it answers (here: that the name does not exist).
+    Dnsmasq::start(&options, port, |port| {
+        let asked = fulcrum::discovery::dns::query(
+            &[SocketAddr::from(([127, 0, 0, 1], port))],
+            "ready.svc.test",
+            fulcrum::discovery::dns::Kind::A,
+            Duration::from_millis(200),
+        );
+        !matches!(asked, Err(fulcrum::discovery::dns::Failure::Unanswered(_)))
+    })
 }
 
 /// Waits (up to 10 s) until the backends that answer `n` requests are `want`.
@@ -118,7 +61,7 @@ fn a_names_addresses_are_followed_and_the_last_good_set_kept() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.2 api.svc.test\n").unwrap();
-    let dns = Dnsmasq::start(&hosts, &[], None);
+    let dns = dnsmasq(&hosts, &[], None);
     let f = Fulcrum::start(&format!(
         r#"threads = 1
 [admin]
@@ -170,7 +113,7 @@ backends = [{{ name = "api", address = "api.svc.test:{port}", resolve = true }}]
 
     // It comes back with the first address gone: only the second serves.
     std::fs::write(&hosts, "127.0.0.3 api.svc.test\n").unwrap();
-    let _dns = Dnsmasq::start(&hosts, &[], Some(port_dns));
+    let _dns = dnsmasq(&hosts, &[], Some(port_dns));
     wait_for_backends(&f, &["two"]);
     assert!(f.wait_log("DNS resolution works again"), "{}", f.log());
     drop(two);
@@ -191,7 +134,7 @@ fn srv_records_give_ports_weights_and_backups() {
     let srv = |target: &str, port: u16, priority: u16, weight: u16| {
         format!("--srv-host=_http._tcp.svc.test,{target},{port},{priority},{weight}")
     };
-    let dns = Dnsmasq::start(
+    let dns = dnsmasq(
         &hosts,
         &[
             srv("a.svc.test", a.addr.port(), 0, 30),
@@ -235,7 +178,7 @@ fn a_name_that_does_not_resolve_is_a_config_error_at_its_position() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.2 api.svc.test\n").unwrap();
-    let dns = Dnsmasq::start(&hosts, &[], None);
+    let dns = dnsmasq(&hosts, &[], None);
     let file = dir.path().join("fulcrum.toml");
     std::fs::write(
         &file,

@@ -4,67 +4,19 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Fulcrum;
+use common::dns::Dnsmasq;
 
-struct Dnsmasq(Child, u16);
-
-impl Dnsmasq {
-    /// A DNS server answering `test.example` with `answer` (an address used only as data).
-    /// A dnsmasq that exits or stays silent (its port was taken meanwhile) is started
-    /// again on another port; after three tries the test fails with what it said.
-    fn start(answer: &str) -> Dnsmasq {
-        let mut said = Vec::new();
-        for _ in 0..3 {
-            let port = common::free_port_for_dns();
-            let mut child = Command::new("dnsmasq")
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--no-poll",
-                ])
-                .args([
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--user=root",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--address=/test.example/{answer}"))
-                .arg("--pid-file=")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("dnsmasq is installed by scripts/test (apt-get install dnsmasq-base)");
-            // Ready once it answers (a loaded machine may take longer than a moment).
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while std::time::Instant::now() < deadline {
-                if dig(port, "test.example") == answer {
-                    return Dnsmasq(child, port);
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            said.push(format!(
-                "port {port}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        panic!("dnsmasq did not start: {said:?}");
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A DNS server answering `test.example` with `answer` (an address used only as data).
+fn dnsmasq(answer: &str) -> Dnsmasq {
+    let options = [
+        "--no-poll".to_owned(),
+        format!("--address=/test.example/{answer}"),
+    ];
+    Dnsmasq::start(&options, None, |port| dig(port, "test.example") == answer)
 }
 
 fn dig(port: u16, name: &str) -> String {
@@ -86,16 +38,16 @@ fn dig(port: u16, name: &str) -> String {
 
 #[test]
 fn dig_through_fulcrum_across_two_dnsmasq_instances() {
-    let one = Dnsmasq::start("192.0.2.1");
-    let two = Dnsmasq::start("192.0.2.2");
+    let one = dnsmasq("192.0.2.1");
+    let two = dnsmasq("192.0.2.2");
     assert_eq!(
-        dig(one.1, "test.example"),
+        dig(one.port, "test.example"),
         "192.0.2.1",
         "dnsmasq did not start"
     );
     let f = Fulcrum::start(&format!(
         "threads = 2\n[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"udp\"\npool = \"dns\"\n[pools.dns]\nalgorithm = \"round_robin\"\nbackends = [{{ address = \"127.0.0.1:{}\" }}, {{ address = \"127.0.0.1:{}\" }}]\n",
-        one.1, two.1
+        one.port, two.port
     ));
     let port = f.addr.port();
     // Each dig is a new client port, so a new flow: round robin alternates.

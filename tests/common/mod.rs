@@ -2,6 +2,7 @@
 //! `fulcrum` binary started on a config file, and raw TCP clients for hostile input.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod peers;
 pub mod pki;
 

@@ -612,5 +612,6 @@ pub fn single_pool_config(
             tls: None,
             sticky: None,
         }],
+        rate_limits: Vec::new(),
     }
 }

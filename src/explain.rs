@@ -205,6 +205,13 @@ fn decision(frontend: &Frontend, view: &View<'_>, tls: bool, live: bool, out: &m
             "decision: redirect {status} to {location} (route `{}`)",
             route_name(route)
         )),
+        Decision::Refuse { refusal, .. } => {
+            let (field, value) = refusal.log_field();
+            out.push(format!(
+                "decision: refused ({field}={value}): {}",
+                refusal.reason()
+            ));
+        }
         Decision::Respond(route) => {
             let r = &frontend.routes.routes()[route];
             let status = r.fixed_response().map_or(0, |f| f.status);

@@ -212,3 +212,47 @@ fn counting_a_request_in_the_metrics_allocates_nothing() {
     assert_eq!(frontend.stats.bytes(), (120 * 5_001, 4000 * 5_001));
     assert_eq!(frontend.route_stats[0].in_flight(), 0);
 }
+
+#[test]
+fn admitting_a_request_under_rate_and_concurrency_limits_allocates_nothing() {
+    // A listener limit by client address and a route limit by API key, with a rate, a
+    // concurrency and request bounds: checking keys, taking and giving back places,
+    // and making room in a full key table all run in memory allocated at start.
+    let text = "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\nrate_limits = [\"ip\"]\n\
+        [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\nrate_limits = [\"keys\"]\nallowed_methods = [\"GET\"]\nmax_uri_length = 100\n\
+        [pools.app]\nbackends = [{ address = \"127.0.0.1:9001\" }]\n\
+        [rate_limits.ip]\nrate = \"1000000/s\"\nconcurrency = 10\n\
+        [rate_limits.keys]\nkey = \"header:x-api-key\"\nrate = \"1/m\"\nmax_keys = 1000\n";
+    let config = fulcrum::config::Config::parse(std::path::Path::new("t.toml"), text).unwrap();
+    let snapshot = fulcrum::runtime::Snapshot::build(config, None).unwrap();
+    let frontend = &snapshot.frontends[0];
+    let keys: Vec<Vec<u8>> = (0..5_000)
+        .map(|i| format!("key-{i}").into_bytes())
+        .collect();
+    let views: Vec<View> = keys
+        .iter()
+        .map(|k| View {
+            host: b"www.example.com",
+            path: b"/api",
+            headers: vec![("x-api-key", k.clone().leak() as &[u8])],
+        })
+        .collect();
+    COUNTED.with(|c| c.set(true));
+    let admit = |view: &View| {
+        let decision = fulcrum::pipeline::route(frontend, view, false);
+        fulcrum::pipeline::admit::admit(frontend, decision, view, None)
+    };
+    drop(admit(&views[0]));
+    let before = allocations();
+    let mut refused = 0;
+    for view in &views[1..] {
+        let (decision, admitted) = admit(view);
+        if matches!(decision, fulcrum::pipeline::Decision::Refuse { .. }) {
+            refused += 1;
+        }
+        drop(admitted);
+    }
+    let after = allocations();
+    assert_eq!(refused, 0, "each key's first request passes");
+    assert_eq!(after - before, 0, "admission allocated");
+}

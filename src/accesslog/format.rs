@@ -70,6 +70,12 @@ pub(super) fn text(out: &mut String, time: &str, f: &Fields<'_>) {
             out.push_str(" sticky=");
             out.push_str(sticky);
         }
+        if let Some((field, why)) = t.refused {
+            out.push(' ');
+            out.push_str(field);
+            out.push('=');
+            out.push_str(why);
+        }
     }
     out.push_str(" ms=");
     millis(out, f.took);
@@ -134,6 +140,8 @@ const CONNECT_MS: usize = 18;
 const TTFB_MS: usize = 19;
 const RETRIED: usize = 20;
 const STICKY: usize = 21;
+const LIMITED: usize = 22;
+const DENIED: usize = 23;
 
 /// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
 /// (it did not queue, a kept connection was used, nothing was retried), are left out.
@@ -147,6 +155,7 @@ fn is_absent(i: usize, f: &Fields<'_>) -> bool {
         TTFB_MS => f.trail.is_none_or(|t| t.first_byte.is_none()),
         RETRIED => f.trail.is_none_or(|t| t.retried[0].is_none()),
         STICKY => f.trail.is_none_or(|t| t.sticky.is_none()),
+        LIMITED | DENIED => refused(i, f).is_none(),
         _ => false,
     }
 }
@@ -210,8 +219,17 @@ pub(super) fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_j
             None => text(out, None),
         },
         STICKY => text(out, f.trail.and_then(|t| t.sticky)),
+        LIMITED | DENIED => text(out, refused(i, f)),
         _ => millis(out, f.took),
     }
+}
+
+/// What the admission phase refused the request for, if it is variable `i`'s kind
+/// (`limited` or `denied`).
+fn refused<'f>(i: usize, f: &Fields<'f>) -> Option<&'static str> {
+    let (field, why) = f.trail?.refused?;
+    let wanted = if i == LIMITED { "limited" } else { "denied" };
+    (field == wanted).then_some(why)
 }
 
 /// Milliseconds with three decimals, without float formatting.
@@ -329,6 +347,8 @@ mod tests {
             (TTFB_MS, "ttfb_ms"),
             (RETRIED, "retried"),
             (STICKY, "sticky"),
+            (LIMITED, "limited"),
+            (DENIED, "denied"),
         ];
         for (i, name) in named {
             assert_eq!(VARIABLES[i], name);

@@ -15,6 +15,7 @@ const PROTOCOLS: &[&str] = &["http", "tcp", "udp"];
 pub(super) fn check_listeners(
     raw: &RawConfig,
     pools: &[PoolConfig],
+    rate_limits: &[super::rate_limits::RateLimitConfig],
     limits: Limits,
     base: &Path,
     problems: &mut Problems<'_>,
@@ -135,7 +136,7 @@ pub(super) fn check_listeners(
             );
             Vec::new()
         } else {
-            super::route_check::check_routes(&l.routes, &name, pools, problems)
+            super::route_check::check_routes(&l.routes, &name, pools, rate_limits, problems)
         };
         let max_connections = match &l.max_connections {
             None => limits.max_connections,
@@ -197,6 +198,38 @@ pub(super) fn check_listeners(
                 Some(s) => *s.get_ref(),
                 None => false,
             };
+            let request_limits = if protocol == Protocol::Http {
+                super::rate_limits::refer(l.rate_limits.as_ref(), rate_limits, false, problems)
+            } else {
+                if let Some(r) = &l.rate_limits {
+                    problems.add(
+                        r.span(),
+                        format!("listener `{name}` is not HTTP: it has connections, not requests"),
+                        Some("limit its connections with `connection_limits`".into()),
+                    );
+                }
+                Vec::new()
+            };
+            // A request holds a place under each concurrency limit of its listener and
+            // route: a bounded number, kept without allocating.
+            let counting = |list: &[usize]| {
+                list.iter()
+                    .filter(|&&i| rate_limits[i].concurrency.is_some())
+                    .count()
+            };
+            if routes.iter().any(|r| {
+                counting(&request_limits) + counting(&r.rate_limits)
+                    > super::rate_limits::MAX_PER_REQUEST
+            }) {
+                problems.add(
+                    l.bind.span(),
+                    format!(
+                        "a request of listener `{name}` would be under more than {} concurrency limits",
+                        super::rate_limits::MAX_PER_REQUEST
+                    ),
+                    Some("combine key parts into one limit: key = [\"ip\", \"header:X-Api-Key\"]".into()),
+                );
+            }
             out.push(ListenerConfig {
                 name,
                 bind,
@@ -209,6 +242,13 @@ pub(super) fn check_listeners(
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
                 access: check_access(l, problems),
+                rate_limits: request_limits,
+                connection_limits: super::rate_limits::refer(
+                    l.connection_limits.as_ref(),
+                    rate_limits,
+                    true,
+                    problems,
+                ),
             });
         }
     }

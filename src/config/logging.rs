@@ -32,6 +32,8 @@ pub const LOG_VARIABLES: &[&str] = &[
     "ttfb_ms",
     "retried",
     "sticky",
+    "limited",
+    "denied",
     "ms",
 ];
 

@@ -13,7 +13,9 @@ mod fields;
 mod kinds;
 mod listeners;
 mod logging;
+pub mod rate_limits;
 mod raw;
+mod request_limits;
 mod resilience;
 mod route_actions;
 mod route_check;
@@ -61,6 +63,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The backend pools, in name order.
     pub pools: Vec<PoolConfig>,
+    /// The named rate limits, in name order.
+    pub rate_limits: Vec<rate_limits::RateLimitConfig>,
 }
 
 /// `[admin]`: where the admin listener listens, and who may change things through it.
@@ -159,6 +163,10 @@ pub struct ListenerConfig {
     pub tls: Option<tls::ListenerTls>,
     /// Which client addresses are accepted (`allow`, `deny`).
     pub access: crate::policy::Access,
+    /// Limits checked on every request (indices into [`Config::rate_limits`]).
+    pub rate_limits: Vec<usize>,
+    /// Limits checked on every new connection, keyed by the client's address.
+    pub connection_limits: Vec<usize>,
 }
 
 /// One named pool.

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub pools: BTreeMap<Spanned<String>, RawPool>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<Spanned<String>, super::rate_limits::RawRateLimit>,
 }
 
 /// `[admin]`: the admin listener (metrics).
@@ -83,6 +85,10 @@ pub struct RawListener {
     pub allow: Option<Vec<Spanned<String>>>,
     /// Client addresses refused (CIDR blocks).
     pub deny: Option<Vec<Spanned<String>>>,
+    /// Limits on every request (HTTP listeners).
+    pub rate_limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Limits on each client's connections.
+    pub connection_limits: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[pools.NAME]` table.

@@ -20,6 +20,7 @@ pub(super) fn check_routes(
     raw: &[Spanned<RawRoute>],
     listener: &str,
     pools: &[PoolConfig],
+    rate_limits: &[super::rate_limits::RateLimitConfig],
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
     let found_before = problems.len();
@@ -99,6 +100,13 @@ pub(super) fn check_routes(
             }),
             retries: r.retries.as_ref().map(|x| checker.retries(x, problems)),
             fallback: r.fallback.as_ref().and_then(|f| checker.pool(f, problems)),
+            rate_limits: super::rate_limits::refer(
+                r.rate_limits.as_ref(),
+                rate_limits,
+                false,
+                problems,
+            ),
+            request_limits: super::request_limits::check(r, problems),
             name,
             conditions,
             action,

@@ -41,6 +41,10 @@ pub struct RawRoute {
     pub timeouts: Option<RawRouteTimeouts>,
     pub retries: Option<RawRouteRetries>,
     pub fallback: Option<Spanned<String>>,
+    pub rate_limits: Option<Spanned<Vec<Spanned<String>>>>,
+    pub allowed_methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_body_size: Option<Spanned<super::raw::RawSize>>,
+    pub max_uri_length: Option<Spanned<i64>>,
 }
 
 /// A string or a list of strings.
@@ -151,6 +155,28 @@ pub struct RouteConfig {
     pub retries: Option<RouteRetries>,
     /// Pool used while the route's pool has no backend up.
     pub fallback: Option<usize>,
+    /// Limits checked on each request (indices into `Config::rate_limits`).
+    pub rate_limits: Vec<usize>,
+    /// What a request may be before it is forwarded: methods, body and URI sizes.
+    pub request_limits: RequestLimits,
+}
+
+/// A route's bounds on the request itself, checked once the head is read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestLimits {
+    /// The only methods accepted (upper case; empty: any); others get 405.
+    pub allowed_methods: Vec<String>,
+    /// Largest request body; a larger `Content-Length` gets 413 before the body is read.
+    pub max_body_size: Option<u64>,
+    /// Longest request target (path and query); longer gets 414.
+    pub max_uri_length: Option<usize>,
+}
+
+impl RequestLimits {
+    /// Whether the route bounds anything.
+    pub fn is_empty(&self) -> bool {
+        *self == RequestLimits::default()
+    }
 }
 
 /// The conditions of a route; an empty one matches every request.

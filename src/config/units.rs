@@ -19,7 +19,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-/// Parses a size in bytes: a whole number, optionally followed by `k` or `m` (powers of 1024).
+/// Parses a size in bytes: a whole number, optionally followed by `k`, `m` or `g` (powers of 1024).
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim().to_ascii_lowercase();
     let split = text
@@ -31,6 +31,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         _ => return None,
     };
     n.checked_mul(factor)
@@ -56,7 +57,8 @@ mod tests {
         assert_eq!(parse_size("512"), Some(512));
         assert_eq!(parse_size("16k"), Some(16384));
         assert_eq!(parse_size("1M"), Some(1 << 20));
-        assert_eq!(parse_size("1g"), None);
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("1t"), None);
         assert_eq!(parse_size("k"), None);
     }
 }

@@ -77,7 +77,9 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         .iter()
         .map(|(name, pool)| check_pool(name, pool, base, &resolver, problems))
         .collect();
-    let listeners = super::listeners::check_listeners(raw, &pools, limits, base, problems);
+    let rate_limits = super::rate_limits::check(&raw.rate_limits, problems);
+    let listeners =
+        super::listeners::check_listeners(raw, &pools, &rate_limits, limits, base, problems);
     Config {
         threads,
         access_log: super::logging::check(raw.access_log.as_ref(), base, problems),
@@ -98,6 +100,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         limits,
         listeners,
         pools,
+        rate_limits,
     }
 }
 

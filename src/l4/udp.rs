@@ -31,6 +31,8 @@ const MAX_FLOWS: usize = 65_536;
 struct Flow {
     upstream: Arc<UdpSocket>,
     state: Arc<FlowState>,
+    /// Its places under the listener's connection limits, given back when it ends.
+    _holds: crate::pipeline::admit::ConnectionHolds,
 }
 
 /// What the listening side and the reply relay of a flow share.
@@ -91,6 +93,10 @@ async fn open_flow(
         crate::metrics::counters::inc(&frontend.stats.connections.denied);
         return None;
     }
+    let Ok(holds) = crate::pipeline::admit::connection(frontend, client.ip()) else {
+        crate::metrics::counters::inc(&frontend.stats.connections.limited);
+        return None;
+    };
     let pool = Arc::clone(frontend.default_pool()?);
     let mut attempts = Attempts::new(&pool, hash_ip(client.ip()), None);
     let mut admitted = match attempts.first().await {
@@ -125,6 +131,7 @@ async fn open_flow(
         Flow {
             upstream: Arc::clone(&upstream),
             state: Arc::clone(&state),
+            _holds: holds,
         },
     );
     let flow = FlowTask {

@@ -22,6 +22,7 @@ use super::parked::Parked;
 use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
 use super::upstream::Upstream;
 use crate::balance::Backend;
+use crate::pipeline::admit::Admission;
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
 use crate::pipeline::upstream::{Admitted, Attempts, Trail};
@@ -187,8 +188,8 @@ enum Next {
 
 /// What reading the next request head gave.
 enum Read {
-    /// A request, and where it goes.
-    Request(RequestHead, Decision),
+    /// A request, where it goes, and its admission (places held under limits).
+    Request(RequestHead, Decision, Admission),
     /// No request came within [`WARM`] (nothing was read).
     Quiet,
     /// The client left, stayed silent too long, or is handed over to HTTP/2.
@@ -226,8 +227,8 @@ impl Conn {
 
     /// Reads, routes and serves one request.
     async fn serve_one(&mut self, first: bool) -> Next {
-        let (head, decision) = match self.read_head(first).await {
-            Ok(Read::Request(head, decision)) => (head, decision),
+        let (head, decision, admitted) = match self.read_head(first).await {
+            Ok(Read::Request(head, decision, admitted)) => (head, decision, admitted),
             Ok(Read::Quiet) => return Next::Quiet,
             Ok(Read::Closed) => return Next::Done,
             Err(e) => {
@@ -241,6 +242,10 @@ impl Conn {
         let result = match decision {
             Decision::Forward(fwd) => {
                 self.pool = Some(Arc::clone(&fwd.pool));
+                if let Some(wait) = admitted.delay {
+                    // Boxed: a rare path.
+                    Box::pin(tokio::time::sleep(wait)).await;
+                }
                 self.exchange(head, &fwd).await
             }
             other => self.answer(head, other).await,
@@ -251,6 +256,8 @@ impl Conn {
             self.status = e.status;
         }
         self.log(started);
+        // Its places under concurrency limits are given back.
+        drop(admitted);
         match result {
             // Even when stopping: the response promised to keep the connection, so the
             // next request is read (and answered with `Connection: close`).
@@ -286,6 +293,12 @@ impl Conn {
                     }
                     Ok(parsed) => {
                         let decision = pipeline::route(&self.frontend, &parsed, tls);
+                        let declared = match parsed.head.body {
+                            BodyFraming::Length(n) => Some(n),
+                            _ => None,
+                        };
+                        let (decision, admitted) =
+                            pipeline::admit::admit(&self.frontend, decision, &parsed, declared);
                         if self.out.capacity() == 0 {
                             self.out = super::buffers::take_vec();
                         }
@@ -318,7 +331,7 @@ impl Conn {
                         if head.missing_host && matches!(decision, Decision::Forward(_)) {
                             self.add_host();
                         }
-                        return Ok(Read::Request(head, decision));
+                        return Ok(Read::Request(head, decision, admitted));
                     }
                     Err(HeadError::Partial) if self.cbuf.len() > limits.max_header_size => {
                         return Err(too_large());
@@ -425,6 +438,10 @@ impl Conn {
                 Some(f) => Reply::fixed(f.status, &f.body, &f.content_type),
                 None => Reply::error(&NO_ROUTE, None),
             },
+            Decision::Refuse { route, refusal } => {
+                self.trail.refused = Some(refusal.log_field());
+                pipeline::admit::reply(&frontend, *route, *refusal)
+            }
             _ => Reply::error(&NO_ROUTE, None),
         };
         reply.close = !keep;

@@ -355,6 +355,8 @@ impl ListenerConfig {
             sni_routes: Vec::new(),
             tls: None,
             access: crate::policy::Access::default(),
+            rate_limits: Vec::new(),
+            connection_limits: Vec::new(),
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use super::socket::Bound;
 use crate::config::Protocol;
 use crate::l7;
+use crate::pipeline;
 use crate::runtime::{Connection, Frontend, Live};
 use crate::tls::Stream;
 
@@ -170,7 +171,19 @@ async fn accept_loop(
                     inc(&frontend.stats.connections.denied);
                     continue;
                 }
-                let held = live.connection(Some(permit), &frontend.stats);
+                let holds = if frontend.accept_proxy {
+                    None
+                } else {
+                    match pipeline::admit::connection(&frontend, peer.ip()) {
+                        Ok(holds) => holds,
+                        Err(refusal) => {
+                            refuse(stream, &frontend, refusal);
+                            continue;
+                        }
+                    }
+                };
+                let mut held = live.connection(Some(permit), &frontend.stats);
+                held.keep(holds);
                 let frontend = Arc::clone(&frontend);
                 if frontend.protocol == Protocol::Http
                     && !frontend.accept_proxy
@@ -194,12 +207,44 @@ async fn accept_loop(
     }
 }
 
+/// A connection over the listener's per-client limits: counted, and closed; on plain
+/// HTTP listeners it is first answered (429 and the `RateLimit-*` headers) by a task of
+/// its own, so that the client knows why.
+fn refuse(
+    stream: tokio::net::TcpStream,
+    frontend: &Arc<Frontend>,
+    refusal: pipeline::admit::Refusal,
+) {
+    inc(&frontend.stats.connections.limited);
+    if frontend.protocol != Protocol::Http || frontend.server_tls().is_some() {
+        return;
+    }
+    let mut reply = pipeline::admit::reply(frontend, None, refusal);
+    reply.close = true;
+    let mut out = Vec::with_capacity(256);
+    reply.write_h1(&mut out, false);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let answered = async {
+            stream.write_all(&out).await?;
+            stream.shutdown().await?;
+            // Read what the client sends until it closes, so that closing with unread
+            // input does not reset the connection before it has read the answer.
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+    });
+}
+
 /// Serves a connection that needs more than plain HTTP/1.1: a PROXY protocol header,
 /// TLS, HTTP/2, hyper's HTTP/1.1, or a TCP relay.
 async fn serve_connection(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    held: Connection,
+    mut held: Connection,
     frontend: Arc<Frontend>,
 ) {
     // Behind another balancer, the client is who its PROXY header says.
@@ -217,6 +262,13 @@ async fn serve_connection(
         if !frontend.config.access.admits(source.ip()) {
             inc(&frontend.stats.connections.denied);
             return;
+        }
+        match pipeline::admit::connection(&frontend, source.ip()) {
+            Ok(holds) => held.keep(holds),
+            Err(refusal) => {
+                refuse(stream, &frontend, refusal);
+                return;
+            }
         }
         source
     } else {

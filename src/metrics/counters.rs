@@ -77,6 +77,8 @@ pub struct Connections {
     pub h2_streams: AtomicU64,
     /// Connections (or UDP flows) refused by the listener's `allow`/`deny` lists.
     pub denied: AtomicU64,
+    /// Connections (or UDP flows) refused by the listener's `connection_limits`.
+    pub limited: AtomicU64,
 }
 
 /// Adds one to a counter.

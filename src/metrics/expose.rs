@@ -89,6 +89,7 @@ impl Collector for Scrape {
         upstream(&mut e, &pools, &labelled)?;
         queue(&mut e, &pools, &snapshot)?;
         super::connections::encode(&mut e, &snapshot)?;
+        super::limits::encode(&mut e, &snapshot)?;
 
         let now = now_us();
         let gauges: [(&str, &str, BackendGauge); 5] = [

@@ -15,5 +15,6 @@ mod connections;
 pub mod counters;
 pub mod events;
 pub mod expose;
+mod limits;
 
 pub use counters::{CLASSES, Histogram, Stats};

@@ -6,17 +6,19 @@
 //! 1. **route** ([`route`]): the listener's route table picks a pool (with a split side
 //!    and the route's fallback), or an answer of Fulcrum's own (redirect, fixed
 //!    response, 404); the request's hash key is computed for the pool.
-//! 2. **upstream** ([`upstream::Attempts`]): pick and admit a backend (the one the
+//! 2. **admit** ([`admit`]): the route's bounds on the request (method, target and body
+//!    sizes) and the rate and concurrency limits of the listener and the route.
+//! 3. **upstream** ([`upstream::Attempts`]): pick and admit a backend (the one the
 //!    request's sticky cookie names first, see [`sticky`]), report each try to passive
 //!    health, retry elsewhere within the attempts and the budget.
-//! 3. **upstream request**: the route's path rewrite and request header rules
+//! 4. **upstream request**: the route's path rewrite and request header rules
 //!    ([`Forward::rewrite`], [`Forward::request_headers`]), applied by the engine while it
 //!    writes the request for the backend.
-//! 4. **response** ([`Forward::response_headers`], [`Forward::set_cookie`],
+//! 5. **response** ([`Forward::response_headers`], [`Forward::set_cookie`],
 //!    [`upstream::Attempts::sticky_cookie`]): the route's response header rules, the
 //!    split cookie and the pool's sticky cookie, applied while the engine writes the
 //!    response head.
-//! 5. **log** ([`log`]): one access log line per request or connection.
+//! 6. **log** ([`log`]): one access log line per request or connection.
 //!
 //! Errors on the way are one type ([`error::Error`]) that says who failed, whether the
 //! request may be retried and what the client gets ([`reply::Reply`]).
@@ -24,6 +26,7 @@
 //! A later policy (a rate limit, sticky sessions, a metric) is one more step in one of
 //! these phases, written once here, not once per engine.
 
+pub mod admit;
 pub mod error;
 pub mod log;
 pub mod queue;
@@ -56,6 +59,13 @@ pub enum Decision {
     Respond(usize),
     /// No route matched and there is no default pool: 404.
     NotFound,
+    /// The admission phase refused it ([`admit`]).
+    Refuse {
+        /// The route that matched, if any.
+        route: Option<usize>,
+        /// Why.
+        refusal: admit::Refusal,
+    },
 }
 
 impl Decision {
@@ -65,6 +75,7 @@ impl Decision {
             Decision::Forward(f) => f.route,
             Decision::Redirect { route, .. } | Decision::Respond(route) => Some(*route),
             Decision::NotFound => None,
+            Decision::Refuse { route, .. } => *route,
         }
     }
 }

@@ -26,6 +26,22 @@ pub struct Reply<'a> {
     pub close: bool,
     /// Another header to send (`Set-Cookie`...), as a whole `name: value` line's parts.
     pub extra: Option<(&'a str, &'a str)>,
+    /// The `RateLimit-*` headers (refusals by a rate limit).
+    pub rate: Option<RateHeaders>,
+}
+
+/// The `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` headers of a request
+/// refused by a rate limit (draft-ietf-httpapi-ratelimit-headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// Requests per window (0: a concurrency limit, no rate).
+    pub quota: u32,
+    /// The window, in seconds.
+    pub window: u64,
+    /// The burst allowed beyond the rate.
+    pub burst: u32,
+    /// Seconds until a request would pass.
+    pub reset: u64,
 }
 
 /// A reply's body: Fulcrum's one-line reason, or given text.
@@ -53,6 +69,7 @@ impl<'a> Reply<'a> {
             retry_after: (e.status == 503).then_some(e.retry_after),
             close: true,
             extra: None,
+            rate: None,
         }
     }
 
@@ -66,6 +83,7 @@ impl<'a> Reply<'a> {
             retry_after: None,
             close: false,
             extra: None,
+            rate: None,
         }
     }
 
@@ -79,6 +97,7 @@ impl<'a> Reply<'a> {
             retry_after: None,
             close: false,
             extra: None,
+            rate: None,
         }
     }
 
@@ -117,6 +136,11 @@ impl<'a> Reply<'a> {
         if let Some((name, value)) = self.extra {
             let _ = write!(out, "{name}: {value}\r\n");
         }
+        if let Some(r) = self.rate {
+            r.each(|name, value| {
+                let _ = write!(out, "{name}: {value}\r\n");
+            });
+        }
         if self.close {
             out.extend_from_slice(b"Connection: close\r\nCache-Control: no-store\r\n");
         }
@@ -154,6 +178,13 @@ impl<'a> Reply<'a> {
         {
             h.append(n, v);
         }
+        if let Some(r) = self.rate {
+            r.each(|name, value| {
+                if let Ok(v) = http::HeaderValue::from_str(&value.to_string()) {
+                    h.insert(name, v);
+                }
+            });
+        }
         if self.close {
             h.insert(
                 http::header::CACHE_CONTROL,
@@ -161,6 +192,22 @@ impl<'a> Reply<'a> {
             );
         }
         r
+    }
+}
+
+impl RateHeaders {
+    /// Calls `f` with each header's name and value.
+    fn each(&self, mut f: impl FnMut(&'static str, std::fmt::Arguments<'_>)) {
+        f("retry-after", format_args!("{}", self.reset.max(1)));
+        if self.quota > 0 {
+            f("ratelimit-limit", format_args!("{}", self.quota));
+            f("ratelimit-remaining", format_args!("0"));
+            f("ratelimit-reset", format_args!("{}", self.reset.max(1)));
+            f(
+                "ratelimit-policy",
+                format_args!("{};w={};burst={}", self.quota, self.window, self.burst),
+            );
+        }
     }
 }
 

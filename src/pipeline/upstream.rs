@@ -90,6 +90,8 @@ pub struct Trail {
     pub retried: [Option<(Arc<Backend>, Why)>; LOGGED_RETRIES],
     /// What the pool's sticky cookie did, if it has one (see [`STICKY`]).
     pub sticky: Option<&'static str>,
+    /// What the admission phase refused it for (`limited=rate`, `denied=method`...).
+    pub refused: Option<(&'static str, &'static str)>,
 }
 
 /// What a sticky cookie did: the request went where its cookie said (`hit`), had no
@@ -105,6 +107,7 @@ impl Trail {
         self.connect = None;
         self.first_byte = None;
         self.sticky = None;
+        self.refused = None;
         if self.retried[0].is_some() {
             self.retried = Default::default();
         }

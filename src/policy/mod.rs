@@ -1,8 +1,10 @@
-//! Traffic policy decided before a request is read: which client addresses a listener
-//! accepts ([`Access`]). The check runs on the accepted socket's peer address (or the
-//! client a PROXY protocol header names), before any byte of the client is read.
+//! Traffic policy: which client addresses a listener accepts ([`Access`], checked on
+//! the accepted socket's peer address, or the client a PROXY protocol header names,
+//! before any byte of the client is read), and the per-key rate and concurrency limits
+//! ([`ratelimit`]) that the pipeline's admission phase and the listeners apply.
 
 pub mod ipset;
+pub mod ratelimit;
 
 use std::net::IpAddr;
 

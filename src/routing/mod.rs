@@ -73,6 +73,12 @@ pub struct Route {
     pub retries: Option<RouteRetries>,
     /// Pool used while the route's pool has no backend up.
     pub fallback: Option<usize>,
+    /// Rate limits checked on each request (indices into the snapshot's limiters).
+    pub rate_limits: Box<[usize]>,
+    /// Bounds on the request (methods, body and URI sizes).
+    pub request_limits: crate::config::routes::RequestLimits,
+    /// The `Allow` header of its 405s.
+    pub allow: Box<str>,
 }
 
 #[derive(Debug)]
@@ -238,6 +244,9 @@ impl Route {
             request_timeout: c.request_timeout,
             retries: c.retries.clone(),
             fallback: c.fallback,
+            rate_limits: c.rate_limits.as_slice().into(),
+            request_limits: c.request_limits.clone(),
+            allow: c.request_limits.allowed_methods.join(", ").into(),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::tls::server::{CertStore, server_config};
 
 use super::{BuildError, Pool};
 use crate::metrics::Stats;
+use crate::policy::ratelimit::Limiter;
 
 /// One listener of the running config.
 #[derive(Debug)]
@@ -55,6 +56,12 @@ pub struct Frontend {
     pub stats: Arc<Stats>,
     /// Requests per route, by route index (carried over reloads by route name).
     pub route_stats: Box<[Arc<Stats>]>,
+    /// Every rate limit of the snapshot, by config index.
+    pub limiters: Box<[Arc<Limiter>]>,
+    /// The limits every request of the listener is checked against.
+    pub rate_limits: Box<[usize]>,
+    /// The limits every new connection is checked against (by client address).
+    pub connection_limits: Box<[usize]>,
 }
 
 impl Frontend {
@@ -66,6 +73,7 @@ impl Frontend {
         l: &ListenerConfig,
         config: &Config,
         pools: &[Arc<Pool>],
+        limiters: &[Arc<Limiter>],
         previous: Option<&Frontend>,
     ) -> Result<Frontend, BuildError> {
         let tls = match &l.tls {
@@ -114,6 +122,9 @@ impl Frontend {
                 .map(|(pattern, pool)| (pattern.as_str().into(), *pool))
                 .collect(),
             pools: pools.into(),
+            limiters: limiters.into(),
+            rate_limits: l.rate_limits.as_slice().into(),
+            connection_limits: l.connection_limits.as_slice().into(),
             config: l.clone(),
             stats: previous.map_or_else(Arc::default, |p| Arc::clone(&p.stats)),
             route_stats: l

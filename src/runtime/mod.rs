@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::metrics::Stats;
+use crate::policy::ratelimit::Limiter;
 use crate::tls::client::BackendConnector;
 
 pub use frontend::Frontend;
@@ -40,6 +41,8 @@ pub struct Snapshot {
     pub pools: Box<[Arc<Pool>]>,
     /// The listeners' frontends, in config order.
     pub frontends: Box<[Arc<Frontend>]>,
+    /// The rate limits, in config order (carried over reloads while unchanged).
+    pub limiters: Box<[Arc<Limiter>]>,
 }
 
 /// Why a snapshot could not be built.
@@ -83,6 +86,16 @@ impl Snapshot {
             pools.push(Arc::new(Pool::build(c, old.map(|p| &**p), tls, check_tls)));
         }
         let pools: Box<[Arc<Pool>]> = pools.into();
+        // A limit whose settings did not change keeps what it knows of every key.
+        let limiters: Box<[Arc<Limiter>]> = config
+            .rate_limits
+            .iter()
+            .map(|c| {
+                previous
+                    .and_then(|p| p.limiters.iter().find(|l| l.config == *c))
+                    .map_or_else(|| Arc::new(Limiter::new(c.clone())), Arc::clone)
+            })
+            .collect();
         let mut frontends = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let old = previous.and_then(|p| p.frontend(&l.name));
@@ -91,6 +104,7 @@ impl Snapshot {
                 l,
                 &config,
                 &pools,
+                &limiters,
                 old.map(|f| &**f),
             )?));
         }
@@ -98,6 +112,7 @@ impl Snapshot {
             generation,
             frontends: frontends.into(),
             pools,
+            limiters,
             config,
         })
     }
@@ -130,15 +145,24 @@ pub struct Live {
 #[derive(Debug)]
 pub struct Connection {
     live: Arc<Live>,
-    _slot: Option<OwnedSemaphorePermit>,
+    /// The listener's connection limit it holds a place under (given back on drop; a
+    /// bare semaphore rather than a permit, 8 bytes less on every idle connection).
+    slot: Option<Arc<Semaphore>>,
     /// Its listener's counters (connections open).
     stats: Arc<Stats>,
+    /// Its places under the listener's per-client connection limits.
+    holds: crate::pipeline::admit::ConnectionHolds,
 }
 
 impl Connection {
     /// The live config the connection is served with.
     pub fn live(&self) -> &Arc<Live> {
         &self.live
+    }
+
+    /// Keeps `holds` (places under per-client connection limits) until it closes.
+    pub fn keep(&mut self, holds: crate::pipeline::admit::ConnectionHolds) {
+        self.holds = holds;
     }
 }
 
@@ -152,6 +176,9 @@ impl std::ops::Deref for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if let Some(slot) = &self.slot {
+            slot.add_permits(1);
+        }
         self.stats.connections.open.fetch_sub(1, Ordering::Relaxed);
         if self.live.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.live.idle_signal.notify_waiters();
@@ -184,8 +211,13 @@ impl Live {
         stats.connections.open.fetch_add(1, Ordering::Relaxed);
         Connection {
             live: Arc::clone(self),
-            _slot: slot,
+            slot: slot.map(|permit| {
+                let semaphore = Arc::clone(permit.semaphore());
+                permit.forget();
+                semaphore
+            }),
             stats: Arc::clone(stats),
+            holds: None,
         }
     }
 

@@ -258,6 +258,18 @@ pub fn check_file(path: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `fulcrum check` on `text` written as `fulcrum.toml`, which must be refused;
+/// what it said on standard error.
+#[allow(dead_code)]
+pub fn config_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fulcrum.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = check_file(&file);
+    assert!(!out.status.success(), "accepted: {text}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 impl Fulcrum {
     /// Starts `fulcrum run` on `config` (listen on 127.0.0.1:0) and waits until it listens.
     pub fn start(config: &str) -> Fulcrum {
@@ -406,10 +418,20 @@ impl Fulcrum {
 
     /// Peak resident memory of the process, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Resident memory of the process now, in KiB.
+    #[allow(dead_code)]
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap()

@@ -130,7 +130,10 @@ async fn handle(
         frontend.begin(None);
         return Err(e);
     }
-    let decision = pipeline::route(frontend, &View::new(&req, peer.ip()), tls);
+    let view = View::new(&req, peer.ip());
+    let decision = pipeline::route(frontend, &view, tls);
+    let (decision, admitted) =
+        pipeline::admit::admit(frontend, decision, &view, declared_length(&req));
     frontend.begin(decision.route());
     let fwd = match decision {
         Decision::Forward(fwd) => fwd,
@@ -150,7 +153,15 @@ async fn handle(
             });
         }
         Decision::NotFound => return Err(NO_ROUTE),
+        Decision::Refuse { route, refusal } => {
+            trace.route = route;
+            trace.trail.refused = Some(refusal.log_field());
+            return Ok(reply(&pipeline::admit::reply(frontend, route, refusal)));
+        }
     };
+    if let Some(wait) = admitted.delay {
+        tokio::time::sleep(wait).await;
+    }
     trace.route = fwd.route;
     trace.pool = Some(Arc::clone(&fwd.pool));
     let rewrites = Rewrites {
@@ -173,7 +184,19 @@ async fn handle(
     };
     let result = tries(req, &mut attempts, trace, to, busy).await;
     trace.trail = std::mem::take(&mut attempts.trail);
+    // Its places under concurrency limits are given back with the response head.
+    drop(admitted);
     result
+}
+
+/// The body length a request declares (`Content-Length`), if any.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| hyper::body::Body::size_hint(req.body()).exact())
+        .filter(|&n| n > 0)
 }
 
 /// Where a request goes and under which limits.

@@ -1,0 +1,71 @@
+//! A route's bounds on the request itself: `allowed_methods` (405), `max_body_size`
+//! (413) and `max_uri_length` (414), as NGINX's `limit_except`,
+//! `client_max_body_size` and HAProxy's `http-request deny` rules.
+
+use toml::Spanned;
+
+use super::error::Problems;
+use super::raw::RawSize;
+use super::routes::{RawRoute, RequestLimits};
+use super::units::parse_size;
+
+/// Validates a route's request limits.
+pub(super) fn check(r: &RawRoute, problems: &mut Problems<'_>) -> RequestLimits {
+    let mut out = RequestLimits::default();
+    for m in r
+        .allowed_methods
+        .as_ref()
+        .map(|m| m.get_ref().as_slice())
+        .unwrap_or_default()
+    {
+        let method = m.get_ref().trim().to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(super::is_token_byte) {
+            problems.add(
+                m.span(),
+                format!("`{}` is not a method", m.get_ref()),
+                Some("write method names: [\"GET\", \"HEAD\", \"POST\"]".into()),
+            );
+        } else if !out.allowed_methods.contains(&method) {
+            out.allowed_methods.push(method);
+        }
+    }
+    if let Some(m) = &r.allowed_methods
+        && m.get_ref().is_empty()
+    {
+        problems.add(
+            m.span(),
+            "`allowed_methods` is empty: every request would get 405",
+            Some("list the methods the route accepts, or remove the key".into()),
+        );
+    }
+    out.max_body_size = r.max_body_size.as_ref().and_then(|v| size(v, problems));
+    out.max_uri_length = r.max_uri_length.as_ref().and_then(|v| {
+        let n = *v.get_ref();
+        if (1..=1_048_576).contains(&n) {
+            Some(n as usize)
+        } else {
+            problems.add(
+                v.span(),
+                format!("`max_uri_length` must be between 1 and 1048576, not {n}"),
+                Some("the request line is also bounded by limits.max_header_size".into()),
+            );
+            None
+        }
+    });
+    out
+}
+
+fn size(v: &Spanned<RawSize>, problems: &mut Problems<'_>) -> Option<u64> {
+    let bytes = match v.get_ref() {
+        RawSize::Bytes(n) => u64::try_from(*n).ok(),
+        RawSize::Text(t) => parse_size(t),
+    };
+    if bytes.is_none() {
+        problems.add(
+            v.span(),
+            "`max_body_size` is not a size",
+            Some("write bytes or a size with a unit: 1048576, \"64k\", \"10m\", \"1g\"".into()),
+        );
+    }
+    bytes
+}

@@ -611,6 +611,7 @@ pub fn single_pool_config(
             http_version: crate::config::HttpVersion::Http1,
             tls: None,
             sticky: None,
+            agent: None,
         }],
         rate_limits: Vec::new(),
     }

@@ -97,7 +97,8 @@ fn requests(stats: &Stats) -> Value {
 }
 
 /// What a backend is doing, in one word: the first of `disabled`, `draining`, `down`
-/// (active checks fail), `open` (circuit open), `half-open`, `full` (at
+/// (active checks fail), `agent-out` (its agent said drain or down, or 0 %), `open`
+/// (circuit open), `half-open`, `full` (at
 /// `max_in_flight`), `up`.
 pub fn status(b: &Backend) -> &'static str {
     if !b.is_enabled() {
@@ -106,6 +107,8 @@ pub fn status(b: &Backend) -> &'static str {
         "draining"
     } else if !b.is_healthy() {
         "down"
+    } else if b.agent_state() != crate::balance::backend::AgentState::Up || b.headroom() == 0 {
+        "agent-out"
     } else {
         match b.circuit.state(now_us()) {
             CircuitState::Open => "open",
@@ -165,6 +168,12 @@ pub fn state(live: &Live, rates: &Rates) -> Value {
                         },
                         "draining": b.is_draining(),
                         "enabled": b.is_enabled(),
+                        "agent": match b.agent_state() {
+                            crate::balance::backend::AgentState::Up => "up",
+                            crate::balance::backend::AgentState::Drain => "drain",
+                            crate::balance::backend::AgentState::Down => "down",
+                        },
+                        "reported_load": f64::from(1000 - b.headroom()) / 1000.0,
                         "in_flight": b.in_flight(),
                         "requests_per_second": rates.of(&p.name, &b.name),
                         "requests": requests(&b.stats),

@@ -65,9 +65,28 @@ pub struct Backend {
     ramp_from_us: AtomicU64,
     check_code: AtomicU32,
     served: AtomicU64,
+    /// What its agent (or its load header) reported: capacity left in thousandths
+    /// (bits 0-10) and the agent's `down` and `drain` (see [`AgentState`]).
+    agent: AtomicU32,
     /// Requests whose last try went to this backend (for the metrics).
     pub stats: crate::metrics::Stats,
 }
+
+/// What a backend's agent asked for (see `crate::health::agent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    /// Traffic as usual.
+    Up,
+    /// No new requests (as `fulcrum ctl drain`).
+    Drain,
+    /// Out of rotation.
+    Down,
+}
+
+const HEADROOM: u32 = 0x7ff;
+const AGENT_DOWN: u32 = 1 << 12;
+const AGENT_DRAIN: u32 = 1 << 13;
+const FULL_HEADROOM: u32 = 1000;
 
 impl Backend {
     /// A new, available backend.
@@ -91,6 +110,7 @@ impl Backend {
             ramp_from_us: AtomicU64::new(0),
             check_code: AtomicU32::new(0),
             served: AtomicU64::new(0),
+            agent: AtomicU32::new(FULL_HEADROOM),
             stats: crate::metrics::Stats::default(),
         }
     }
@@ -164,10 +184,61 @@ impl Backend {
     /// more request.
     #[inline]
     pub fn is_up(&self) -> bool {
+        let agent = self.agent.load(Ordering::Relaxed);
         self.available.load(Ordering::Relaxed)
             && self.healthy.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
+            && agent & (AGENT_DOWN | AGENT_DRAIN) == 0
+            && agent & HEADROOM != 0
             && self.circuit.admits(coarse_now_us())
+    }
+
+    /// Capacity left as its agent or load header last reported, in thousandths (1000
+    /// without reports).
+    #[inline]
+    pub fn headroom(&self) -> u32 {
+        self.agent.load(Ordering::Relaxed) & HEADROOM
+    }
+
+    /// Records the capacity left (thousandths, at most 1000).
+    pub fn set_headroom(&self, permille: u32) {
+        let permille = permille.min(FULL_HEADROOM);
+        let _ = self
+            .agent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                Some((a & !HEADROOM) | permille)
+            });
+    }
+
+    /// What the agent last asked for.
+    pub fn agent_state(&self) -> AgentState {
+        let a = self.agent.load(Ordering::Relaxed);
+        if a & AGENT_DOWN != 0 {
+            AgentState::Down
+        } else if a & AGENT_DRAIN != 0 {
+            AgentState::Drain
+        } else {
+            AgentState::Up
+        }
+    }
+
+    /// Records what the agent asked for; whether it changed.
+    pub fn set_agent_state(&self, state: AgentState) -> bool {
+        let bits = match state {
+            AgentState::Up => 0,
+            AgentState::Drain => AGENT_DRAIN,
+            AgentState::Down => AGENT_DOWN,
+        };
+        let old = self
+            .agent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                Some((a & HEADROOM) | bits)
+            })
+            .unwrap_or(0);
+        if old & (AGENT_DOWN | AGENT_DRAIN) != bits && state == AgentState::Up {
+            self.start_ramp();
+        }
+        old & (AGENT_DOWN | AGENT_DRAIN) != bits
     }
 
     /// Whether one more request fits under `max_in_flight`.
@@ -199,7 +270,13 @@ impl Backend {
     /// so a backend of weight 1 ramps too, from 1/16); otherwise the weight.
     #[inline]
     pub fn effective_weight(&self) -> u32 {
-        let full = self.weight() * WEIGHT_SCALE;
+        let headroom = self.headroom();
+        let full = if headroom >= FULL_HEADROOM {
+            self.weight() * WEIGHT_SCALE
+        } else {
+            // An agent or load header says part of it is in use: that much less.
+            (self.weight() * WEIGHT_SCALE * headroom / FULL_HEADROOM).max(1)
+        };
         let from = self.ramp_from_us.load(Ordering::Relaxed);
         if from == 0 {
             return full;

@@ -14,6 +14,7 @@ pub mod consistent_hash;
 pub mod hash;
 pub mod key_hash;
 pub mod least_connections;
+pub mod least_load;
 pub mod least_response_time;
 pub mod pool;
 pub mod power_of_two;
@@ -60,6 +61,7 @@ impl BuildSelector for Algorithm {
             Algorithm::LeastResponseTime => Box::new(least_response_time::LeastResponseTime::new()),
             Algorithm::Hash => Box::new(key_hash::KeyHash::new(backends)),
             Algorithm::ConsistentHash => Box::new(consistent_hash::ConsistentHash::new(backends)),
+            Algorithm::LeastLoad => Box::new(least_load::LeastLoad::new()),
         }
     }
 }

@@ -66,7 +66,7 @@ impl Selector for Random {
 }
 
 /// Weighted draw among the available backends only; `None` when none is available.
-fn pick_available_by_weight(backends: &[Arc<Backend>]) -> Option<usize> {
+pub(super) fn pick_available_by_weight(backends: &[Arc<Backend>]) -> Option<usize> {
     let total: u64 = backends
         .iter()
         .filter(|b| b.is_available())

@@ -39,7 +39,7 @@ fn every_name_parses_to_a_distinct_algorithm() {
     for (i, a) in algorithms.iter().enumerate() {
         assert!(!algorithms[..i].contains(a), "{a:?} named twice");
     }
-    assert_eq!(algorithms.len(), 8);
+    assert_eq!(algorithms.len(), 9);
     assert_eq!(Algorithm::from_name("random"), Some(Algorithm::Random));
     assert_eq!(
         Algorithm::from_name("weighted_round_robin"),

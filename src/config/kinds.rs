@@ -38,6 +38,9 @@ pub enum Algorithm {
     Hash,
     /// Hash ring with virtual nodes (ketama): removing one of N backends moves ~1/N keys.
     ConsistentHash,
+    /// Two backends drawn by weight x capacity left (as their agents report it); the one
+    /// with fewer in-flight requests per capacity wins.
+    LeastLoad,
 }
 
 impl Algorithm {
@@ -51,6 +54,7 @@ impl Algorithm {
         "least_response_time",
         "hash",
         "consistent_hash",
+        "least_load",
     ];
 
     /// The algorithm's config name (`least_connections`).

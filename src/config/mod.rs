@@ -5,6 +5,7 @@
 //! [`ConfigError`] listing each problem as `FILE:LINE:COL: message` with a hint.
 //! This module builds no sockets and starts nothing.
 
+mod agent;
 pub mod certs;
 mod discovery;
 mod error;
@@ -30,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use agent::AgentCheck;
 pub use discovery::{ResolverConfig, system_nameservers};
 pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
@@ -207,6 +209,8 @@ pub struct PoolConfig {
     pub tls: Option<tls::BackendTls>,
     /// Session persistence by cookie, if configured.
     pub sticky: Option<StickyConfig>,
+    /// Backend-reported load: an agent port and/or a response header.
+    pub agent: Option<AgentCheck>,
 }
 
 /// The HTTP version a pool speaks to its backends.

@@ -110,6 +110,7 @@ pub struct RawPool {
     pub http_version: Option<Spanned<String>>,
     pub tls: Option<super::tls::RawPoolTls>,
     pub sticky: Option<super::sticky::RawSticky>,
+    pub agent: Option<super::agent::RawAgent>,
 }
 
 /// One backend of a pool.

@@ -300,6 +300,10 @@ fn check_pool(
         hash_key,
         backends,
         discovery,
+        agent: pool
+            .agent
+            .as_ref()
+            .map(|a| super::agent::check(a, name, problems)),
         sticky: pool
             .sticky
             .as_ref()

@@ -9,6 +9,7 @@
 //! This module decides nothing about individual requests: the selectors read the verdict
 //! through [`Backend::is_available`](crate::balance::Backend::is_available).
 
+pub mod agent;
 pub mod check;
 pub mod state;
 
@@ -76,10 +77,29 @@ pub struct Target {
     pub pool: Arc<str>,
     /// The backend.
     pub backend: Arc<Backend>,
-    /// The check.
-    pub check: Arc<HealthCheck>,
-    /// TLS settings of the check (TLS pools).
-    pub tls: Option<Arc<BackendConnector>>,
+    /// What is asked.
+    pub probe: Probe,
+}
+
+/// What the checker asks a backend.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A health check (with its TLS settings, for TLS pools).
+    Health(Arc<HealthCheck>, Option<Arc<BackendConnector>>),
+    /// Its agent, for its load and wishes ([`agent`]).
+    Agent(Arc<crate::config::AgentCheck>),
+}
+
+impl Probe {
+    fn same(&self, other: &Probe) -> bool {
+        match (self, other) {
+            (Probe::Health(a, ta), Probe::Health(b, tb)) => {
+                a == b && ta.as_ref().map(|t| t.key) == tb.as_ref().map(|t| t.key)
+            }
+            (Probe::Agent(a), Probe::Agent(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Checker {
@@ -118,10 +138,7 @@ fn reconcile(
     targets: Vec<Target>,
 ) -> Vec<(Target, tokio::task::JoinHandle<()>)> {
     let same = |a: &Target, b: &Target| {
-        Arc::ptr_eq(&a.backend, &b.backend)
-            && a.pool == b.pool
-            && a.check == b.check
-            && a.tls.as_ref().map(|t| t.key) == b.tls.as_ref().map(|t| t.key)
+        Arc::ptr_eq(&a.backend, &b.backend) && a.pool == b.pool && a.probe.same(&b.probe)
     };
     let mut kept = Vec::with_capacity(targets.len());
     let mut old = running;
@@ -136,26 +153,48 @@ fn reconcile(
     }
     for (target, task) in old {
         task.abort();
-        // A backend no longer checked (checks removed from its pool) is not held down
-        // by its last verdict.
-        if !kept
-            .iter()
-            .any(|(t, _)| Arc::ptr_eq(&t.backend, &target.backend))
-        {
-            target.backend.set_healthy(true);
+        // A backend no longer checked (checks or agent removed from its pool) is not
+        // held down by its last verdict or report.
+        let still = |health: bool| {
+            kept.iter().any(|(t, _)| {
+                Arc::ptr_eq(&t.backend, &target.backend)
+                    && matches!(t.probe, Probe::Health(..)) == health
+            })
+        };
+        match target.probe {
+            Probe::Health(..) if !still(true) => target.backend.set_healthy(true),
+            Probe::Agent(_) if !still(false) => {
+                target.backend.set_headroom(1000);
+                target
+                    .backend
+                    .set_agent_state(crate::balance::backend::AgentState::Up);
+            }
+            _ => {}
         }
     }
     kept
 }
 
-/// Checks one backend for ever.
+/// Asks one backend for ever.
 async fn watch(target: Target) {
     let Target {
         pool,
         backend,
-        check,
-        tls,
+        probe,
     } = target;
+    match probe {
+        Probe::Health(check, tls) => watch_health(pool, backend, check, tls).await,
+        Probe::Agent(agent) => agent::watch(pool, backend, agent).await,
+    }
+}
+
+/// Checks one backend's health for ever.
+async fn watch_health(
+    pool: Arc<str>,
+    backend: Arc<Backend>,
+    check: Arc<HealthCheck>,
+    tls: Option<Arc<BackendConnector>>,
+) {
     let mut state = RiseFall::new(check.rise, check.fall);
     if !backend.is_healthy() {
         // Checks restarted on a backend that was down: it stays down until it rises.

@@ -89,6 +89,7 @@ impl Conn {
             rules: fwd.response_headers(&frontend),
             set_cookie: set_cookie.as_deref(),
             sticky_cookie: None,
+            load_header: None,
         };
         let mut attempts =
             Attempts::new(pool, fwd.key, fwd.retries(&frontend)).stick_to(fwd.sticky);
@@ -230,6 +231,7 @@ impl Conn {
         // cookie of this one.
         let client = ClientSide {
             sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
+            load_header: attempts.load_header(),
             ..client
         };
         let sent = Instant::now();
@@ -258,6 +260,9 @@ impl Conn {
                     }
                     Ok((resp, keep_client)) => {
                         attempts.answered(admitted, sent.elapsed());
+                        if let Some(load) = resp.load {
+                            attempts.reported(admitted, load);
+                        }
                         return Ok((up, resp, keep_client));
                     }
                     Err(ResponseError::Partial) if self.ubuf.len() > 64 * 1024 => {

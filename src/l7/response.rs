@@ -32,6 +32,8 @@ pub struct ResponseHead {
     pub framing: ResponseFraming,
     /// The backend connection may be reused after the body.
     pub reusable: bool,
+    /// The load the backend reported in the pool's load header (thousandths), if any.
+    pub load: Option<u32>,
 }
 
 /// Why a backend's response head was not accepted (the client gets a 502).
@@ -60,6 +62,8 @@ pub struct ClientSide<'a> {
     pub set_cookie: Option<&'a str>,
     /// Another: the pool's sticky cookie, naming the backend that answers.
     pub sticky_cookie: Option<&'a str>,
+    /// The header (lower case) in which the pool's backends report their load.
+    pub load_header: Option<&'a str>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -95,6 +99,7 @@ pub fn parse(
                 status,
                 framing: ResponseFraming::UntilClose,
                 reusable: false,
+                load: None,
             };
             return Ok((head, false));
         }
@@ -106,6 +111,7 @@ pub fn parse(
             status,
             framing: ResponseFraming::Empty,
             reusable: true,
+            load: None,
         };
         return Ok((head, client.keep_alive));
     }
@@ -113,6 +119,7 @@ pub fn parse(
     let mut tokens = ConnectionTokens::default();
     let mut length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
+    let mut load = None;
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -129,6 +136,12 @@ pub fn parse(
             transfer_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             tokens.add(h.value);
+        } else if let Some(header) = client.load_header
+            && name.eq_ignore_ascii_case(header.as_bytes())
+        {
+            load = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(crate::health::agent::parse_load);
         }
     }
     let no_body = client.is_head || status == 204 || status == 304;
@@ -227,6 +240,7 @@ pub fn parse(
         status,
         framing,
         reusable,
+        load,
     };
     Ok((head, keep_client))
 }
@@ -244,7 +258,22 @@ mod tests {
             rules: None,
             set_cookie: None,
             sticky_cookie: None,
+            load_header: None,
         }
+    }
+
+    #[test]
+    fn reads_the_load_header_when_asked() {
+        let mut out = Vec::new();
+        let head = b"HTTP/1.1 200 OK\r\nX-Backend-Load: cpu=0.72\r\nContent-Length: 0\r\n\r\n";
+        let asked = ClientSide {
+            load_header: Some("x-backend-load"),
+            ..client()
+        };
+        assert_eq!(parse(head, asked, &mut out).unwrap().0.load, Some(720));
+        assert_eq!(parse(head, client(), &mut out).unwrap().0.load, None);
+        // The header still goes to the client.
+        assert!(String::from_utf8_lossy(&out).contains("X-Backend-Load: cpu=0.72"));
     }
 
     #[test]

@@ -194,19 +194,25 @@ impl Running {
         let snapshot = self.live.snapshot();
         let mut targets = Vec::new();
         for pool in snapshot.pools.iter() {
-            let Some((check, tls)) = &pool.health else {
-                continue;
-            };
             let name: Arc<str> = Arc::from(&*pool.name);
-            let check = Arc::new(check.clone());
-            let tls = tls.clone().map(Arc::new);
-            for backend in pool.balancer.backends() {
-                targets.push(health::Target {
-                    pool: Arc::clone(&name),
-                    backend: Arc::clone(backend),
-                    check: Arc::clone(&check),
-                    tls: tls.clone(),
-                });
+            let mut probes = Vec::new();
+            if let Some((check, tls)) = &pool.health {
+                probes.push(health::Probe::Health(
+                    Arc::new(check.clone()),
+                    tls.clone().map(Arc::new),
+                ));
+            }
+            if let Some(agent) = pool.config.agent.as_ref().filter(|a| a.port.is_some()) {
+                probes.push(health::Probe::Agent(Arc::new(agent.clone())));
+            }
+            for probe in probes {
+                for backend in pool.balancer.backends() {
+                    targets.push(health::Target {
+                        pool: Arc::clone(&name),
+                        backend: Arc::clone(backend),
+                        probe: probe.clone(),
+                    });
+                }
             }
         }
         self.health.follow(targets);

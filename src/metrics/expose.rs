@@ -92,7 +92,7 @@ impl Collector for Scrape {
         super::limits::encode(&mut e, &snapshot)?;
 
         let now = now_us();
-        let gauges: [(&str, &str, BackendGauge); 5] = [
+        let gauges: [(&str, &str, BackendGauge); 6] = [
             (
                 "backend_up",
                 "1 while the backend may be picked: enabled, healthy, circuit not open, not drained",
@@ -113,6 +113,11 @@ impl Collector for Scrape {
                 "backend_in_flight",
                 "Requests in progress on the backend",
                 |b| i64::from(b.in_flight()),
+            ),
+            (
+                "backend_reported_load_permille",
+                "The load the backend's agent or load header last reported, in thousandths (0 without reports)",
+                |b| i64::from(1000 - b.headroom()),
             ),
         ];
         for (name, help, value) in gauges {

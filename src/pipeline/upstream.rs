@@ -261,6 +261,18 @@ impl<'p> Attempts<'p> {
         a.backend.stats.upstream.first_byte.record(took);
     }
 
+    /// The response header (lower case) in which the pool's backends report their load.
+    #[inline]
+    pub fn load_header(&self) -> Option<&'p str> {
+        self.pool.config.agent.as_ref()?.header.as_deref()
+    }
+
+    /// The try's backend reported `load` (thousandths) in its response: balancing
+    /// follows it (see `crate::health::agent`).
+    pub fn reported(&self, a: &Admitted, load: u32) {
+        a.backend.set_headroom(1000u32.saturating_sub(load));
+    }
+
     /// A try failed after `elapsed`: reported to passive health, and counted as at least
     /// as slow as the connect timeout, so that response-time balancing moves away.
     pub fn failed(&self, a: &mut Admitted, elapsed: Duration, connect_timeout: Duration) {

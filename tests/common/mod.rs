@@ -37,6 +37,8 @@ pub struct Backend {
     pub last_head: Arc<Mutex<String>>,
     /// While set, every response is a 500.
     pub failing: Arc<std::sync::atomic::AtomicBool>,
+    /// While set, every response carries `X-Backend-Load` with this value.
+    pub load: Arc<Mutex<Option<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -86,8 +88,10 @@ impl Backend {
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let last_head = Arc::new(Mutex::new(String::new()));
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = Arc::new(Mutex::new(None));
         let state = State {
             failing: failing.clone(),
+            load: load.clone(),
             name: name.to_string(),
             requests: requests.clone(),
             in_flight: in_flight.clone(),
@@ -129,6 +133,7 @@ impl Backend {
             max_in_flight,
             last_head,
             failing,
+            load,
             _runtime: runtime,
         }
     }
@@ -158,6 +163,7 @@ struct State {
     last_head: Arc<Mutex<String>>,
     delay: Duration,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    load: Arc<Mutex<Option<String>>>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -230,6 +236,10 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
     }
     resp.headers_mut()
         .insert("x-backend", state.name.parse().unwrap());
+    if let Some(load) = state.load.lock().unwrap().as_deref() {
+        resp.headers_mut()
+            .insert("x-backend-load", load.parse().unwrap());
+    }
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(resp)
 }

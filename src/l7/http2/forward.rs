@@ -274,6 +274,14 @@ async fn tries(
             Ok(Ok(response)) => {
                 let status = response.status();
                 attempts.answered(&admitted, sent.elapsed());
+                if let Some(load) = attempts
+                    .load_header()
+                    .and_then(|name| response.headers().get(name))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(crate::health::agent::parse_load)
+                {
+                    attempts.reported(&admitted, load);
+                }
                 attempts.kept(&admitted);
                 attempts.report(&mut admitted, status.as_u16() < 500);
                 senders::put_back(key, sender);

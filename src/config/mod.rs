@@ -35,7 +35,7 @@ pub use agent::AgentCheck;
 pub use discovery::{ResolverConfig, system_nameservers};
 pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
-pub use sticky::StickyConfig;
+pub use sticky::{StickyConfig, StickyMode};
 pub use units::{parse_duration, parse_size};
 
 pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};

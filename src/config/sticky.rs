@@ -15,7 +15,11 @@ use super::is_token_byte;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSticky {
-    pub cookie: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
+    pub on: Option<Spanned<String>>,
+    pub expire: Option<Spanned<String>>,
+    pub size: Option<Spanned<i64>>,
     pub path: Option<Spanned<String>>,
     pub domain: Option<Spanned<String>>,
     pub max_age: Option<Spanned<String>>,
@@ -28,8 +32,14 @@ pub struct RawSticky {
 /// How a pool keeps clients on their backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StickyConfig {
-    /// The cookie's name.
+    /// How the client's backend is remembered.
+    pub mode: StickyMode,
+    /// The cookie's name: Fulcrum's own (`insert`), or the application's (`learn`).
     pub cookie: String,
+    /// `table` and `learn`: entries are forgotten this long after their last use.
+    pub expire: Duration,
+    /// `table` and `learn`: most entries kept.
+    pub size: usize,
     /// Its `Path` (default `/`).
     pub path: String,
     /// Its `Domain`, if any.
@@ -47,16 +57,37 @@ pub struct StickyConfig {
     pub secret: String,
 }
 
+/// How the client's backend is remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyMode {
+    /// In a cookie Fulcrum sets (HAProxy's `cookie NAME insert`).
+    Insert,
+    /// In the stick table, keyed by the application's session cookie, learnt from the
+    /// responses that set it (HAProxy's `stick store-response res.cook(NAME)`).
+    Learn,
+    /// In the stick table, keyed by this part of the request (HAProxy's `stick on`).
+    Table(super::rate_limits::KeyPart),
+}
+
+/// Default of `expire`.
+pub const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
+
 /// Validates `[pools.NAME.sticky]`.
 pub(super) fn check_sticky(
     raw: &RawSticky,
     pool: &str,
     problems: &mut Problems<'_>,
 ) -> StickyConfig {
-    let cookie = raw.cookie.get_ref().trim().to_owned();
-    if cookie.is_empty() || !cookie.bytes().all(is_token_byte) {
+    let mode = mode(raw, problems);
+    let cookie = raw
+        .cookie
+        .as_ref()
+        .map_or_else(String::new, |c| c.get_ref().trim().to_owned());
+    if let Some(c) = &raw.cookie
+        && (cookie.is_empty() || !cookie.bytes().all(is_token_byte))
+    {
         problems.add(
-            raw.cookie.span(),
+            c.span(),
             format!("`{cookie}` is not a cookie name"),
             Some("use letters, digits and -_. only, e.g. cookie = \"SRV\"".into()),
         );
@@ -122,8 +153,19 @@ pub(super) fn check_sticky(
             Some("add secure = true (the site must be served over HTTPS)".into()),
         );
     }
+    let expire = super::fields::duration(
+        &raw.expire,
+        &format!("pools.{pool}.sticky.expire"),
+        DEFAULT_EXPIRE,
+        problems,
+    );
+    let size =
+        super::fields::integer(&raw.size, "size", 1..=100_000_000, 100_000, problems) as usize;
     StickyConfig {
+        mode,
         cookie,
+        expire,
+        size,
         path,
         domain,
         max_age,
@@ -137,12 +179,103 @@ pub(super) fn check_sticky(
     }
 }
 
+/// The mode and what it needs: `cookie` for `insert` and `learn`, `on` for `table`.
+fn mode(raw: &RawSticky, problems: &mut Problems<'_>) -> StickyMode {
+    use super::rate_limits::KeyPart;
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, Spanned::span);
+    let named = raw.mode.as_ref().map(|m| m.get_ref().as_str());
+    let wanted = match named {
+        None if raw.on.is_some() => "table",
+        None => "insert",
+        Some(m) => m,
+    };
+    match wanted {
+        "insert" | "learn" => {
+            if raw.cookie.is_none() {
+                problems.add(
+                    span(&raw.mode),
+                    format!("sticky mode `{wanted}` needs a `cookie`"),
+                    Some(if wanted == "insert" {
+                        "the name of the cookie Fulcrum sets, e.g. cookie = \"SRV\"".into()
+                    } else {
+                        "the application's session cookie, e.g. cookie = \"JSESSIONID\"".into()
+                    }),
+                );
+            }
+            if let Some(on) = &raw.on {
+                problems.add(
+                    on.span(),
+                    format!("`on` applies to mode = \"table\", not `{wanted}`"),
+                    None,
+                );
+            }
+            if wanted == "insert" {
+                StickyMode::Insert
+            } else {
+                StickyMode::Learn
+            }
+        }
+        "table" => {
+            let Some(on) = &raw.on else {
+                problems.add(
+                    span(&raw.mode),
+                    "sticky mode `table` needs `on`",
+                    Some("what clients are known by: on = \"source_ip\", \"header:NAME\" or \"cookie:NAME\"".into()),
+                );
+                return StickyMode::Table(KeyPart::Ip);
+            };
+            let text = on.get_ref().trim();
+            let part = if text == "source_ip" || text == "ip" {
+                Some(KeyPart::Ip)
+            } else if let Some(h) = text
+                .strip_prefix("header:")
+                .filter(|h| !h.is_empty() && h.bytes().all(is_token_byte))
+            {
+                Some(KeyPart::Header(h.to_ascii_lowercase()))
+            } else {
+                text.strip_prefix("cookie:")
+                    .filter(|c| !c.is_empty() && c.bytes().all(is_token_byte))
+                    .map(|c| KeyPart::Cookie(c.to_owned()))
+            };
+            match part {
+                Some(p) => StickyMode::Table(p),
+                None => {
+                    problems.add(
+                        on.span(),
+                        format!("`{text}` is not a stick table key"),
+                        Some("use \"source_ip\", \"header:NAME\" or \"cookie:NAME\"".into()),
+                    );
+                    StickyMode::Table(KeyPart::Ip)
+                }
+            }
+        }
+        other => {
+            problems.add(
+                span(&raw.mode),
+                format!("unknown sticky mode `{other}`"),
+                Some("modes: \"insert\" (a cookie Fulcrum sets), \"learn\" (the application's session cookie), \"table\" (by source IP, header or cookie)".into()),
+            );
+            StickyMode::Insert
+        }
+    }
+}
+
 impl StickyConfig {
+    /// Whether clients are remembered in a stick table (`table`, `learn`).
+    pub fn uses_table(&self) -> bool {
+        self.mode != StickyMode::Insert
+    }
+
     /// The opaque value naming backend `name` at `address` of pool `pool`: 16 hex digits
     /// of a stable keyed hash, the same in every worker, across restarts and on every
     /// instance sharing the `secret`; never the address.
     pub fn value_for(&self, pool: &str, name: &str, address: &str) -> String {
-        let h = crate::balance::hash::hash_parts(&[
+        format!("{:016x}", self.id_for(pool, name, address))
+    }
+
+    /// The stable identity behind [`StickyConfig::value_for`], which stick tables hold.
+    pub fn id_for(&self, pool: &str, name: &str, address: &str) -> u64 {
+        crate::balance::hash::hash_parts(&[
             self.secret.as_bytes(),
             b"\0",
             pool.as_bytes(),
@@ -150,8 +283,7 @@ impl StickyConfig {
             name.as_bytes(),
             b"\0",
             address.as_bytes(),
-        ]);
-        format!("{h:016x}")
+        ])
     }
 
     /// The `Set-Cookie` value giving `value` (`tls`: the request came over TLS, so the

@@ -43,7 +43,11 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, frontend: Arc<Fronte
     let Some(pool) = pool else {
         return;
     };
-    let mut attempts = Attempts::new(pool, hash_ip(peer.ip()), None);
+    let (sticky, key) = pool
+        .sticky
+        .as_ref()
+        .map_or((None, None), |s| s.find_client(peer.ip()));
+    let mut attempts = Attempts::new(pool, hash_ip(peer.ip()), None).stick_to(sticky, key);
     let Some((mut upstream, mut admitted)) = connect(&frontend, &mut attempts).await else {
         crate::pipeline::log::unrelayed(&frontend, pool);
         return;
@@ -96,6 +100,7 @@ async fn connect(
         match crate::connect::connect_tcp(admitted.backend.addr, timeout).await {
             Ok(up) => {
                 attempts.connected(&admitted, started.elapsed());
+                attempts.kept(&admitted);
                 return Some((up, admitted));
             }
             Err(e) => {

@@ -98,7 +98,11 @@ async fn open_flow(
         return None;
     };
     let pool = Arc::clone(frontend.default_pool()?);
-    let mut attempts = Attempts::new(&pool, hash_ip(client.ip()), None);
+    let (sticky, key) = pool
+        .sticky
+        .as_ref()
+        .map_or((None, None), |s| s.find_client(client.ip()));
+    let mut attempts = Attempts::new(&pool, hash_ip(client.ip()), None).stick_to(sticky, key);
     let mut admitted = match attempts.first().await {
         Ok(a) => a,
         Err(e) => {
@@ -121,6 +125,7 @@ async fn open_flow(
         crate::pipeline::log::unrelayed(frontend, &pool);
         return None;
     }
+    attempts.kept(&admitted);
     let upstream = Arc::new(upstream);
     let state = Arc::new(FlowState {
         last_us: AtomicU64::new(now_us()),

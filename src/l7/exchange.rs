@@ -90,9 +90,10 @@ impl Conn {
             set_cookie: set_cookie.as_deref(),
             sticky_cookie: None,
             load_header: None,
+            learn_cookie: None,
         };
-        let mut attempts =
-            Attempts::new(pool, fwd.key, fwd.retries(&frontend)).stick_to(fwd.sticky);
+        let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend))
+            .stick_to(fwd.sticky, fwd.stick_key);
         let tried = self
             .tries(
                 &mut attempts,
@@ -232,6 +233,7 @@ impl Conn {
         let client = ClientSide {
             sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
             load_header: attempts.load_header(),
+            learn_cookie: attempts.learns(),
             ..client
         };
         let sent = Instant::now();
@@ -262,6 +264,9 @@ impl Conn {
                         attempts.answered(admitted, sent.elapsed());
                         if let Some(load) = resp.load {
                             attempts.reported(admitted, load);
+                        }
+                        if let Some(key) = resp.learned {
+                            attempts.learned(admitted, key);
                         }
                         return Ok((up, resp, keep_client));
                     }

@@ -34,6 +34,8 @@ pub struct ResponseHead {
     pub reusable: bool,
     /// The load the backend reported in the pool's load header (thousandths), if any.
     pub load: Option<u32>,
+    /// The stick table key of the session cookie the response sets (sticky `learn`).
+    pub learned: Option<u64>,
 }
 
 /// Why a backend's response head was not accepted (the client gets a 502).
@@ -64,6 +66,8 @@ pub struct ClientSide<'a> {
     pub sticky_cookie: Option<&'a str>,
     /// The header (lower case) in which the pool's backends report their load.
     pub load_header: Option<&'a str>,
+    /// The application's session cookie whose `Set-Cookie` is learnt (sticky `learn`).
+    pub learn_cookie: Option<&'a str>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -100,6 +104,7 @@ pub fn parse(
                 framing: ResponseFraming::UntilClose,
                 reusable: false,
                 load: None,
+                learned: None,
             };
             return Ok((head, false));
         }
@@ -112,6 +117,7 @@ pub fn parse(
             framing: ResponseFraming::Empty,
             reusable: true,
             load: None,
+            learned: None,
         };
         return Ok((head, client.keep_alive));
     }
@@ -120,6 +126,7 @@ pub fn parse(
     let mut length: Option<u64> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut load = None;
+    let mut learned = None;
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -136,6 +143,11 @@ pub fn parse(
             transfer_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             tokens.add(h.value);
+        } else if let Some(cookie) = client.learn_cookie
+            && name.eq_ignore_ascii_case(b"set-cookie")
+            && let Some(value) = crate::pipeline::sticky::set_cookie_value(h.value, cookie)
+        {
+            learned = Some(crate::pipeline::sticky::key_of(value));
         } else if let Some(header) = client.load_header
             && name.eq_ignore_ascii_case(header.as_bytes())
         {
@@ -241,6 +253,7 @@ pub fn parse(
         framing,
         reusable,
         load,
+        learned,
     };
     Ok((head, keep_client))
 }
@@ -259,6 +272,7 @@ mod tests {
             set_cookie: None,
             sticky_cookie: None,
             load_header: None,
+            learn_cookie: None,
         }
     }
 

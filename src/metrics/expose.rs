@@ -304,7 +304,7 @@ fn upstream(
     )?;
     let mut m = e.encode_descriptor(
         "pool_sticky_responses",
-        "Responses of pools with a sticky cookie, by `outcome`: hit (served where the cookie said), new (no cookie: one set), moved (its backend could not take the request: the cookie of the new one set)",
+        "Responses of pools with session persistence, by `outcome`: hit (served where the client's cookie or stick table entry said), new (none: one set or stored), moved (its backend could not take the request: the new one set or stored)",
         None,
         MetricType::Counter,
     )?;

@@ -1,6 +1,6 @@
-//! The rate limit families of the exposition: every limit's decisions by outcome, the
-//! keys it tracks and the memory its tables hold, and the connections listeners refused
-//! under their per-client connection limits.
+//! The policy families of the exposition: every rate limit's decisions by outcome, the
+//! keys it tracks and the memory its tables hold, the connections listeners refused
+//! under their per-client connection limits, and the entries of pools' stick tables.
 
 use std::fmt::Error;
 
@@ -62,5 +62,19 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, snapshot: &Snapshot) -> Resu
         "rate_limit_memory_bytes",
         "Memory the limit's key tables hold (allocated at start for `max_keys`, never grown)",
         &memory,
+    )?;
+    let tables: Vec<(Labels<'_>, u64)> = snapshot
+        .pools
+        .iter()
+        .filter_map(|p| {
+            let sticky = p.sticky.as_ref().filter(|s| s.has_table())?;
+            Some((vec![("pool", &*p.name)], sticky.table_entries() as u64))
+        })
+        .collect();
+    gauge(
+        e,
+        "pool_stick_table_entries",
+        "Clients the pool's stick table remembers now (sticky mode `table` or `learn`), at most its `size`",
+        &tables,
     )
 }

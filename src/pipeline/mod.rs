@@ -91,8 +91,11 @@ pub struct Forward {
     pub key: u64,
     /// The split side the client was just given (the response sets its cookie).
     pub new_side: Option<usize>,
-    /// The backend the request's sticky cookie names (see [`sticky`]), if any.
+    /// The backend the request's sticky cookie or stick table entry names (see
+    /// [`sticky`]), if any.
     pub sticky: Option<u32>,
+    /// The request's stick table key, if its pool keeps a table.
+    pub stick_key: Option<u64>,
 }
 
 /// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
@@ -113,13 +116,14 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
             } else {
                 0
             };
-            let sticky = chosen.sticky.as_ref().and_then(|s| s.find(req));
+            let (sticky, stick_key) = chosen.sticky.as_ref().map_or((None, None), |s| s.find(req));
             Decision::Forward(Forward {
                 pool: Arc::clone(chosen),
                 route: selected.route,
                 key,
                 new_side,
                 sticky,
+                stick_key,
             })
         }
         Target::Redirect { status, location } => Decision::Redirect {

@@ -1,73 +1,134 @@
-//! Session persistence by an inserted cookie, a step of the route and upstream phases:
-//! the route phase reads the pool's cookie from the request and finds the backend it
-//! names ([`Sticky::find`]); the upstream phase tries that backend first while it is
-//! up and has room; the response phase sets the cookie when the request had none or
-//! was served elsewhere (its backend went down, or was drained): the client moves,
-//! and stays, with the backend that served it.
+//! Session persistence, a step of the route, upstream and response phases. The route
+//! phase finds the backend the client was kept on ([`Sticky::find`]): the one its
+//! inserted cookie names (`insert`), or the one a stick table remembers for its key
+//! (`table`: its address, a header or a cookie; `learn`: the application's session
+//! cookie). The upstream phase tries that backend first while it is up and has room.
+//! The response phase remembers who served: it sets the cookie (`insert`, when the
+//! request had none or was served elsewhere), or stores the key in the table (`table`;
+//! `learn`: also the session cookie a response sets).
 //!
 //! Cookie values are opaque (a keyed hash of pool, backend name and address:
 //! `StickyConfig::value_for`), computed when the pool is built, with both `Set-Cookie`
 //! values (clear text and TLS), so that the request path only compares and copies.
+//! Tables hold the same identities, so entries stay right across reloads; the table
+//! itself is carried over a reload while its settings stay the same.
 
 use std::sync::Arc;
 
 use crate::balance::Backend;
-use crate::config::StickyConfig;
+use crate::balance::hash::hash_parts;
+use crate::config::rate_limits::KeyPart;
+use crate::config::{StickyConfig, StickyMode};
+use crate::policy::stick_table::StickTable;
 use crate::routing::{RequestView, find_cookie};
 
-/// A pool's cookie and what each of its backends is called in it.
+/// A pool's persistence: its mode, cookie, table, and what each backend is called.
 #[derive(Debug)]
 pub struct Sticky {
+    mode: StickyMode,
     cookie: Box<str>,
     backends: Box<[Entry]>,
+    table: Option<Arc<StickTable>>,
+    /// The settings the table was made for (to carry it over reloads).
+    config: StickyConfig,
 }
 
 #[derive(Debug)]
 struct Entry {
     backend: Arc<Backend>,
+    /// Its stable identity (what tables hold).
+    id: u64,
     value: Box<str>,
     /// `Set-Cookie` values: over clear text, over TLS.
     set_cookie: [Box<str>; 2],
 }
 
 impl Sticky {
-    /// For `backends` of pool `pool` with `config`.
+    /// For `backends` of pool `pool` with `config`; `previous` is the pool's persistence
+    /// in the running config, whose table is kept when the settings did not change.
     pub fn new<'b>(
         config: &StickyConfig,
         pool: &str,
         backends: impl Iterator<Item = &'b Arc<Backend>>,
+        previous: Option<&Sticky>,
     ) -> Sticky {
         let backends = backends
             .map(|b| {
-                let value = config.value_for(pool, &b.name, &b.addr.to_string());
+                let address = b.addr.to_string();
+                let value = config.value_for(pool, &b.name, &address);
                 Entry {
                     set_cookie: [
                         config.set_cookie(&value, false).into(),
                         config.set_cookie(&value, true).into(),
                     ],
+                    id: config.id_for(pool, &b.name, &address),
                     value: value.into(),
                     backend: Arc::clone(b),
                 }
             })
             .collect();
+        let table = config.uses_table().then(|| {
+            let same = |p: &&Sticky| {
+                p.config.mode == config.mode
+                    && p.config.cookie == config.cookie
+                    && p.config.size == config.size
+                    && p.config.expire == config.expire
+            };
+            match previous.filter(same).and_then(|p| p.table.clone()) {
+                Some(table) => table,
+                None => Arc::new(StickTable::new(config.size, config.expire)),
+            }
+        });
         Sticky {
+            mode: config.mode.clone(),
             cookie: config.cookie.as_str().into(),
             backends,
+            table,
+            config: config.clone(),
         }
     }
 
-    /// The backend the request's cookie names (an index for [`Sticky::backend`]), if
-    /// it names one of this pool's.
+    /// Where the client was kept: the backend (an index for [`Sticky::backend`]) if it
+    /// is one of this pool's, and the request's table key (`table`, `learn`), if it has
+    /// one.
     #[inline]
-    pub fn find<V: RequestView + ?Sized>(&self, req: &V) -> Option<u32> {
-        let value = req
-            .header_values("cookie")
-            .find_map(|v| find_cookie(v, self.cookie.as_bytes()))?;
-        let i = self
-            .backends
-            .iter()
-            .position(|e| e.value.as_bytes() == value)?;
-        u32::try_from(i).ok()
+    pub fn find<V: RequestView + ?Sized>(&self, req: &V) -> (Option<u32>, Option<u64>) {
+        let cookie = |name: &str| {
+            req.header_values("cookie")
+                .find_map(|v| find_cookie(v, name.as_bytes()))
+        };
+        let key = match &self.mode {
+            StickyMode::Insert => {
+                let found = cookie(&self.cookie).and_then(|value| {
+                    self.backends
+                        .iter()
+                        .position(|e| e.value.as_bytes() == value)
+                });
+                return (found.and_then(|i| u32::try_from(i).ok()), None);
+            }
+            StickyMode::Learn => cookie(&self.cookie).map(key_of),
+            StickyMode::Table(KeyPart::Ip) => Some(ip_key(req.client_ip())),
+            StickyMode::Table(KeyPart::Header(name)) => req.header_values(name).next().map(key_of),
+            StickyMode::Table(KeyPart::Cookie(name)) => cookie(name).map(key_of),
+            StickyMode::Table(_) => None,
+        };
+        (self.look_up(key), key)
+    }
+
+    /// [`Sticky::find`] for a TCP connection or UDP flow from `ip`: only a table keyed
+    /// by the source address applies.
+    pub fn find_client(&self, ip: std::net::IpAddr) -> (Option<u32>, Option<u64>) {
+        if self.mode != StickyMode::Table(KeyPart::Ip) {
+            return (None, None);
+        }
+        let key = Some(ip_key(ip));
+        (self.look_up(key), key)
+    }
+
+    fn look_up(&self, key: Option<u64>) -> Option<u32> {
+        key.and_then(|k| self.table.as_ref()?.get(k))
+            .and_then(|id| self.backends.iter().position(|e| e.id == id))
+            .and_then(|i| u32::try_from(i).ok())
     }
 
     /// Backend `i` of [`Sticky::find`].
@@ -76,11 +137,87 @@ impl Sticky {
     }
 
     /// The `Set-Cookie` value that keeps a client on `backend` (`tls`: it came over
-    /// TLS, the cookie is `Secure`).
+    /// TLS, the cookie is `Secure`); only in `insert` mode.
     pub fn set_cookie(&self, backend: &Arc<Backend>, tls: bool) -> Option<&str> {
+        if self.mode != StickyMode::Insert {
+            return None;
+        }
         self.backends
             .iter()
             .find(|e| Arc::ptr_eq(&e.backend, backend))
             .map(|e| &*e.set_cookie[usize::from(tls)])
+    }
+
+    /// Remembers that `key` is served by `backend` (`table` and `learn` modes).
+    pub fn remember(&self, key: u64, backend: &Arc<Backend>) {
+        if let (Some(table), Some(e)) = (
+            &self.table,
+            self.backends
+                .iter()
+                .find(|e| Arc::ptr_eq(&e.backend, backend)),
+        ) {
+            table.put(key, e.id);
+        }
+    }
+
+    /// The application's session cookie a response sets, to learn (`learn` mode only).
+    pub fn learns(&self) -> Option<&str> {
+        (self.mode == StickyMode::Learn).then_some(&*self.cookie)
+    }
+
+    /// Whether the pool keeps a stick table (`table`, `learn`).
+    pub fn has_table(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// Entries in the stick table (0 without one).
+    pub fn table_entries(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| t.len())
+    }
+}
+
+/// The table key of a cookie or header value, or of an address: a stable hash (the
+/// same on every instance).
+#[inline]
+pub fn key_of(value: &[u8]) -> u64 {
+    hash_parts(&[value])
+}
+
+/// The table key of a client address (IPv4 clients seen as `::ffff:a.b.c.d` count as
+/// IPv4).
+fn ip_key(ip: std::net::IpAddr) -> u64 {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => key_of(&v4.octets()),
+        std::net::IpAddr::V6(v6) => key_of(&v6.octets()),
+    }
+}
+
+/// The value of cookie `name` a `Set-Cookie` header value sets, if it sets that one.
+pub fn set_cookie_value<'v>(header: &'v [u8], name: &str) -> Option<&'v [u8]> {
+    let pair = header.split(|&b| b == b';').next()?;
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let (n, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+    (n == name.as_bytes() && !v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookie_values() {
+        assert_eq!(
+            set_cookie_value(b"JSESSIONID=abc123; Path=/; HttpOnly", "JSESSIONID"),
+            Some(&b"abc123"[..])
+        );
+        assert_eq!(set_cookie_value(b"other=1", "JSESSIONID"), None);
+        assert_eq!(
+            set_cookie_value(b"JSESSIONID=; Max-Age=0", "JSESSIONID"),
+            None
+        );
+        assert_eq!(
+            set_cookie_value(b" JSESSIONID = x ", "JSESSIONID"),
+            Some(&b"x"[..])
+        );
     }
 }

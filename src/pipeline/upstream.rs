@@ -126,8 +126,10 @@ pub struct Attempts<'p> {
     pub retries: u32,
     /// Timings and retry reasons, for the log.
     pub trail: Trail,
-    /// The backend the request's sticky cookie names.
+    /// The backend the request's sticky cookie (or stick table entry) names.
     sticky: Option<u32>,
+    /// The request's stick table key, if the pool keeps one.
+    stick_key: Option<u64>,
 }
 
 impl<'p> Attempts<'p> {
@@ -147,13 +149,32 @@ impl<'p> Attempts<'p> {
             retries: 0,
             trail: Trail::default(),
             sticky: None,
+            stick_key: None,
         }
     }
 
-    /// Tries the backend the request's sticky cookie names first (`Forward::sticky`).
-    pub fn stick_to(mut self, sticky: Option<u32>) -> Self {
+    /// Tries the backend the request's sticky cookie or stick table entry names first
+    /// (`Forward::sticky`), and remembers the request's table key (`Forward::stick_key`)
+    /// for whoever serves it.
+    pub fn stick_to(mut self, sticky: Option<u32>, key: Option<u64>) -> Self {
         self.sticky = sticky;
+        self.stick_key = key;
         self
+    }
+
+    /// The application's session cookie whose `Set-Cookie` in a response is learnt
+    /// (sticky `learn` mode).
+    #[inline]
+    pub fn learns(&self) -> Option<&'p str> {
+        self.pool.sticky.as_ref()?.learns()
+    }
+
+    /// The response of `admitted` sets the session cookie whose table key is `key`:
+    /// the client is kept on that backend from now on.
+    pub fn learned(&self, admitted: &Admitted, key: u64) {
+        if let Some(sticky) = &self.pool.sticky {
+            sticky.remember(key, &admitted.backend);
+        }
     }
 
     /// What the request's sticky cookie does with `admitted` serving it: an index of
@@ -186,6 +207,9 @@ impl<'p> Attempts<'p> {
         if let Some(outcome) = self.sticky_outcome(admitted) {
             self.trail.sticky = Some(STICKY[outcome]);
             inc(&self.pool.stats.upstream.sticky[outcome]);
+            if let (Some(key), Some(sticky)) = (self.stick_key, &self.pool.sticky) {
+                sticky.remember(key, &admitted.backend);
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod ipset;
 pub mod ratelimit;
+pub mod stick_table;
 
 use std::net::IpAddr;
 

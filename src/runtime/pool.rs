@@ -95,10 +95,14 @@ impl Pool {
                 }
             })
             .collect::<Vec<_>>();
-        let sticky = c
-            .sticky
-            .as_ref()
-            .map(|s| Sticky::new(s, &c.name, backends.iter()));
+        let sticky = c.sticky.as_ref().map(|s| {
+            Sticky::new(
+                s,
+                &c.name,
+                backends.iter(),
+                previous.and_then(|p| p.sticky.as_ref()),
+            )
+        });
         Pool {
             sticky,
             name: c.name.as_str().into(),

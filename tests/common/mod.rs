@@ -27,7 +27,8 @@ use hyper_util::server::conn::auto;
 ///
 /// Routes: `/` (its name), `/echo` (echoes the body), `/headers` (the request head it
 /// received), `/bytes/N` (N bytes streamed in 64 KiB chunks), `/count` (counts the body
-/// bytes it read), `/slow/MS` (answers after MS milliseconds), `/status/CODE`.
+/// bytes it read), `/slow/MS` (answers after MS milliseconds), `/status/CODE`, `/login`
+/// (sets a new `JSESSIONID` session cookie, `NAME-N`).
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
@@ -223,6 +224,14 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
     } else if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         Response::new(full(state.name.clone()))
+    } else if path == "/login" {
+        // An application session: a new session cookie naming this backend.
+        let mut r = Response::new(full(state.name.clone()));
+        let n = state.requests.load(Ordering::SeqCst);
+        let cookie = format!("JSESSIONID={}-{n}; Path=/; HttpOnly", state.name);
+        r.headers_mut()
+            .insert("set-cookie", cookie.parse().unwrap());
+        r
     } else if let Some(code) = path.strip_prefix("/status/") {
         let mut r = Response::new(full(state.name.clone()));
         *r.status_mut() = hyper::StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();

@@ -174,8 +174,8 @@ async fn handle(
         Some(deadline) => deadline.min(request_timeout),
         None => request_timeout,
     };
-    let mut attempts =
-        Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend)).stick_to(fwd.sticky);
+    let mut attempts = Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend))
+        .stick_to(fwd.sticky, fwd.stick_key);
     let to = Upstream {
         fwd: &fwd,
         frontend,
@@ -281,6 +281,15 @@ async fn tries(
                     .and_then(crate::health::agent::parse_load)
                 {
                     attempts.reported(&admitted, load);
+                }
+                if let Some(cookie) = attempts.learns() {
+                    for v in response.headers().get_all(http::header::SET_COOKIE) {
+                        if let Some(value) =
+                            crate::pipeline::sticky::set_cookie_value(v.as_bytes(), cookie)
+                        {
+                            attempts.learned(&admitted, crate::pipeline::sticky::key_of(value));
+                        }
+                    }
                 }
                 attempts.kept(&admitted);
                 attempts.report(&mut admitted, status.as_u16() < 500);

@@ -1,0 +1,154 @@
+//! A stick table: which backend a key (a client address, a header, a cookie, an
+//! application's session cookie) was last served by, as HAProxy's `stick-table`. Shared
+//! by every worker thread, bounded in size, entries forgotten after `expire` without
+//! use, and carried over reloads by the pool (see `pipeline::sticky`).
+//!
+//! Keys are stable 64-bit hashes of the key's bytes (the same on every instance, for
+//! sharing); values are the backend's stable identity (a hash of pool, backend name and
+//! address), so an entry stays right across reloads and restarts. The maps are sharded,
+//! allocated to twice their share of `size` up front and never grown: a full shard drops
+//! its expired entries, then about the older half (an approximate LRU).
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One entry: the backend and when it was last used (seconds since the table's epoch).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    backend: u64,
+    used: u32,
+}
+
+/// Keys are hashes already.
+#[derive(Debug, Default)]
+struct AsIs(u64);
+
+impl std::hash::Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = HashMap<u64, Entry, BuildHasherDefault<AsIs>>;
+
+/// A bounded, expiring map from keys to backends.
+#[derive(Debug)]
+pub struct StickTable {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    expire: u32,
+    epoch: Instant,
+}
+
+impl StickTable {
+    /// A table of at most `size` entries, each forgotten `expire` after its last use.
+    pub fn new(size: usize, expire: Duration) -> StickTable {
+        let shards = (size / 256).clamp(1, 64).next_power_of_two();
+        let per_shard = size.div_ceil(shards).max(1);
+        StickTable {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard::with_capacity_and_hasher(
+                        2 * per_shard,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+            per_shard,
+            expire: expire.as_secs().clamp(1, u64::from(u32::MAX / 2)) as u32,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+        let i = (key >> 58) as usize & (self.shards.len() - 1);
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> u32 {
+        self.epoch.elapsed().as_secs() as u32
+    }
+
+    /// The backend `key` was last served by, unless expired (the entry's use is
+    /// refreshed).
+    pub fn get(&self, key: u64) -> Option<u64> {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        let entry = shard.get_mut(&key)?;
+        if now.saturating_sub(entry.used) > self.expire {
+            shard.remove(&key);
+            return None;
+        }
+        entry.used = now;
+        Some(entry.backend)
+    }
+
+    /// Records that `key` is served by `backend`.
+    pub fn put(&self, key: u64, backend: u64) {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            let expire = self.expire;
+            shard.retain(|_, e| now.saturating_sub(e.used) <= expire);
+            if shard.len() >= self.per_shard {
+                let sum: u64 = shard.values().map(|e| u64::from(e.used)).sum();
+                let mean = (sum / shard.len() as u64) as u32;
+                shard.retain(|_, e| e.used > mean);
+            }
+            if shard.len() >= self.per_shard {
+                // Every entry used this very second: the newest one wins a place.
+                if let Some(&oldest) = shard.keys().next() {
+                    shard.remove(&oldest);
+                }
+            }
+        }
+        shard.insert(key, Entry { backend, used: now });
+    }
+
+    /// Entries held now (expired ones included until they are dropped).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stick_and_the_size_holds() {
+        let t = StickTable::new(1000, Duration::from_secs(60));
+        t.put(1, 11);
+        t.put(2, 22);
+        assert_eq!(t.get(1), Some(11));
+        assert_eq!(t.get(2), Some(22));
+        assert_eq!(t.get(3), None);
+        t.put(1, 33);
+        assert_eq!(t.get(1), Some(33));
+        for k in 0..100_000u64 {
+            t.put(k.wrapping_mul(0x9e37_79b9_7f4a_7c15), k);
+        }
+        assert!(t.len() <= 1000, "{}", t.len());
+        // The last key put is there.
+        let last = 99_999u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        assert_eq!(t.get(last), Some(99_999));
+    }
+}

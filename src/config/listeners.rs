@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::HashKey;
 use super::error::{Problems, closest};
-use super::raw::{RawConfig, RawListener};
+use super::raw::RawConfig;
 use super::validate::parse_address;
 use super::{HttpVersion, Limits, ListenerConfig, PoolConfig, Protocol};
 
@@ -230,6 +230,7 @@ pub(super) fn check_listeners(
                     Some("combine key parts into one limit: key = [\"ip\", \"header:X-Api-Key\"]".into()),
                 );
             }
+            let (access, access_sources) = super::access::listener(l, base, problems);
             out.push(ListenerConfig {
                 name,
                 bind,
@@ -241,7 +242,9 @@ pub(super) fn check_listeners(
                 splice,
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
-                access: check_access(l, problems),
+                access,
+                access_sources,
+                real_ip: super::access::real_ip(l, problems),
                 rate_limits: request_limits,
                 connection_limits: super::rate_limits::refer(
                     l.connection_limits.as_ref(),
@@ -325,30 +328,4 @@ fn check_tls(
         return None;
     }
     Some(super::tls::check_listener_tls(tls, name, base, problems))
-}
-
-/// `allow` and `deny`: lists of CIDR blocks.
-fn check_access(l: &RawListener, problems: &mut Problems<'_>) -> crate::policy::Access {
-    let mut blocks = |list: &Option<Vec<toml::Spanned<String>>>| {
-        let parsed: Vec<_> = list
-            .iter()
-            .flatten()
-            .filter_map(|b| match crate::policy::ipset::parse_block(b.get_ref()) {
-                Ok(block) => Some(block),
-                Err(why) => {
-                    problems.add(
-                        b.span(),
-                        why,
-                        Some("write an address or a CIDR block: \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"".into()),
-                    );
-                    None
-                }
-            })
-            .collect();
-        crate::policy::IpSet::new(&parsed)
-    };
-    crate::policy::Access {
-        allow: l.allow.as_ref().map(|_| blocks(&l.allow)),
-        deny: blocks(&l.deny),
-    }
 }

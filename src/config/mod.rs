@@ -5,6 +5,7 @@
 //! [`ConfigError`] listing each problem as `FILE:LINE:COL: message` with a hint.
 //! This module builds no sockets and starts nothing.
 
+mod access;
 mod agent;
 pub mod certs;
 mod discovery;
@@ -163,8 +164,13 @@ pub struct ListenerConfig {
     pub sni_routes: Vec<(String, usize)>,
     /// TLS termination, if the listener is HTTPS.
     pub tls: Option<tls::ListenerTls>,
-    /// Which client addresses are accepted (`allow`, `deny`).
+    /// Which client addresses are accepted (`allow`, `deny`, and their files as read
+    /// with the config).
     pub access: crate::policy::Access,
+    /// What the lists are made of (to read the files again when they change).
+    pub access_sources: crate::policy::lists::Sources,
+    /// Where the client's address comes from behind trusted proxies.
+    pub real_ip: Option<crate::policy::RealIp>,
     /// Limits checked on every request (indices into [`Config::rate_limits`]).
     pub rate_limits: Vec<usize>,
     /// Limits checked on every new connection, keyed by the client's address.

@@ -85,6 +85,16 @@ pub struct RawListener {
     pub allow: Option<Vec<Spanned<String>>>,
     /// Client addresses refused (CIDR blocks).
     pub deny: Option<Vec<Spanned<String>>>,
+    /// A file of client addresses accepted.
+    pub allow_file: Option<Spanned<String>>,
+    /// A file of client addresses refused.
+    pub deny_file: Option<Spanned<String>>,
+    /// Proxies in front whose client address header is believed.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// That header (default `X-Forwarded-For`).
+    pub client_ip_header: Option<Spanned<String>>,
+    /// Take the address this many hops from the right instead of the first untrusted.
+    pub trusted_hops: Option<Spanned<i64>>,
     /// Limits on every request (HTTP listeners).
     pub rate_limits: Option<Spanned<Vec<Spanned<String>>>>,
     /// Limits on each client's connections.

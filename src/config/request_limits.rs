@@ -38,6 +38,7 @@ pub(super) fn check(r: &RawRoute, problems: &mut Problems<'_>) -> RequestLimits 
             Some("list the methods the route accepts, or remove the key".into()),
         );
     }
+    out.clients = super::access::route(r.allow.as_ref(), r.deny.as_ref(), problems);
     out.max_body_size = r.max_body_size.as_ref().and_then(|v| size(v, problems));
     out.max_uri_length = r.max_uri_length.as_ref().and_then(|v| {
         let n = *v.get_ref();

@@ -45,6 +45,8 @@ pub struct RawRoute {
     pub allowed_methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_body_size: Option<Spanned<super::raw::RawSize>>,
     pub max_uri_length: Option<Spanned<i64>>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub deny: Option<Vec<Spanned<String>>>,
 }
 
 /// A string or a list of strings.
@@ -170,6 +172,8 @@ pub struct RequestLimits {
     pub max_body_size: Option<u64>,
     /// Longest request target (path and query); longer gets 414.
     pub max_uri_length: Option<usize>,
+    /// Which clients may use the route (`allow`, `deny`); others get 403.
+    pub clients: Option<crate::policy::Access>,
 }
 
 impl RequestLimits {

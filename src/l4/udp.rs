@@ -89,7 +89,7 @@ async fn open_flow(
     if flows.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_FLOWS {
         return None;
     }
-    if !frontend.config.access.admits(client.ip()) {
+    if !frontend.access.admits(client.ip()) {
         crate::metrics::counters::inc(&frontend.stats.connections.denied);
         return None;
     }

@@ -76,6 +76,8 @@ pub(super) struct Conn {
     h2_preface: bool,
     /// The current request is HTTP/1.0.
     http10: bool,
+    /// The current request's client, when a trusted proxy in front named it.
+    real_ip: Option<std::net::IpAddr>,
 }
 
 /// Serves one client connection until it closes, times out or errs.
@@ -145,6 +147,7 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
         bytes_out: 0,
         h2_preface: false,
         http10: false,
+        real_ip: None,
     };
     let quiet = conn.run(first).await;
     conn.release_buffers();
@@ -291,7 +294,16 @@ impl Conn {
                     Ok(parsed) if parsed.head.head_len > limits.max_header_size => {
                         return Err(too_large());
                     }
-                    Ok(parsed) => {
+                    Ok(mut parsed) => {
+                        // Behind trusted proxies, the client is who their header names.
+                        self.real_ip = None;
+                        if let Some(real) = &self.frontend.config.real_ip {
+                            use crate::routing::RequestView as _;
+                            let ip =
+                                real.client(self.peer.ip(), parsed.header_values(&real.header));
+                            parsed.set_client_ip(ip);
+                            self.real_ip = Some(ip);
+                        }
                         let decision = pipeline::route(&self.frontend, &parsed, tls);
                         let declared = match parsed.head.body {
                             BodyFraming::Length(n) => Some(n),
@@ -527,7 +539,9 @@ impl Conn {
     fn log(&self, started: Instant) {
         pipeline::log::request(&pipeline::log::Request {
             frontend: &self.frontend,
-            client: self.peer,
+            client: self
+                .real_ip
+                .map_or(self.peer, |ip| SocketAddr::new(ip, self.peer.port())),
             method: &self.method,
             path: &self.target,
             route: self.route,

@@ -108,6 +108,13 @@ pub struct Parsed<'h, 'b> {
     client_ip: IpAddr,
 }
 
+impl Parsed<'_, '_> {
+    /// The client is this address (named by a trusted proxy in front), not the peer.
+    pub fn set_client_ip(&mut self, ip: IpAddr) {
+        self.client_ip = ip;
+    }
+}
+
 /// Parses and validates the request head at the start of `buf`, using `slots` (at most
 /// `max_headers` of them) for its header lines.
 pub fn parse<'h, 'b>(

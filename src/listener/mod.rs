@@ -361,6 +361,8 @@ impl ListenerConfig {
             sni_routes: Vec::new(),
             tls: None,
             access: crate::policy::Access::default(),
+            access_sources: crate::policy::lists::Sources::default(),
+            real_ip: None,
             rate_limits: Vec::new(),
             connection_limits: Vec::new(),
         }

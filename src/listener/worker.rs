@@ -167,7 +167,7 @@ async fn accept_loop(
                 }
                 // A refused address: closed before any byte is read (behind a PROXY
                 // protocol header, once the header names the client).
-                if !frontend.accept_proxy && !frontend.config.access.admits(peer.ip()) {
+                if !frontend.accept_proxy && !frontend.access.admits(peer.ip()) {
                     inc(&frontend.stats.connections.denied);
                     continue;
                 }
@@ -259,7 +259,7 @@ async fn serve_connection(
                 return;
             }
         };
-        if !frontend.config.access.admits(source.ip()) {
+        if !frontend.access.admits(source.ip()) {
             inc(&frontend.stats.connections.denied);
             return;
         }

@@ -43,6 +43,9 @@ pub enum Refusal {
     Uri,
     /// The declared body is larger than the route accepts: 413.
     Body,
+    /// The client's address is not allowed (the route's lists, or the listener's for a
+    /// client named by a trusted proxy): 403.
+    Address,
 }
 
 impl Refusal {
@@ -54,6 +57,7 @@ impl Refusal {
             Refusal::Method => ("denied", "method"),
             Refusal::Uri => ("denied", "uri"),
             Refusal::Body => ("denied", "body"),
+            Refusal::Address => ("denied", "ip"),
         }
     }
 
@@ -66,6 +70,7 @@ impl Refusal {
             Refusal::Method => 405,
             Refusal::Uri => 414,
             Refusal::Body => 413,
+            Refusal::Address => 403,
         }
     }
 
@@ -77,6 +82,7 @@ impl Refusal {
             Refusal::Method => "this method is not allowed here",
             Refusal::Uri => "the request target is too long",
             Refusal::Body => "the request body is too large",
+            Refusal::Address => "this client address is not allowed here",
         }
     }
 }
@@ -104,13 +110,19 @@ pub fn admit<V: RequestView + ?Sized>(
         .and_then(|i| frontend.routes.routes().get(i));
     let route_limits = route.map_or(&[][..], |r| &r.rate_limits);
     let bounded = route.is_some_and(|r| !r.request_limits.is_empty());
-    if frontend.rate_limits.is_empty() && route_limits.is_empty() && !bounded {
+    let behind_proxies = frontend.config.real_ip.is_some();
+    if frontend.rate_limits.is_empty() && route_limits.is_empty() && !bounded && !behind_proxies {
         return (decision, Admission::default());
     }
     let refuse = |refusal| Decision::Refuse {
         route: decision.route(),
         refusal,
     };
+    // A client named by a trusted proxy is checked against the listener's lists here,
+    // once its address is known.
+    if behind_proxies && !frontend.access.admits(req.client_ip()) {
+        return (refuse(Refusal::Address), Admission::default());
+    }
     if let Some(r) = route.filter(|_| bounded)
         && let Some(refusal) = bounds(r, req, body)
     {
@@ -155,6 +167,12 @@ pub fn admit<V: RequestView + ?Sized>(
 /// The route's bounds on the request.
 fn bounds<V: RequestView + ?Sized>(r: &Route, req: &V, body: Option<u64>) -> Option<Refusal> {
     let b = &r.request_limits;
+    if b.clients
+        .as_ref()
+        .is_some_and(|c| !c.admits(req.client_ip()))
+    {
+        return Some(Refusal::Address);
+    }
     if !b.allowed_methods.is_empty()
         && !b
             .allowed_methods
@@ -221,7 +239,7 @@ pub fn reply<'f>(frontend: &'f Frontend, route: Option<usize>, refusal: Refusal)
                 r.extra = Some(("Allow", &route.allow));
             }
         }
-        Refusal::Uri | Refusal::Body => {}
+        Refusal::Uri | Refusal::Body | Refusal::Address => {}
     }
     r
 }

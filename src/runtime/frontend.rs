@@ -62,6 +62,8 @@ pub struct Frontend {
     pub rate_limits: Box<[usize]>,
     /// The limits every new connection is checked against (by client address).
     pub connection_limits: Box<[usize]>,
+    /// Which client addresses are accepted, followed when the lists' files change.
+    pub access: Arc<crate::policy::lists::LiveAccess>,
 }
 
 impl Frontend {
@@ -125,6 +127,10 @@ impl Frontend {
             limiters: limiters.into(),
             rate_limits: l.rate_limits.as_slice().into(),
             connection_limits: l.connection_limits.as_slice().into(),
+            access: crate::policy::lists::LiveAccess::new(
+                l.access.clone(),
+                l.access_sources.clone(),
+            ),
             config: l.clone(),
             stats: previous.map_or_else(Arc::default, |p| Arc::clone(&p.stats)),
             route_stats: l

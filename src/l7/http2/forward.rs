@@ -79,8 +79,20 @@ pub(super) async fn forward(
         crate::metrics::counters::inc(&frontend.stats.connections.h2_streams);
     }
     let bytes_in = req.body().size_hint().exact().unwrap_or(0);
+    // Behind trusted proxies, the client is who their header names.
+    let client = match &frontend.config.real_ip {
+        Some(real) => {
+            let values = req.headers().get_all(real.header.as_str()).iter();
+            SocketAddr::new(
+                real.client(peer.ip(), values.map(|v| v.as_bytes())),
+                peer.port(),
+            )
+        }
+        None => peer,
+    };
     let mut trace = Trace::default();
-    let response = match handle(req, peer, tls.is_some(), &frontend, &mut trace, busy).await {
+    let to = (peer, client.ip());
+    let response = match handle(req, to, tls.is_some(), &frontend, &mut trace, busy).await {
         Ok(response) => response,
         Err(e) => error_response(e, grpc, trace.pool.as_deref()),
     };
@@ -90,7 +102,7 @@ pub(super) async fn forward(
             .map_or(("", ""), |(m, p)| (m.as_str(), &**p));
         pipeline::log::request(&pipeline::log::Request {
             frontend: &frontend,
-            client: peer,
+            client,
             method,
             path,
             route: trace.route,
@@ -113,9 +125,10 @@ pub(super) async fn forward(
     Ok(response)
 }
 
+/// `(peer, client)`: the connection's peer, and the client (the one a trusted proxy named).
 async fn handle(
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    (peer, client): (SocketAddr, std::net::IpAddr),
     tls: bool,
     frontend: &Frontend,
     trace: &mut Trace,
@@ -130,7 +143,7 @@ async fn handle(
         frontend.begin(None);
         return Err(e);
     }
-    let view = View::new(&req, peer.ip());
+    let view = View::new(&req, client);
     let decision = pipeline::route(frontend, &view, tls);
     let (decision, admitted) =
         pipeline::admit::admit(frontend, decision, &view, declared_length(&req));

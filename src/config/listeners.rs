@@ -136,7 +136,7 @@ pub(super) fn check_listeners(
             );
             Vec::new()
         } else {
-            super::route_check::check_routes(&l.routes, &name, pools, rate_limits, problems)
+            super::route_check::check_routes(&l.routes, &name, pools, rate_limits, base, problems)
         };
         let max_connections = match &l.max_connections {
             None => limits.max_connections,

@@ -1,6 +1,7 @@
 //! A route's bounds on the request itself: `allowed_methods` (405), `max_body_size`
 //! (413) and `max_uri_length` (414), as NGINX's `limit_except`,
-//! `client_max_body_size` and HAProxy's `http-request deny` rules.
+//! `client_max_body_size` and HAProxy's `http-request deny` rules; who may use it:
+//! `allow`/`deny` (403) and `basic_auth` (401).
 
 use toml::Spanned;
 
@@ -9,9 +10,34 @@ use super::raw::RawSize;
 use super::routes::{RawRoute, RequestLimits};
 use super::units::parse_size;
 
-/// Validates a route's request limits.
-pub(super) fn check(r: &RawRoute, problems: &mut Problems<'_>) -> RequestLimits {
-    let mut out = RequestLimits::default();
+/// Validates a route's request limits (`base`: the config file's directory).
+pub(super) fn check(
+    r: &RawRoute,
+    base: &std::path::Path,
+    problems: &mut Problems<'_>,
+) -> RequestLimits {
+    let basic_auth = r.basic_auth.as_ref().and_then(|a| {
+        let raw = a.get_ref();
+        let file = base.join(raw.file.get_ref());
+        match crate::policy::auth::read(&file) {
+            Ok(_) => Some(super::routes::BasicAuthConfig {
+                file,
+                realm: raw.realm.clone().unwrap_or_else(|| "Restricted".into()),
+            }),
+            Err(why) => {
+                problems.add(
+                    raw.file.span(),
+                    why,
+                    Some("an htpasswd file of bcrypt hashes: `htpasswd -B -c FILE USER`".into()),
+                );
+                None
+            }
+        }
+    });
+    let mut out = RequestLimits {
+        basic_auth,
+        ..RequestLimits::default()
+    };
     for m in r
         .allowed_methods
         .as_ref()

@@ -21,6 +21,7 @@ pub(super) fn check_routes(
     listener: &str,
     pools: &[PoolConfig],
     rate_limits: &[super::rate_limits::RateLimitConfig],
+    base: &std::path::Path,
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
     let found_before = problems.len();
@@ -106,7 +107,7 @@ pub(super) fn check_routes(
                 false,
                 problems,
             ),
-            request_limits: super::request_limits::check(r, problems),
+            request_limits: super::request_limits::check(r, base, problems),
             name,
             conditions,
             action,

@@ -47,6 +47,24 @@ pub struct RawRoute {
     pub max_uri_length: Option<Spanned<i64>>,
     pub allow: Option<Vec<Spanned<String>>>,
     pub deny: Option<Vec<Spanned<String>>>,
+    pub basic_auth: Option<Spanned<RawBasicAuth>>,
+}
+
+/// A route's `basic_auth` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub file: Spanned<String>,
+    pub realm: Option<String>,
+}
+
+/// A route's basic authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuthConfig {
+    /// The htpasswd file (bcrypt).
+    pub file: std::path::PathBuf,
+    /// The realm browsers show.
+    pub realm: String,
 }
 
 /// A string or a list of strings.
@@ -174,6 +192,8 @@ pub struct RequestLimits {
     pub max_uri_length: Option<usize>,
     /// Which clients may use the route (`allow`, `deny`); others get 403.
     pub clients: Option<crate::policy::Access>,
+    /// Users who may use the route (others get 401).
+    pub basic_auth: Option<BasicAuthConfig>,
 }
 
 impl RequestLimits {

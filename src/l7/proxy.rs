@@ -230,7 +230,7 @@ impl Conn {
 
     /// Reads, routes and serves one request.
     async fn serve_one(&mut self, first: bool) -> Next {
-        let (head, decision, admitted) = match self.read_head(first).await {
+        let (head, mut decision, mut admitted) = match self.read_head(first).await {
             Ok(Read::Request(head, decision, admitted)) => (head, decision, admitted),
             Ok(Read::Quiet) => return Next::Quiet,
             Ok(Read::Closed) => return Next::Done,
@@ -241,6 +241,13 @@ impl Conn {
         };
         self.begin(decision.route(), head.head_len as u64);
         let started = Instant::now();
+        // Credentials the cache did not know are verified off the worker thread. Boxed:
+        // a rare path.
+        if admitted.must_verify()
+            && let Some(refused) = Box::pin(admitted.verified(&decision)).await
+        {
+            decision = refused;
+        }
         self.http10 = head.http10;
         let result = match decision {
             Decision::Forward(fwd) => {

@@ -46,6 +46,8 @@ pub enum Refusal {
     /// The client's address is not allowed (the route's lists, or the listener's for a
     /// client named by a trusted proxy): 403.
     Address,
+    /// The route asks for credentials, and the request had none or wrong ones: 401.
+    Auth,
 }
 
 impl Refusal {
@@ -58,6 +60,7 @@ impl Refusal {
             Refusal::Uri => ("denied", "uri"),
             Refusal::Body => ("denied", "body"),
             Refusal::Address => ("denied", "ip"),
+            Refusal::Auth => ("denied", "auth"),
         }
     }
 
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::Uri => 414,
             Refusal::Body => 413,
             Refusal::Address => 403,
+            Refusal::Auth => 401,
         }
     }
 
@@ -83,6 +87,7 @@ impl Refusal {
             Refusal::Uri => "the request target is too long",
             Refusal::Body => "the request body is too large",
             Refusal::Address => "this client address is not allowed here",
+            Refusal::Auth => "authentication required",
         }
     }
 }
@@ -94,6 +99,30 @@ pub struct Admission {
     holds: [Option<Hold>; MOST],
     /// Wait this long first (a limit with `action = "delay"`).
     pub delay: Option<Duration>,
+    /// Credentials to verify first (off the worker thread: see [`Admission::verified`]).
+    pending: Option<Box<crate::policy::auth::Pending>>,
+}
+
+impl Admission {
+    /// Whether credentials wait to be verified ([`Admission::verified`]).
+    #[inline]
+    pub fn must_verify(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Verifies the request's credentials if the cache could not (the engines await it
+    /// before going on): `Some(Refuse)` replaces the decision when they are wrong.
+    pub async fn verified(&mut self, decision: &Decision) -> Option<Decision> {
+        let pending = self.pending.take()?;
+        if pending.verify().await {
+            None
+        } else {
+            Some(Decision::Refuse {
+                route: decision.route(),
+                refusal: Refusal::Auth,
+            })
+        }
+    }
 }
 
 /// The admission phase for `decision` (see the module doc). `body`: the declared body
@@ -129,6 +158,14 @@ pub fn admit<V: RequestView + ?Sized>(
         return (refuse(refusal), Admission::default());
     }
     let mut admitted = Admission::default();
+    if let Some(auth) = route.and_then(|r| r.basic_auth.as_ref()) {
+        use crate::policy::auth::Credentials;
+        match auth.check(req.header_values("authorization").next()) {
+            Credentials::Known => {}
+            Credentials::Verify(pending) => admitted.pending = Some(pending),
+            Credentials::Missing => return (refuse(Refusal::Auth), Admission::default()),
+        }
+    }
     let now = Instant::now();
     let route_name = route.map_or(&b""[..], |r| r.name.as_bytes());
     let mut held = 0;
@@ -237,6 +274,14 @@ pub fn reply<'f>(frontend: &'f Frontend, route: Option<usize>, refusal: Refusal)
         Refusal::Method => {
             if let Some(route) = route.and_then(|i| frontend.routes.routes().get(i)) {
                 r.extra = Some(("Allow", &route.allow));
+            }
+        }
+        Refusal::Auth => {
+            if let Some(auth) = route
+                .and_then(|i| frontend.routes.routes().get(i))
+                .and_then(|r| r.basic_auth.as_ref())
+            {
+                r.extra = Some(("WWW-Authenticate", &auth.challenge));
             }
         }
         Refusal::Uri | Refusal::Body | Refusal::Address => {}

@@ -3,7 +3,8 @@
 //! read with the config (a bad line is a config error naming the file and line), and
 //! again whenever they change while Fulcrum runs: a thread checks their modification
 //! times every [`CHECK_EVERY`] and swaps the listener's lists in one atomic step; a file
-//! that no longer parses is logged and the lists in force stay.
+//! that no longer parses is logged and the lists in force stay. The same thread follows
+//! every other file of that kind ([`Followed`]: htpasswd files).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -103,7 +104,8 @@ impl LiveAccess {
             sources,
         });
         if live.sources.has_files() {
-            follow(Arc::downgrade(&live));
+            let followed: Arc<dyn Followed> = live.clone();
+            follow(Arc::downgrade(&followed));
         }
         live
     }
@@ -113,9 +115,11 @@ impl LiveAccess {
     pub fn admits(&self, ip: IpAddr) -> bool {
         self.current.load().admits(ip)
     }
+}
 
+impl Followed for LiveAccess {
     /// Reads the files again if they changed; whether the lists were replaced.
-    pub fn reload_if_changed(&self) -> bool {
+    fn reload_if_changed(&self) -> bool {
         let stamps = self.sources.stamps();
         {
             let mut seen = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,11 +146,20 @@ impl LiveAccess {
     }
 }
 
-/// The lists being followed, each held weakly (a reload that replaces a listener's
-/// lists drops the old ones), and whether the thread that checks them runs.
-static FOLLOWED: Mutex<(Vec<Weak<LiveAccess>>, bool)> = Mutex::new((Vec::new(), false));
+/// Something read from files that change while Fulcrum runs (address lists, htpasswd
+/// files), checked every [`CHECK_EVERY`] by one thread.
+pub trait Followed: Send + Sync + std::fmt::Debug {
+    /// Reads the files again if they changed; whether what is in force was replaced.
+    fn reload_if_changed(&self) -> bool;
+}
 
-fn follow(live: Weak<LiveAccess>) {
+/// What is being followed, each held weakly (a reload that replaces it drops the old
+/// one), and whether the thread that checks them runs.
+type Registry = (Vec<Weak<dyn Followed>>, bool);
+static FOLLOWED: Mutex<Registry> = Mutex::new((Vec::new(), false));
+
+/// Follows `live`'s files from now on, while it lives.
+pub fn follow(live: Weak<dyn Followed>) {
     let mut followed = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
     followed.0.push(live);
     if followed.1 {
@@ -157,7 +170,7 @@ fn follow(live: Weak<LiveAccess>) {
         .spawn(|| {
             loop {
                 std::thread::sleep(CHECK_EVERY);
-                let lists: Vec<Arc<LiveAccess>> = {
+                let lists: Vec<Arc<dyn Followed>> = {
                     let mut followed = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
                     followed.0.retain(|w| w.strong_count() > 0);
                     followed.0.iter().filter_map(Weak::upgrade).collect()

@@ -3,6 +3,7 @@
 //! before any byte of the client is read), and the per-key rate and concurrency limits
 //! ([`ratelimit`]) that the pipeline's admission phase and the listeners apply.
 
+pub mod auth;
 pub mod ipset;
 pub mod lists;
 pub mod ratelimit;

@@ -79,6 +79,8 @@ pub struct Route {
     pub request_limits: crate::config::routes::RequestLimits,
     /// The `Allow` header of its 405s.
     pub allow: Box<str>,
+    /// Its users, when it asks for basic authentication.
+    pub basic_auth: Option<std::sync::Arc<crate::policy::auth::BasicAuth>>,
 }
 
 #[derive(Debug)]
@@ -247,6 +249,11 @@ impl Route {
             rate_limits: c.rate_limits.as_slice().into(),
             request_limits: c.request_limits.clone(),
             allow: c.request_limits.allowed_methods.join(", ").into(),
+            basic_auth: c
+                .request_limits
+                .basic_auth
+                .as_ref()
+                .map(|a| crate::policy::auth::BasicAuth::new(&a.file, &a.realm)),
         }
     }
 

@@ -145,8 +145,12 @@ async fn handle(
     }
     let view = View::new(&req, client);
     let decision = pipeline::route(frontend, &view, tls);
-    let (decision, admitted) =
+    let (mut decision, mut admitted) =
         pipeline::admit::admit(frontend, decision, &view, declared_length(&req));
+    // Credentials the cache did not know are verified off the worker thread.
+    if let Some(refused) = admitted.verified(&decision).await {
+        decision = refused;
+    }
     frontend.begin(decision.route());
     let fwd = match decision {
         Decision::Forward(fwd) => fwd,

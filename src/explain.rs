@@ -205,6 +205,7 @@ fn decision(frontend: &Frontend, view: &View<'_>, tls: bool, live: bool, out: &m
             "decision: redirect {status} to {location} (route `{}`)",
             route_name(route)
         )),
+        Decision::Denied { .. } => out.push("decision: refused by the route's auth service".into()),
         Decision::Refuse { refusal, .. } => {
             let (field, value) = refusal.log_field();
             out.push(format!(

@@ -95,9 +95,42 @@ pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(crate::digits::Digits::decimal(n).as_bytes());
 }
 
+/// Removes every line of header `name` (any case) from the HTTP/1 head in `head` (the
+/// request or status line first; lines end with CRLF).
+pub fn remove_lines(head: &mut Vec<u8>, name: &[u8]) {
+    let mut at = match head.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => i + 2,
+        None => return,
+    };
+    while at < head.len() {
+        let end = match head[at..].windows(2).position(|w| w == b"\r\n") {
+            Some(i) => at + i + 2,
+            None => return,
+        };
+        let line = &head[at..end];
+        let named = line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':';
+        if named {
+            head.drain(at..end);
+        } else {
+            at = end;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_of_a_header_are_removed() {
+        let mut head =
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-User: me\r\nx-user: again\r\nX-Users: keep\r\n\r\n"
+                .to_vec();
+        remove_lines(&mut head, b"x-user");
+        assert_eq!(head, b"GET / HTTP/1.1\r\nHost: x\r\nX-Users: keep\r\n\r\n");
+    }
 
     #[test]
     fn content_length_is_strict() {

@@ -240,7 +240,7 @@ fn admitting_a_request_under_rate_and_concurrency_limits_allocates_nothing() {
     COUNTED.with(|c| c.set(true));
     let admit = |view: &View| {
         let decision = fulcrum::pipeline::route(frontend, view, false);
-        fulcrum::pipeline::admit::admit(frontend, decision, view, None)
+        fulcrum::pipeline::admit::admit(frontend, decision, view, None, false)
     };
     drop(admit(&views[0]));
     let before = allocations();

@@ -36,6 +36,10 @@ pub(super) fn check(
     });
     let mut out = RequestLimits {
         basic_auth,
+        forward_auth: r
+            .forward_auth
+            .as_ref()
+            .and_then(|f| forward_auth(f.get_ref(), problems)),
         ..RequestLimits::default()
     };
     for m in r
@@ -95,4 +99,52 @@ fn size(v: &Spanned<RawSize>, problems: &mut Problems<'_>) -> Option<u64> {
         );
     }
     bytes
+}
+
+fn forward_auth(
+    raw: &super::routes::RawForwardAuth,
+    problems: &mut Problems<'_>,
+) -> Option<super::routes::ForwardAuthConfig> {
+    let url = raw.url.get_ref().trim();
+    let ok = url
+        .strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && url.parse::<http::Uri>().is_ok();
+    if !ok {
+        problems.add(
+            raw.url.span(),
+            format!("`{url}` is not an auth service URL"),
+            Some("write http://HOST:PORT/PATH (https is not supported yet: put the service on a private address)".into()),
+        );
+        return None;
+    }
+    let mut names = |list: &Option<Vec<Spanned<String>>>, default: &[&str]| -> Vec<String> {
+        let Some(list) = list else {
+            return default.iter().map(|s| s.to_string()).collect();
+        };
+        list.iter()
+            .filter_map(|n| {
+                let name = n.get_ref().trim();
+                if !name.is_empty() && name.bytes().all(super::is_token_byte) {
+                    Some(name.to_ascii_lowercase())
+                } else {
+                    problems.add(n.span(), format!("`{name}` is not a header name"), None);
+                    None
+                }
+            })
+            .collect()
+    };
+    let send = names(&raw.send, &["authorization", "cookie"]);
+    let copy = names(&raw.copy, &[]);
+    Some(super::routes::ForwardAuthConfig {
+        url: url.to_owned(),
+        send,
+        copy,
+        timeout: super::fields::duration(
+            &raw.timeout,
+            "forward_auth.timeout",
+            std::time::Duration::from_secs(5),
+            problems,
+        ),
+    })
 }

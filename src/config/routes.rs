@@ -48,6 +48,30 @@ pub struct RawRoute {
     pub allow: Option<Vec<Spanned<String>>>,
     pub deny: Option<Vec<Spanned<String>>>,
     pub basic_auth: Option<Spanned<RawBasicAuth>>,
+    pub forward_auth: Option<Spanned<RawForwardAuth>>,
+}
+
+/// A route's `forward_auth` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub url: Spanned<String>,
+    pub send: Option<Vec<Spanned<String>>>,
+    pub copy: Option<Vec<Spanned<String>>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// A route's forward authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    /// The auth service (`http://HOST:PORT/PATH`).
+    pub url: String,
+    /// Request headers sent to it (lower case).
+    pub send: Vec<String>,
+    /// Headers of its 2xx answers added to the request (lower case).
+    pub copy: Vec<String>,
+    /// How long it may take.
+    pub timeout: std::time::Duration,
 }
 
 /// A route's `basic_auth` as written.
@@ -194,6 +218,8 @@ pub struct RequestLimits {
     pub clients: Option<crate::policy::Access>,
     /// Users who may use the route (others get 401).
     pub basic_auth: Option<BasicAuthConfig>,
+    /// An auth service asked about every request.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 impl RequestLimits {

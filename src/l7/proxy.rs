@@ -22,7 +22,7 @@ use super::parked::Parked;
 use super::request::{self, BodyFraming, Forwarding, HeadError, RequestHead};
 use super::upstream::Upstream;
 use crate::balance::Backend;
-use crate::pipeline::admit::Admission;
+use crate::pipeline::admit::{Admission, Verified};
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
 use crate::pipeline::upstream::{Admitted, Attempts, Trail};
@@ -241,12 +241,13 @@ impl Conn {
         };
         self.begin(decision.route(), head.head_len as u64);
         let started = Instant::now();
-        // Credentials the cache did not know are verified off the worker thread. Boxed:
-        // a rare path.
-        if admitted.must_verify()
-            && let Some(refused) = Box::pin(admitted.verified(&decision)).await
-        {
-            decision = refused;
+        // Credentials the cache did not know are verified off the worker thread, or the
+        // route's auth service is asked. Boxed: a rarer path.
+        if admitted.must_verify() {
+            match Box::pin(admitted.verified(&decision)).await {
+                Verified::Pass(headers) => self.add_headers(&headers),
+                Verified::Refused(refused) => decision = refused,
+            }
         }
         self.http10 = head.http10;
         let result = match decision {
@@ -316,8 +317,13 @@ impl Conn {
                             BodyFraming::Length(n) => Some(n),
                             _ => None,
                         };
-                        let (decision, admitted) =
-                            pipeline::admit::admit(&self.frontend, decision, &parsed, declared);
+                        let (decision, admitted) = pipeline::admit::admit(
+                            &self.frontend,
+                            decision,
+                            &parsed,
+                            declared,
+                            tls,
+                        );
                         if self.out.capacity() == 0 {
                             self.out = super::buffers::take_vec();
                         }
@@ -439,6 +445,28 @@ impl Conn {
         let _ = write!(self.out, "Host: {local}\r\n\r\n");
     }
 
+    /// Sets `headers` (from a route's auth service) in the backend head in `out` (which
+    /// ends with the blank line): the client's own lines of those names are removed,
+    /// then the service's values added.
+    fn add_headers(&mut self, headers: &[(http::HeaderName, Option<http::HeaderValue>)]) {
+        if headers.is_empty() || !self.out.ends_with(b"\r\n\r\n") {
+            return;
+        }
+        for (name, _) in headers {
+            crate::headers::remove_lines(&mut self.out, name.as_str().as_bytes());
+        }
+        self.out.truncate(self.out.len() - 2);
+        for (name, value) in headers {
+            if let Some(value) = value {
+                self.out.extend_from_slice(name.as_str().as_bytes());
+                self.out.extend_from_slice(b": ");
+                self.out.extend_from_slice(value.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+
     /// Answers a request that routing does not forward: a redirect, a route's fixed
     /// response, or 404. The connection stays open unless the request has a body (which
     /// is not read) or the client asked to close.
@@ -449,6 +477,18 @@ impl Conn {
             && !head.http10
             && !self.live.is_stopping();
         let frontend = Arc::clone(&self.frontend);
+        if let Decision::Denied { denied, .. } = &decision {
+            // The route's auth service said no: its answer is the client's.
+            self.trail.refused = Some(("denied", "auth"));
+            self.status = denied.status;
+            self.out.clear();
+            denied.write_h1(&mut self.out, head.is_head, !keep);
+            let out = std::mem::take(&mut self.out);
+            let written = self.write_client(&out).await;
+            self.out = out;
+            written?;
+            return Ok(keep);
+        }
         let mut reply = match &decision {
             Decision::Redirect {
                 status, location, ..

@@ -9,12 +9,14 @@
 //! A listener and route without limits cost two emptiness checks: no clock read, no
 //! lock.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Decision;
 use super::error::Error;
 use super::reply::{RateHeaders, Reply};
 use crate::config::rate_limits::KeyPart;
+use crate::policy::forward_auth::{Answer, ForwardAuth, Question};
 use crate::policy::ratelimit::{Hold, Limiter, Verdict};
 use crate::routing::{RequestView, Route, find_cookie};
 use crate::runtime::Frontend;
@@ -48,6 +50,8 @@ pub enum Refusal {
     Address,
     /// The route asks for credentials, and the request had none or wrong ones: 401.
     Auth,
+    /// The route's auth service did not answer in time: 503.
+    AuthUnavailable,
 }
 
 impl Refusal {
@@ -60,7 +64,7 @@ impl Refusal {
             Refusal::Uri => ("denied", "uri"),
             Refusal::Body => ("denied", "body"),
             Refusal::Address => ("denied", "ip"),
-            Refusal::Auth => ("denied", "auth"),
+            Refusal::Auth | Refusal::AuthUnavailable => ("denied", "auth"),
         }
     }
 
@@ -75,6 +79,7 @@ impl Refusal {
             Refusal::Body => 413,
             Refusal::Address => 403,
             Refusal::Auth => 401,
+            Refusal::AuthUnavailable => 503,
         }
     }
 
@@ -88,6 +93,7 @@ impl Refusal {
             Refusal::Body => "the request body is too large",
             Refusal::Address => "this client address is not allowed here",
             Refusal::Auth => "authentication required",
+            Refusal::AuthUnavailable => "the authentication service did not answer",
         }
     }
 }
@@ -100,39 +106,70 @@ pub struct Admission {
     /// Wait this long first (a limit with `action = "delay"`).
     pub delay: Option<Duration>,
     /// Credentials to verify first (off the worker thread: see [`Admission::verified`]).
-    pending: Option<Box<crate::policy::auth::Pending>>,
+    check: Option<Box<Check>>,
+}
+
+/// What must be asked before the request goes on.
+#[derive(Debug)]
+enum Check {
+    /// Basic credentials the cache did not know.
+    Basic(crate::policy::auth::Pending),
+    /// The route's auth service.
+    Forward(Arc<ForwardAuth>, Question),
+}
+
+/// What verifying gave ([`Admission::verified`]).
+#[derive(Debug)]
+pub enum Verified {
+    /// Go on, with these headers set on the request for the backend (`None`: removed).
+    Pass(Vec<(http::HeaderName, Option<http::HeaderValue>)>),
+    /// Answer this instead.
+    Refused(Decision),
 }
 
 impl Admission {
-    /// Whether credentials wait to be verified ([`Admission::verified`]).
+    /// Whether the request waits for its credentials to be verified, or for the
+    /// route's auth service ([`Admission::verified`]).
     #[inline]
     pub fn must_verify(&self) -> bool {
-        self.pending.is_some()
+        self.check.is_some()
     }
 
-    /// Verifies the request's credentials if the cache could not (the engines await it
-    /// before going on): `Some(Refuse)` replaces the decision when they are wrong.
-    pub async fn verified(&mut self, decision: &Decision) -> Option<Decision> {
-        let pending = self.pending.take()?;
-        if pending.verify().await {
-            None
-        } else {
-            Some(Decision::Refuse {
-                route: decision.route(),
-                refusal: Refusal::Auth,
-            })
+    /// Verifies the request's credentials (if the cache could not), or asks the route's
+    /// auth service; the engines await it before going on.
+    pub async fn verified(&mut self, decision: &Decision) -> Verified {
+        let route = decision.route();
+        let refused = |refusal| Verified::Refused(Decision::Refuse { route, refusal });
+        let Some(check) = self.check.take() else {
+            return Verified::Pass(Vec::new());
+        };
+        match *check {
+            Check::Basic(pending) => {
+                if pending.verify().await {
+                    Verified::Pass(Vec::new())
+                } else {
+                    refused(Refusal::Auth)
+                }
+            }
+            Check::Forward(service, question) => match service.ask(question).await {
+                Answer::Pass(headers) => Verified::Pass(headers),
+                Answer::Deny(denied) => Verified::Refused(Decision::Denied { route, denied }),
+                Answer::Unavailable => refused(Refusal::AuthUnavailable),
+            },
         }
     }
 }
 
 /// The admission phase for `decision` (see the module doc). `body`: the declared body
-/// length, if any. A refused request's decision becomes [`Decision::Refuse`].
+/// length, if any; `tls`: it came over TLS. A refused request's decision becomes
+/// [`Decision::Refuse`].
 #[inline]
 pub fn admit<V: RequestView + ?Sized>(
     frontend: &Frontend,
     decision: Decision,
     req: &V,
     body: Option<u64>,
+    tls: bool,
 ) -> (Decision, Admission) {
     let route = decision
         .route()
@@ -162,9 +199,12 @@ pub fn admit<V: RequestView + ?Sized>(
         use crate::policy::auth::Credentials;
         match auth.check(req.header_values("authorization").next()) {
             Credentials::Known => {}
-            Credentials::Verify(pending) => admitted.pending = Some(pending),
+            Credentials::Verify(pending) => admitted.check = Some(Box::new(Check::Basic(*pending))),
             Credentials::Missing => return (refuse(Refusal::Auth), Admission::default()),
         }
+    } else if let Some(service) = route.and_then(|r| r.forward_auth.as_ref()) {
+        let question = service.question(req, tls);
+        admitted.check = Some(Box::new(Check::Forward(Arc::clone(service), question)));
     }
     let now = Instant::now();
     let route_name = route.map_or(&b""[..], |r| r.name.as_bytes());
@@ -284,7 +324,7 @@ pub fn reply<'f>(frontend: &'f Frontend, route: Option<usize>, refusal: Refusal)
                 r.extra = Some(("WWW-Authenticate", &auth.challenge));
             }
         }
-        Refusal::Uri | Refusal::Body | Refusal::Address => {}
+        Refusal::Uri | Refusal::Body | Refusal::Address | Refusal::AuthUnavailable => {}
     }
     r
 }

@@ -59,6 +59,13 @@ pub enum Decision {
     Respond(usize),
     /// No route matched and there is no default pool: 404.
     NotFound,
+    /// The route's auth service refused it: its answer is the client's.
+    Denied {
+        /// The route.
+        route: Option<usize>,
+        /// The service's answer.
+        denied: Box<crate::policy::forward_auth::Denied>,
+    },
     /// The admission phase refused it ([`admit`]).
     Refuse {
         /// The route that matched, if any.
@@ -75,7 +82,7 @@ impl Decision {
             Decision::Forward(f) => f.route,
             Decision::Redirect { route, .. } | Decision::Respond(route) => Some(*route),
             Decision::NotFound => None,
-            Decision::Refuse { route, .. } => *route,
+            Decision::Refuse { route, .. } | Decision::Denied { route, .. } => *route,
         }
     }
 }

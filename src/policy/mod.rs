@@ -4,6 +4,7 @@
 //! ([`ratelimit`]) that the pipeline's admission phase and the listeners apply.
 
 pub mod auth;
+pub mod forward_auth;
 pub mod ipset;
 pub mod lists;
 pub mod ratelimit;

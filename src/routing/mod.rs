@@ -81,6 +81,8 @@ pub struct Route {
     pub allow: Box<str>,
     /// Its users, when it asks for basic authentication.
     pub basic_auth: Option<std::sync::Arc<crate::policy::auth::BasicAuth>>,
+    /// Its auth service, when it asks one about every request.
+    pub forward_auth: Option<std::sync::Arc<crate::policy::forward_auth::ForwardAuth>>,
 }
 
 #[derive(Debug)]
@@ -254,6 +256,10 @@ impl Route {
                 .basic_auth
                 .as_ref()
                 .map(|a| crate::policy::auth::BasicAuth::new(&a.file, &a.realm)),
+            forward_auth: c.request_limits.forward_auth.as_ref().and_then(|a| {
+                crate::policy::forward_auth::ForwardAuth::new(&a.url, &a.send, &a.copy, a.timeout)
+                    .map(std::sync::Arc::new)
+            }),
         }
     }
 

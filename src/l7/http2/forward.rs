@@ -146,10 +146,22 @@ async fn handle(
     let view = View::new(&req, client);
     let decision = pipeline::route(frontend, &view, tls);
     let (mut decision, mut admitted) =
-        pipeline::admit::admit(frontend, decision, &view, declared_length(&req));
-    // Credentials the cache did not know are verified off the worker thread.
-    if let Some(refused) = admitted.verified(&decision).await {
-        decision = refused;
+        pipeline::admit::admit(frontend, decision, &view, declared_length(&req), tls);
+    // Credentials the cache did not know are verified off the worker thread, or the
+    // route's auth service is asked.
+    if admitted.must_verify() {
+        match admitted.verified(&decision).await {
+            pipeline::admit::Verified::Pass(headers) => {
+                for (name, value) in headers {
+                    // The client's own is removed either way.
+                    req.headers_mut().remove(&name);
+                    if let Some(value) = value {
+                        req.headers_mut().insert(name, value);
+                    }
+                }
+            }
+            pipeline::admit::Verified::Refused(refused) => decision = refused,
+        }
     }
     frontend.begin(decision.route());
     let fwd = match decision {
@@ -170,6 +182,15 @@ async fn handle(
             });
         }
         Decision::NotFound => return Err(NO_ROUTE),
+        Decision::Denied { route, denied } => {
+            trace.route = route;
+            trace.trail.refused = Some(("denied", "auth"));
+            return Ok(denied.to_http().map(|b| {
+                http_body_util::Full::new(b)
+                    .map_err(|never| match never {})
+                    .boxed()
+            }));
+        }
         Decision::Refuse { route, refusal } => {
             trace.route = route;
             trace.trail.refused = Some(refusal.log_field());

@@ -95,6 +95,39 @@ pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(crate::digits::Digits::decimal(n).as_bytes());
 }
 
+/// Replaces the value of every line of header `name` (any case) in the HTTP/1 head in
+/// `head` for which `f` gives a new one.
+pub fn map_lines(head: &mut Vec<u8>, name: &[u8], mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>) {
+    let Some(first) = head.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let mut at = first + 2;
+    while at < head.len() {
+        let Some(len) = head[at..].windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let end = at + len;
+        let line = &head[at..end];
+        let named = line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':';
+        if named {
+            let value_at = at + name.len() + 1;
+            let value = head[value_at..end].trim_ascii();
+            if let Some(new) = f(value) {
+                let mut line = name.to_vec();
+                line.extend_from_slice(b": ");
+                line.extend_from_slice(&new);
+                let new_len = line.len();
+                head.splice(at..end, line);
+                at += new_len + 2;
+                continue;
+            }
+        }
+        at = end + 2;
+    }
+}
+
 /// Removes every line of header `name` (any case) from the HTTP/1 head in `head` (the
 /// request or status line first; lines end with CRLF).
 pub fn remove_lines(head: &mut Vec<u8>, name: &[u8]) {
@@ -122,6 +155,18 @@ pub fn remove_lines(head: &mut Vec<u8>, name: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_of_a_header_are_rewritten() {
+        let mut head = b"GET / HTTP/1.1\r\nCookie: a=1\r\nHost: x\r\ncookie: b=2\r\n\r\n".to_vec();
+        map_lines(&mut head, b"cookie", |v| {
+            (v == b"b=2").then(|| b"b=3".to_vec())
+        });
+        assert_eq!(
+            head,
+            b"GET / HTTP/1.1\r\nCookie: a=1\r\nHost: x\r\ncookie: b=3\r\n\r\n"
+        );
+    }
 
     #[test]
     fn lines_of_a_header_are_removed() {

@@ -174,3 +174,42 @@ fn tcp_connections_stick_by_source_address() {
     assert_eq!(homes.len(), 2, "sources were not spread");
     assert!(f.wait_log("sticky=hit"));
 }
+
+#[test]
+fn a_prefixed_application_cookie_keeps_its_session_and_the_backend_sees_its_own_value() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let f = Fulcrum::start(&config(
+        &[&a, &b],
+        "mode = \"prefix\"\ncookie = \"JSESSIONID\"",
+    ));
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let (_, head, _) = common::curl(&["-s", "-i", &f.url("/login")]);
+        let cookie = common::header_of(&head, "set-cookie").unwrap();
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        let backend = common::header_of(&head, "x-backend").unwrap();
+        // JSESSIONID=<16 hex>~<the application's value>
+        let value = pair.strip_prefix("JSESSIONID=").unwrap();
+        assert_eq!(value.as_bytes()[16], b'~', "{pair}");
+        assert!(value[17..].starts_with(&format!("{backend}-")), "{pair}");
+        sessions.push((pair, backend));
+    }
+    assert!(sessions.iter().any(|(_, b)| b == "a") && sessions.iter().any(|(_, b)| b == "b"));
+    for (pair, backend) in &sessions {
+        for h2 in [false, true] {
+            let url = f.url("/headers");
+            let mut args = vec!["-s", "-b", pair.as_str()];
+            if h2 {
+                args.push("--http2-prior-knowledge");
+            }
+            args.push(&url);
+            let seen = common::curl(&args).1;
+            let own = &pair["JSESSIONID=".len() + 17..];
+            assert!(
+                seen.contains(&format!("cookie: JSESSIONID={own}")),
+                "{backend} saw {seen}"
+            );
+            assert_eq!(&served(&f, "/", &["-b", pair.as_str()]), backend);
+        }
+    }
+}

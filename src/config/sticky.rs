@@ -65,6 +65,10 @@ pub enum StickyMode {
     /// In the stick table, keyed by the application's session cookie, learnt from the
     /// responses that set it (HAProxy's `stick store-response res.cook(NAME)`).
     Learn,
+    /// In the application's own session cookie, whose value Fulcrum prefixes with the
+    /// backend's (`SRV~value`) in responses and strips from requests (HAProxy's
+    /// `cookie NAME prefix`).
+    Prefix,
     /// In the stick table, keyed by this part of the request (HAProxy's `stick on`).
     Table(super::rate_limits::KeyPart),
 }
@@ -190,7 +194,7 @@ fn mode(raw: &RawSticky, problems: &mut Problems<'_>) -> StickyMode {
         Some(m) => m,
     };
     match wanted {
-        "insert" | "learn" => {
+        "insert" | "learn" | "prefix" => {
             if raw.cookie.is_none() {
                 problems.add(
                     span(&raw.mode),
@@ -209,10 +213,10 @@ fn mode(raw: &RawSticky, problems: &mut Problems<'_>) -> StickyMode {
                     None,
                 );
             }
-            if wanted == "insert" {
-                StickyMode::Insert
-            } else {
-                StickyMode::Learn
+            match wanted {
+                "insert" => StickyMode::Insert,
+                "learn" => StickyMode::Learn,
+                _ => StickyMode::Prefix,
             }
         }
         "table" => {
@@ -253,7 +257,7 @@ fn mode(raw: &RawSticky, problems: &mut Problems<'_>) -> StickyMode {
             problems.add(
                 span(&raw.mode),
                 format!("unknown sticky mode `{other}`"),
-                Some("modes: \"insert\" (a cookie Fulcrum sets), \"learn\" (the application's session cookie), \"table\" (by source IP, header or cookie)".into()),
+                Some("modes: \"insert\" (a cookie Fulcrum sets), \"prefix\" (the application's session cookie, prefixed), \"learn\" (the application's session cookie, in a table), \"table\" (by source IP, header or cookie)".into()),
             );
             StickyMode::Insert
         }
@@ -263,7 +267,7 @@ fn mode(raw: &RawSticky, problems: &mut Problems<'_>) -> StickyMode {
 impl StickyConfig {
     /// Whether clients are remembered in a stick table (`table`, `learn`).
     pub fn uses_table(&self) -> bool {
-        self.mode != StickyMode::Insert
+        matches!(self.mode, StickyMode::Learn | StickyMode::Table(_))
     }
 
     /// The opaque value naming backend `name` at `address` of pool `pool`: 16 hex digits

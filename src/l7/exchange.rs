@@ -91,6 +91,7 @@ impl Conn {
             sticky_cookie: None,
             load_header: None,
             learn_cookie: None,
+            prefix_cookie: None,
         };
         let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend))
             .stick_to(fwd.sticky, fwd.stick_key);
@@ -234,6 +235,7 @@ impl Conn {
             sticky_cookie: attempts.sticky_cookie(admitted, self.client.is_tls()),
             load_header: attempts.load_header(),
             learn_cookie: attempts.learns(),
+            prefix_cookie: attempts.prefix_cookie(admitted),
             ..client
         };
         let sent = Instant::now();

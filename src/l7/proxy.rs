@@ -347,6 +347,13 @@ impl Conn {
                                     &mut self.out,
                                 )
                                 .map_err(head_error)?;
+                            // Sticky `prefix`: the backend sees its own cookie value.
+                            if let Some(name) = fwd.pool.sticky.as_ref().and_then(|s| s.prefixes())
+                            {
+                                crate::headers::map_lines(&mut self.out, b"Cookie", |v| {
+                                    crate::pipeline::sticky::strip_cookie_prefix(v, name)
+                                });
+                            }
                         }
                         self.method.clear();
                         self.method.push_str(parsed.method);

@@ -68,6 +68,9 @@ pub struct ClientSide<'a> {
     pub load_header: Option<&'a str>,
     /// The application's session cookie whose `Set-Cookie` is learnt (sticky `learn`).
     pub learn_cookie: Option<&'a str>,
+    /// The application's session cookie and the prefix its `Set-Cookie` values get
+    /// (sticky `prefix`).
+    pub prefix_cookie: Option<(&'a str, &'a str)>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -202,6 +205,13 @@ pub fn parse(
         if client.rules.is_some_and(|r| r.drops(name)) {
             continue;
         }
+        if let Some((cookie, prefix)) = client.prefix_cookie
+            && name.eq_ignore_ascii_case(b"set-cookie")
+            && let Some(value) = crate::pipeline::sticky::prefix_set_cookie(h.value, cookie, prefix)
+        {
+            put(out, name, &value);
+            continue;
+        }
         put(out, name, h.value);
     }
     if let Some(rules) = client.rules {
@@ -273,6 +283,7 @@ mod tests {
             sticky_cookie: None,
             load_header: None,
             learn_cookie: None,
+            prefix_cookie: None,
         }
     }
 

@@ -106,6 +106,16 @@ impl Sticky {
                 });
                 return (found.and_then(|i| u32::try_from(i).ok()), None);
             }
+            StickyMode::Prefix => {
+                let found = cookie(&self.cookie)
+                    .and_then(|value| split_prefix(value).map(|(p, _)| p))
+                    .and_then(|prefix| {
+                        self.backends
+                            .iter()
+                            .position(|e| e.value.as_bytes() == prefix)
+                    });
+                return (found.and_then(|i| u32::try_from(i).ok()), None);
+            }
             StickyMode::Learn => cookie(&self.cookie).map(key_of),
             StickyMode::Table(KeyPart::Ip) => Some(ip_key(req.client_ip())),
             StickyMode::Table(KeyPart::Header(name)) => req.header_values(name).next().map(key_of),
@@ -160,6 +170,20 @@ impl Sticky {
         }
     }
 
+    /// The application's session cookie whose values carry the backend's prefix
+    /// (`prefix` mode only).
+    pub fn prefixes(&self) -> Option<&str> {
+        (self.mode == StickyMode::Prefix).then_some(&*self.cookie)
+    }
+
+    /// The prefix naming `backend` in `prefix` mode (its opaque value).
+    pub fn prefix_of(&self, backend: &Arc<Backend>) -> Option<&str> {
+        self.backends
+            .iter()
+            .find(|e| Arc::ptr_eq(&e.backend, backend))
+            .map(|e| &*e.value)
+    }
+
     /// The application's session cookie a response sets, to learn (`learn` mode only).
     pub fn learns(&self) -> Option<&str> {
         (self.mode == StickyMode::Learn).then_some(&*self.cookie)
@@ -183,6 +207,102 @@ pub fn key_of(value: &[u8]) -> u64 {
     hash_parts(&[value])
 }
 
+/// Length of the prefix Fulcrum puts before an application cookie's value: 16 hex
+/// digits and `~`.
+pub const PREFIX_LEN: usize = 17;
+
+/// A prefixed cookie value split into its prefix (16 hex digits) and the application's
+/// value, if it has the form.
+pub fn split_prefix(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    (value.len() >= PREFIX_LEN
+        && value[16] == b'~'
+        && value[..16].iter().all(u8::is_ascii_hexdigit))
+    .then(|| (&value[..16], &value[PREFIX_LEN..]))
+}
+
+/// Strips Fulcrum's prefix from the value of cookie `name` in a `Cookie` header value
+/// (`None`: nothing to strip).
+pub fn strip_cookie_prefix(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut changed = false;
+    for (i, pair) in header.split(|&b| b == b';').enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        let trimmed = pair.trim_ascii_start();
+        let lead = pair.len() - trimmed.len();
+        if let Some(value) = trimmed
+            .strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            && let Some((_, app)) = split_prefix(value)
+        {
+            out.extend_from_slice(&pair[..lead]);
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(app);
+            changed = true;
+        } else {
+            out.extend_from_slice(pair);
+        }
+    }
+    changed.then_some(out)
+}
+
+/// A `Set-Cookie` value for cookie `name` with `prefix~` before its value (`None`: it
+/// sets another cookie, or an empty value).
+pub fn prefix_set_cookie(header: &[u8], name: &str, prefix: &str) -> Option<Vec<u8>> {
+    let value = set_cookie_value(header, name)?;
+    let at = value.as_ptr() as usize - header.as_ptr() as usize;
+    let mut out = Vec::with_capacity(header.len() + PREFIX_LEN);
+    out.extend_from_slice(&header[..at]);
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b'~');
+    out.extend_from_slice(&header[at..]);
+    Some(out)
+}
+
+/// [`strip_cookie_prefix`] on every `Cookie` value of an HTTP/2 request.
+pub fn strip_prefixes(headers: &mut http::HeaderMap, name: &str) {
+    rewrite(headers, http::header::COOKIE, |v| {
+        strip_cookie_prefix(v, name)
+    });
+}
+
+/// [`prefix_set_cookie`] on every `Set-Cookie` value of a response for hyper.
+pub fn prefix_set_cookies(headers: &mut http::HeaderMap, name: &str, prefix: &str) {
+    rewrite(headers, http::header::SET_COOKIE, |v| {
+        prefix_set_cookie(v, name, prefix)
+    });
+}
+
+/// Replaces the values of header `name` that `f` changes, keeping their order.
+fn rewrite(
+    headers: &mut http::HeaderMap,
+    name: http::HeaderName,
+    f: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) {
+    if !headers
+        .get_all(&name)
+        .iter()
+        .any(|v| f(v.as_bytes()).is_some())
+    {
+        return;
+    }
+    let values: Vec<http::HeaderValue> = headers
+        .get_all(&name)
+        .iter()
+        .map(|v| {
+            f(v.as_bytes())
+                .and_then(|new| http::HeaderValue::from_bytes(&new).ok())
+                .unwrap_or_else(|| v.clone())
+        })
+        .collect();
+    headers.remove(&name);
+    for v in values {
+        headers.append(&name, v);
+    }
+}
+
 /// The table key of a client address (IPv4 clients seen as `::ffff:a.b.c.d` count as
 /// IPv4).
 fn ip_key(ip: std::net::IpAddr) -> u64 {
@@ -203,6 +323,26 @@ pub fn set_cookie_value<'v>(header: &'v [u8], name: &str) -> Option<&'v [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixed_cookies() {
+        let p = "0123456789abcdef";
+        assert_eq!(
+            prefix_set_cookie(b"JSESSIONID=abc; Path=/", "JSESSIONID", p).unwrap(),
+            b"JSESSIONID=0123456789abcdef~abc; Path=/"
+        );
+        assert_eq!(prefix_set_cookie(b"other=1", "JSESSIONID", p), None);
+        assert_eq!(
+            strip_cookie_prefix(b"a=1; JSESSIONID=0123456789abcdef~abc; b=2", "JSESSIONID")
+                .unwrap(),
+            b"a=1; JSESSIONID=abc; b=2"
+        );
+        assert_eq!(strip_cookie_prefix(b"JSESSIONID=abc", "JSESSIONID"), None);
+        assert_eq!(
+            split_prefix(b"0123456789abcdef~x"),
+            Some((&b"0123456789abcdef"[..], &b"x"[..]))
+        );
+    }
 
     #[test]
     fn set_cookie_values() {

@@ -162,6 +162,14 @@ impl<'p> Attempts<'p> {
         self
     }
 
+    /// The application's session cookie to prefix in `admitted`'s responses, and the
+    /// prefix naming `admitted` (sticky `prefix` mode).
+    #[inline]
+    pub fn prefix_cookie(&self, admitted: &Admitted) -> Option<(&'p str, &'p str)> {
+        let sticky = self.pool.sticky.as_ref()?;
+        Some((sticky.prefixes()?, sticky.prefix_of(&admitted.backend)?))
+    }
+
     /// The application's session cookie whose `Set-Cookie` in a response is learnt
     /// (sticky `learn` mode).
     #[inline]

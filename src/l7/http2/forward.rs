@@ -207,6 +207,10 @@ async fn handle(
         headers: fwd.request_headers(frontend),
     };
     prepare::prepare(&mut req, peer.ip(), tls, &fwd.pool, &rewrites)?;
+    // Sticky `prefix`: the backend sees its own cookie value.
+    if let Some(name) = fwd.pool.sticky.as_ref().and_then(|s| s.prefixes()) {
+        crate::pipeline::sticky::strip_prefixes(req.headers_mut(), name);
+    }
     let (connect_timeout, request_timeout) = fwd.timeouts(frontend);
     let limit = match grpc::timeout(req.headers()) {
         Some(deadline) => deadline.min(request_timeout),
@@ -340,6 +344,7 @@ async fn tries(
                     sticky_cookie: attempts
                         .sticky_cookie(&admitted, tls)
                         .and_then(|c| HeaderValue::from_str(c).ok()),
+                    prefix_cookie: attempts.prefix_cookie(&admitted),
                 };
                 return Ok(finish.apply(response));
             }
@@ -377,6 +382,8 @@ struct Finish<'a> {
     rules: Option<&'a HeaderRules>,
     set_cookie: Option<HeaderValue>,
     sticky_cookie: Option<HeaderValue>,
+    /// Sticky `prefix`: the application's cookie and the backend's prefix.
+    prefix_cookie: Option<(&'a str, &'a str)>,
 }
 
 impl Finish<'_> {
@@ -388,6 +395,9 @@ impl Finish<'_> {
         prepare::strip_hop_by_hop(&mut parts.headers);
         if let Some(rules) = self.rules {
             rules.apply(&mut parts.headers);
+        }
+        if let Some((cookie, prefix)) = self.prefix_cookie {
+            crate::pipeline::sticky::prefix_set_cookies(&mut parts.headers, cookie, prefix);
         }
         for cookie in [self.set_cookie, self.sticky_cookie].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);

@@ -75,3 +75,56 @@ fn bad_bounds_are_config_errors_at_their_position() {
         "{err}"
     );
 }
+
+/// PUTs `size` bytes streamed from curl's standard input (no declared length: chunked
+/// over HTTP/1.1, DATA frames alone over HTTP/2); the status.
+fn stream_upload(url: &str, size: usize, h2: bool) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-T",
+        "-",
+    ]);
+    if h2 {
+        cmd.arg("--http2-prior-knowledge");
+    }
+    let mut child = cmd
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(&vec![b'x'; size]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_streamed_body_past_the_bound_gets_413_over_http1_and_http2() {
+    let a = Backend::start("a");
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\nname = \"upload\"\npath_prefix = \"/count\"\npool = \"app\"\nmax_body_size = \"64k\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        a.addr
+    ));
+    let url = f.url("/count");
+    for h2 in [false, true] {
+        assert_eq!(stream_upload(&url, 60_000, h2), "200", "h2: {h2}");
+        assert_eq!(stream_upload(&url, 300_000, h2), "413", "h2: {h2}");
+    }
+    assert!(f.wait_log("denied=body"));
+    // The backend was not blamed: it is still up and serving.
+    assert_eq!(stream_upload(&url, 1_000, false), "200");
+}

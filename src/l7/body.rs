@@ -14,6 +14,22 @@ use crate::pipeline::error::Error;
 use crate::tls::Stream;
 
 impl Conn {
+    /// A chunked body is within the route's `max_body_size` (its declared length was
+    /// checked by the admission phase): past it, 413, before the excess is sent on.
+    pub(super) fn check_body_size(&mut self, d: &ChunkedDecoder) -> Result<(), Error> {
+        let max = self
+            .route
+            .and_then(|i| self.frontend.routes.routes().get(i))
+            .and_then(|r| r.request_limits.max_body_size);
+        match max {
+            Some(max) if d.announced() > max => {
+                self.trail.refused = Some(("denied", "body"));
+                Err(Error::client(413, "the request body is too large"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Streams the rest of the request body from the client to the backend.
     pub(super) async fn stream_request_body(
         &mut self,
@@ -36,6 +52,7 @@ impl Conn {
                     .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
                 self.bytes_in += used as u64;
+                self.check_body_size(d)?;
                 write_timed(to, &self.out, idle)
                     .await
                     .map_err(backend_broke)?;

@@ -58,6 +58,8 @@ pub struct ChunkedDecoder {
     line: usize,
     trailer: usize,
     reencode: bool,
+    /// The body's length so far: the sum of the chunk sizes announced.
+    announced: u64,
 }
 
 impl ChunkedDecoder {
@@ -70,7 +72,14 @@ impl ChunkedDecoder {
             line: 0,
             trailer: 0,
             reencode,
+            announced: 0,
         }
+    }
+
+    /// The body's length so far: every chunk size announced, counted as soon as its
+    /// size line is read (before its data is passed on).
+    pub fn announced(&self) -> u64 {
+        self.announced
     }
 
     /// Whether the terminating chunk and trailers have been read.
@@ -126,6 +135,7 @@ impl ChunkedDecoder {
                     if self.size == 0 {
                         self.state = State::TrailerStart;
                     } else {
+                        self.announced = self.announced.saturating_add(self.size);
                         self.remaining = self.size;
                         self.state = State::Data;
                     }

@@ -69,6 +69,7 @@ impl Conn {
                     .map_err(|_| Error::bad_request("invalid chunked body"))?;
                 self.cbuf.advance(used);
                 self.bytes_in += used as u64;
+                self.check_body_size(&d)?;
                 decoder = Some(d);
             }
         }
@@ -107,6 +108,12 @@ impl Conn {
             .await;
         self.retries = attempts.retries;
         self.trail = std::mem::take(&mut attempts.trail);
+        if let Err(e) = &tried
+            && e.status == 413
+        {
+            // The body went past the route's max_body_size while it streamed.
+            self.trail.refused = Some(("denied", "body"));
+        }
         let (mut up, resp, keep_client, _in_flight) = tried?;
 
         self.status = resp.status;

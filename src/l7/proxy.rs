@@ -64,7 +64,7 @@ pub(super) struct Conn {
     /// The pool and backend of the current (or last) try.
     pool: Option<Arc<Pool>>,
     pub(super) backend: Option<Arc<Backend>>,
-    route: Option<usize>,
+    pub(super) route: Option<usize>,
     /// Retries made for the current request.
     pub(super) retries: u32,
     /// Its timings and retry reasons, for the log.

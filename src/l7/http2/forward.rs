@@ -29,6 +29,7 @@ use super::activity::{Activity, Busy};
 use super::grpc;
 use super::prepare::{self, Rewrites, View};
 use super::senders::{self, Sender};
+use super::upload::{Oversize, Upload, drain};
 use crate::balance::Backend;
 use crate::balance::backend::InFlight;
 use crate::pipeline::error::{self, Error, NO_ROUTE};
@@ -45,6 +46,8 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// What the access log says about a request.
 #[derive(Default)]
 struct Trace {
+    /// A request stream to keep until the answer is sent (see `upload`).
+    parked: Option<Incoming>,
     route: Option<usize>,
     pool: Option<Arc<Pool>>,
     backend: Option<Arc<Backend>>,
@@ -96,6 +99,9 @@ pub(super) async fn forward(
         Ok(response) => response,
         Err(e) => error_response(e, grpc, trace.pool.as_deref()),
     };
+    if let Some(parked) = trace.parked.take() {
+        tokio::spawn(drain(parked));
+    }
     {
         let (method, path) = logged
             .as_ref()
@@ -218,13 +224,32 @@ async fn handle(
     };
     let mut attempts = Attempts::new(&fwd.pool, fwd.key, fwd.retries(frontend))
         .stick_to(fwd.sticky, fwd.stick_key);
+    // A body streamed without a declared length is counted against the route's bound.
+    let max_body = fwd
+        .route
+        .and_then(|i| frontend.routes.routes().get(i))
+        .and_then(|r| r.request_limits.max_body_size);
+    let (req, oversize) = match max_body {
+        Some(max) => {
+            let over = Arc::new(Oversize::default());
+            let shared = Arc::clone(&over);
+            (req.map(|b| Upload::bounded(b, max, shared)), Some(over))
+        }
+        None => (req.map(Upload::new), None),
+    };
     let to = Upstream {
         fwd: &fwd,
         frontend,
         tls,
         timeouts: (connect_timeout, limit),
+        oversize: oversize.as_ref().map(|o| &o.passed),
     };
     let result = tries(req, &mut attempts, trace, to, busy).await;
+    if result.as_ref().is_err_and(|e| e.status == 413) {
+        trace.trail.refused = Some(("denied", "body"));
+        // The client's stream stays open until the 413 is sent.
+        trace.parked = oversize.and_then(|o| o.parked.lock().ok()?.take());
+    }
     trace.trail = std::mem::take(&mut attempts.trail);
     // Its places under concurrency limits are given back with the response head.
     drop(admitted);
@@ -248,11 +273,13 @@ struct Upstream<'a> {
     tls: bool,
     /// Connect, and the whole request.
     timeouts: (std::time::Duration, std::time::Duration),
+    /// Set when the request's body went past the route's `max_body_size`.
+    oversize: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// The tries of one request: the first backend, then others while nothing was sent.
 async fn tries(
-    mut req: Request<Incoming>,
+    mut req: Request<Upload>,
     attempts: &mut Attempts<'_>,
     trace: &mut Trace,
     to: Upstream<'_>,
@@ -354,6 +381,13 @@ async fn tries(
                     req = unsent;
                     fresh = true;
                     continue;
+                }
+                _ if to
+                    .oversize
+                    .is_some_and(|o| o.load(std::sync::atomic::Ordering::Relaxed)) =>
+                {
+                    // The client's body went past the bound: no fault of the backend.
+                    return Err(Error::client(413, "the request body is too large"));
                 }
                 _ => {
                     tracing::debug!(backend = %admitted.backend.name, error = %e.error(), "backend exchange failed");

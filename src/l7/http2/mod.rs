@@ -23,6 +23,7 @@ mod forward;
 mod grpc;
 mod prepare;
 mod senders;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use super::upload::Upload;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -21,15 +21,15 @@ const MAX_IDLE_H1: usize = 128;
 /// A way to send one request to a backend.
 pub enum Sender {
     /// An HTTP/1.1 connection, used by this request alone.
-    H1(http1::SendRequest<Incoming>),
+    H1(http1::SendRequest<Upload>),
     /// A shared HTTP/2 connection.
-    H2(http2::SendRequest<Incoming>),
+    H2(http2::SendRequest<Upload>),
 }
 
 thread_local! {
-    static H1: RefCell<HashMap<ConnKey, Vec<http1::SendRequest<Incoming>>>> =
+    static H1: RefCell<HashMap<ConnKey, Vec<http1::SendRequest<Upload>>>> =
         RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<ConnKey, http2::SendRequest<Incoming>>> =
+    static H2: RefCell<HashMap<ConnKey, http2::SendRequest<Upload>>> =
         RefCell::new(HashMap::new());
 }
 

@@ -1,6 +1,7 @@
 //! `[pools.NAME.agent]`: backend-reported load, as HAProxy's `agent-check`: an agent
 //! port on each backend's address that Fulcrum asks every interval, and/or a response
-//! header carrying the backend's load (see `crate::health::agent`).
+//! header carrying the backend's load (what the reports do is in the health checker's
+//! agent module).
 
 use std::time::Duration;
 

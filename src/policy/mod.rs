@@ -8,6 +8,7 @@ pub mod forward_auth;
 pub mod ipset;
 pub mod lists;
 pub mod ratelimit;
+pub mod shards;
 pub mod stick_table;
 
 use std::net::IpAddr;

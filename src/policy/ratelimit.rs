@@ -15,12 +15,12 @@
 //! shard is still full, the entries nearest to their allowance are forgotten (their
 //! clients get a fresh allowance, the only approximation).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::shards::Shards;
 use crate::config::rate_limits::RateLimitConfig;
 
 /// A key's state: when its next request is due (nanoseconds since the limiter's epoch)
@@ -31,25 +31,7 @@ struct Entry {
     in_flight: u32,
 }
 
-/// The keys are hashes already: the map uses them as they are.
-#[derive(Debug, Default)]
-struct AsIs(u64);
-
-impl Hasher for AsIs {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Shard = HashMap<u64, Entry, BuildHasherDefault<AsIs>>;
+type Shard = super::shards::Shard<Entry>;
 
 /// What a limiter decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +78,7 @@ pub struct Limiter {
     /// How far ahead of now a key's TAT may be and its request still pass.
     tolerance: u64,
     epoch: Instant,
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    keys: Shards<Entry>,
 }
 
 /// A request (or connection) counted against its key's concurrency until dropped.
@@ -123,25 +104,13 @@ impl Limiter {
             }
             None => (0, 0),
         };
-        let shards = (config.max_keys / 256).clamp(1, 64).next_power_of_two();
-        let per_shard = config.max_keys.div_ceil(shards).max(1);
         Limiter {
             counts: Counts::default(),
             hasher: std::hash::RandomState::new(),
             emission,
             tolerance,
             epoch: Instant::now(),
-            shards: (0..shards)
-                // Twice the keys kept: entries dropped leave tombstones, and a map at
-                // most half full cleans them up in place instead of growing.
-                .map(|_| {
-                    Mutex::new(Shard::with_capacity_and_hasher(
-                        2 * per_shard,
-                        Default::default(),
-                    ))
-                })
-                .collect(),
-            per_shard,
+            keys: Shards::new(config.max_keys),
             config,
         }
     }
@@ -158,8 +127,7 @@ impl Limiter {
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
-        let i = (key >> 58) as usize & (self.shards.len() - 1);
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.keys.lock(key)
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -229,39 +197,30 @@ impl Limiter {
 
     /// The entry of `key`, made room for when the shard is full (`None`: no room).
     fn entry<'s>(&self, shard: &'s mut Shard, key: u64, now: u64) -> Option<&'s mut Entry> {
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
-            // Entries whose allowance is whole again and with nothing in progress are
-            // the same as absent ones.
-            shard.retain(|_, e| e.tat > now || e.in_flight > 0);
-            if shard.len() >= self.per_shard {
+        let room = self.keys.room(shard, key, |shard, again| {
+            if !again {
+                // Entries whose allowance is whole again and with nothing in progress
+                // are the same as absent ones.
+                shard.retain(|_, e| e.tat > now || e.in_flight > 0);
+            } else {
                 // Still full of keys being limited: forget those nearest to their
                 // allowance (below the mean time due), about half of them.
                 let sum: u128 = shard.values().map(|e| u128::from(e.tat)).sum();
                 let mean = (sum / shard.len() as u128) as u64;
                 shard.retain(|_, e| e.tat > mean || e.in_flight > 0);
             }
-            if shard.len() >= self.per_shard {
-                return None;
-            }
-        }
-        Some(shard.entry(key).or_default())
+        });
+        room.then(|| shard.entry(key).or_default())
     }
 
     /// Keys tracked now.
     pub fn keys(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.keys.len()
     }
 
     /// The memory the key maps hold (allocated at start, never grown).
     pub fn memory(&self) -> usize {
-        let slot = std::mem::size_of::<(u64, Entry)>() + 1;
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).capacity() * slot)
-            .sum()
+        self.keys.memory()
     }
 }
 

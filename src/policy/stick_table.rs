@@ -9,10 +9,9 @@
 //! allocated to twice their share of `size` up front and never grown: a full shard drops
 //! its expired entries, then about the older half (an approximate LRU).
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::shards::Shards;
 
 /// One entry: the backend and when it was last used (seconds since the table's epoch).
 #[derive(Debug, Clone, Copy)]
@@ -21,31 +20,10 @@ struct Entry {
     used: u32,
 }
 
-/// Keys are hashes already.
-#[derive(Debug, Default)]
-struct AsIs(u64);
-
-impl std::hash::Hasher for AsIs {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Shard = HashMap<u64, Entry, BuildHasherDefault<AsIs>>;
-
 /// A bounded, expiring map from keys to backends.
 #[derive(Debug)]
 pub struct StickTable {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    entries: Shards<Entry>,
     expire: u32,
     epoch: Instant,
 }
@@ -53,26 +31,11 @@ pub struct StickTable {
 impl StickTable {
     /// A table of at most `size` entries, each forgotten `expire` after its last use.
     pub fn new(size: usize, expire: Duration) -> StickTable {
-        let shards = (size / 256).clamp(1, 64).next_power_of_two();
-        let per_shard = size.div_ceil(shards).max(1);
         StickTable {
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard::with_capacity_and_hasher(
-                        2 * per_shard,
-                        Default::default(),
-                    ))
-                })
-                .collect(),
-            per_shard,
+            entries: Shards::new(size),
             expire: expire.as_secs().clamp(1, u64::from(u32::MAX / 2)) as u32,
             epoch: Instant::now(),
         }
-    }
-
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
-        let i = (key >> 58) as usize & (self.shards.len() - 1);
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn now(&self) -> u32 {
@@ -83,7 +46,7 @@ impl StickTable {
     /// refreshed).
     pub fn get(&self, key: u64) -> Option<u64> {
         let now = self.now();
-        let mut shard = self.shard(key);
+        let mut shard = self.entries.lock(key);
         let entry = shard.get_mut(&key)?;
         if now.saturating_sub(entry.used) > self.expire {
             shard.remove(&key);
@@ -96,20 +59,21 @@ impl StickTable {
     /// Records that `key` is served by `backend`.
     pub fn put(&self, key: u64, backend: u64) {
         let now = self.now();
-        let mut shard = self.shard(key);
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
-            let expire = self.expire;
-            shard.retain(|_, e| now.saturating_sub(e.used) <= expire);
-            if shard.len() >= self.per_shard {
+        let mut shard = self.entries.lock(key);
+        let expire = self.expire;
+        let room = self.entries.room(&mut shard, key, |shard, again| {
+            if !again {
+                shard.retain(|_, e| now.saturating_sub(e.used) <= expire);
+            } else {
                 let sum: u64 = shard.values().map(|e| u64::from(e.used)).sum();
                 let mean = (sum / shard.len() as u64) as u32;
                 shard.retain(|_, e| e.used > mean);
             }
-            if shard.len() >= self.per_shard {
-                // Every entry used this very second: the newest one wins a place.
-                if let Some(&oldest) = shard.keys().next() {
-                    shard.remove(&oldest);
-                }
+        });
+        if !room {
+            // Every entry used this very second: one of them makes way for the newest.
+            if let Some(&any) = shard.keys().next() {
+                shard.remove(&any);
             }
         }
         shard.insert(key, Entry { backend, used: now });
@@ -117,15 +81,12 @@ impl StickTable {
 
     /// Entries held now (expired ones included until they are dropped).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.entries.len()
     }
 
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 

@@ -11,15 +11,7 @@ use common::{Backend, Fulcrum};
 
 /// curl from `source`: the status, or 0 when the connection was closed without one.
 fn status_from(f: &Fulcrum, source: &str) -> u16 {
-    let (_, out, _) = common::curl(&[
-        "--interface",
-        source,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &f.url("/"),
-    ]);
+    let out = common::code(&["--interface", source, &f.url("/")]);
     out.trim().parse().unwrap_or(0)
 }
 
@@ -154,20 +146,12 @@ fn a_routes_lists_answer_403_and_keep_others_out_of_the_backend() {
     ));
     let get = |source: &str, path: &str, h2: bool| {
         let url = f.url(path);
-        let mut args = vec![
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--interface",
-            source,
-        ];
+        let mut args = vec!["--interface", source];
         if h2 {
             args.push("--http2-prior-knowledge");
         }
         args.push(&url);
-        common::curl(&args).1
+        common::code(&args)
     };
     for h2 in [false, true] {
         assert_eq!(get("127.0.0.2", "/admin/x", h2), "200");

@@ -43,10 +43,9 @@ fn only_users_of_the_file_reach_the_backend() {
     ));
     let url = f.url("/private/page");
     let status = |extra: &[&str]| {
-        let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
-        args.extend_from_slice(extra);
+        let mut args = extra.to_vec();
         args.push(&url);
-        common::curl(&args).1
+        common::code(&args)
     };
     for h2 in [&[][..], &["--http2-prior-knowledge"][..]] {
         let with = |more: &[&'static str]| [h2, more].concat();
@@ -66,14 +65,7 @@ fn only_users_of_the_file_reach_the_backend() {
         Some("Basic realm=\"Staff only\", charset=\"UTF-8\"")
     );
     // Other routes need nothing.
-    let (_, out, _) = common::curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &f.url("/public"),
-    ]);
+    let out = common::code(&[&f.url("/public")]);
     assert_eq!(out, "200");
     assert!(f.wait_log("denied=auth"));
     // A user added while Fulcrum runs gets in a moment later.

@@ -202,7 +202,7 @@ fn a_refusal_says_when_to_come_back_over_http1_and_http2() {
     assert!(h2.starts_with("HTTP/2 429"), "{h2}");
     assert!(common::header_of(&h2, "ratelimit-reset").is_some(), "{h2}");
     // Other paths (the listener's default, no limit) are not limited.
-    let (_, out, _) = common::curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &f.url("/")]);
+    let out = common::code(&[&f.url("/")]);
     assert_eq!(out, "200");
     assert_eq!(a.requests(), 3);
 }
@@ -214,14 +214,14 @@ fn an_api_key_header_is_limited_on_its_own_and_requests_without_it_are_not() {
     let f = Fulcrum::start(&config(&a, "", "rate_limits = [\"keys\"]", limits));
     let status = |key: Option<&str>| {
         let header;
-        let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+        let mut args = Vec::new();
         if let Some(k) = key {
             header = format!("X-Api-Key: {k}");
             args.extend(["-H", &header]);
         }
         let url = f.url("/api/x");
         args.push(&url);
-        common::curl(&args).1
+        common::code(&args)
     };
     assert_eq!(status(Some("alpha")), "200");
     assert_eq!(status(Some("alpha")), "200");
@@ -257,7 +257,7 @@ fn a_concurrency_limit_refuses_the_request_over_it_and_frees_its_place_after() {
     });
     assert_eq!(statuses, [200, 200, 429]);
     // Both places are free again.
-    let (_, out, _) = common::curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]);
+    let out = common::code(&[&url]);
     assert_eq!(out, "200");
     assert!(f.wait_log("limited=concurrency"));
 }
@@ -428,17 +428,7 @@ fn a_reload_keeps_what_an_unchanged_limit_knows() {
     let limits = "[rate_limits.slow]\nrate = \"1/m\"\n";
     let config = config(&a, "", "rate_limits = [\"slow\"]", limits);
     let f = Fulcrum::start(&config);
-    let status = || {
-        common::curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &f.url("/api/x"),
-        ])
-        .1
-    };
+    let status = || common::code(&[&f.url("/api/x")]);
     assert_eq!(status(), "200");
     assert_eq!(status(), "429");
     let out = f.reload(&config.replace("name = \"a\"", "name = \"a\", weight = 2"));

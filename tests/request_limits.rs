@@ -19,9 +19,8 @@ fn requests_outside_a_routes_bounds_are_refused_before_the_backend() {
     ));
     let url = f.url("/upload/file");
     let status = |args: &[String]| {
-        let mut all = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
-        all.extend(args.iter().map(String::as_str));
-        common::curl(&all).1
+        let all: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::code(&all)
     };
     let small = "x".repeat(1024);
     let big = "x".repeat(1025);

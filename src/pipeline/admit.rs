@@ -16,6 +16,7 @@ use super::Decision;
 use super::error::Error;
 use super::reply::{RateHeaders, Reply};
 use crate::config::rate_limits::KeyPart;
+use crate::policy::Octets;
 use crate::policy::forward_auth::{Answer, ForwardAuth, Question};
 use crate::policy::ratelimit::{Hold, Limiter, Verdict};
 use crate::routing::{RequestView, Route, find_cookie};
@@ -199,7 +200,7 @@ pub fn admit<V: RequestView + ?Sized>(
         use crate::policy::auth::Credentials;
         match auth.check(req.header_values("authorization").next()) {
             Credentials::Known => {}
-            Credentials::Verify(pending) => admitted.check = Some(Box::new(Check::Basic(*pending))),
+            Credentials::Verify(pending) => admitted.check = Some(Box::new(Check::Basic(pending))),
             Credentials::Missing => return (refuse(Refusal::Auth), Admission::default()),
         }
     } else if let Some(service) = route.and_then(|r| r.forward_auth.as_ref()) {
@@ -208,10 +209,11 @@ pub fn admit<V: RequestView + ?Sized>(
     }
     let now = Instant::now();
     let route_name = route.map_or(&b""[..], |r| r.name.as_bytes());
+    let ip = Octets::of(req.client_ip());
     let mut held = 0;
     for &i in frontend.rate_limits.iter().chain(route_limits) {
         let limiter = &frontend.limiters[i];
-        let Some(key) = key_of(limiter, req, route_name) else {
+        let Some(key) = key_of(limiter, req, ip.bytes(), route_name) else {
             continue;
         };
         match limiter.check(key, now) {
@@ -274,12 +276,16 @@ fn bounds<V: RequestView + ?Sized>(r: &Route, req: &V, body: Option<u64>) -> Opt
 
 /// The key of `req` under `limiter`; `None` when a part of it is missing (a header the
 /// request does not have): the limit does not apply to the request.
-fn key_of<V: RequestView + ?Sized>(limiter: &Limiter, req: &V, route: &[u8]) -> Option<u64> {
-    let (octets, len) = ip_bytes(req.client_ip());
+fn key_of<'v, V: RequestView + ?Sized>(
+    limiter: &Limiter,
+    req: &'v V,
+    ip: &'v [u8],
+    route: &'v [u8],
+) -> Option<u64> {
     let mut missing = false;
     let parts = limiter.config.key.iter().map(|part| {
         let value = match part {
-            KeyPart::Ip => Some(&octets[..len]),
+            KeyPart::Ip => Some(ip),
             KeyPart::Header(name) => req.header_values(name).next(),
             KeyPart::Cookie(name) => req
                 .header_values("cookie")
@@ -356,12 +362,12 @@ pub fn connection(frontend: &Frontend, ip: std::net::IpAddr) -> Result<Connectio
     if frontend.connection_limits.is_empty() {
         return Ok(None);
     }
-    let (octets, len) = ip_bytes(ip);
+    let ip = Octets::of(ip);
     let now = Instant::now();
     let mut holds: ConnectionHolds = None;
     for (slot, &i) in frontend.connection_limits.iter().enumerate() {
         let limiter = &frontend.limiters[i];
-        let key = limiter.key([&octets[..len]]);
+        let key = limiter.key([ip.bytes()]);
         match limiter.check(key, now) {
             Verdict::Pass { .. } | Verdict::Delay(_) => {}
             Verdict::Limited { retry_after } => {
@@ -377,16 +383,4 @@ pub fn connection(frontend: &Frontend, ip: std::net::IpAddr) -> Result<Connectio
         }
     }
     Ok(holds)
-}
-
-/// An address's bytes (4 for IPv4, 16 for IPv6), without allocating.
-fn ip_bytes(ip: std::net::IpAddr) -> ([u8; 16], usize) {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => {
-            let mut b = [0; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (b, 4)
-        }
-        std::net::IpAddr::V6(v6) => (v6.octets(), 16),
-    }
 }

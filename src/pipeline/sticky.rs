@@ -22,14 +22,12 @@ use crate::config::{StickyConfig, StickyMode};
 use crate::policy::stick_table::StickTable;
 use crate::routing::{RequestView, find_cookie};
 
-/// A pool's persistence: its mode, cookie, table, and what each backend is called.
+/// A pool's persistence: its settings, table, and what each backend is called.
 #[derive(Debug)]
 pub struct Sticky {
-    mode: StickyMode,
-    cookie: Box<str>,
     backends: Box<[Entry]>,
     table: Option<Arc<StickTable>>,
-    /// The settings the table was made for (to carry it over reloads).
+    /// Its settings (the table is carried over reloads while they stay the same).
     config: StickyConfig,
 }
 
@@ -80,8 +78,6 @@ impl Sticky {
             }
         });
         Sticky {
-            mode: config.mode.clone(),
-            cookie: config.cookie.as_str().into(),
             backends,
             table,
             config: config.clone(),
@@ -97,9 +93,9 @@ impl Sticky {
             req.header_values("cookie")
                 .find_map(|v| find_cookie(v, name.as_bytes()))
         };
-        let key = match &self.mode {
+        let key = match &self.config.mode {
             StickyMode::Insert => {
-                let found = cookie(&self.cookie).and_then(|value| {
+                let found = cookie(&self.config.cookie).and_then(|value| {
                     self.backends
                         .iter()
                         .position(|e| e.value.as_bytes() == value)
@@ -107,7 +103,7 @@ impl Sticky {
                 return (found.and_then(|i| u32::try_from(i).ok()), None);
             }
             StickyMode::Prefix => {
-                let found = cookie(&self.cookie)
+                let found = cookie(&self.config.cookie)
                     .and_then(|value| split_prefix(value).map(|(p, _)| p))
                     .and_then(|prefix| {
                         self.backends
@@ -116,7 +112,7 @@ impl Sticky {
                     });
                 return (found.and_then(|i| u32::try_from(i).ok()), None);
             }
-            StickyMode::Learn => cookie(&self.cookie).map(key_of),
+            StickyMode::Learn => cookie(&self.config.cookie).map(key_of),
             StickyMode::Table(KeyPart::Ip) => Some(ip_key(req.client_ip())),
             StickyMode::Table(KeyPart::Header(name)) => req.header_values(name).next().map(key_of),
             StickyMode::Table(KeyPart::Cookie(name)) => cookie(name).map(key_of),
@@ -128,7 +124,7 @@ impl Sticky {
     /// [`Sticky::find`] for a TCP connection or UDP flow from `ip`: only a table keyed
     /// by the source address applies.
     pub fn find_client(&self, ip: std::net::IpAddr) -> (Option<u32>, Option<u64>) {
-        if self.mode != StickyMode::Table(KeyPart::Ip) {
+        if self.config.mode != StickyMode::Table(KeyPart::Ip) {
             return (None, None);
         }
         let key = Some(ip_key(ip));
@@ -149,7 +145,7 @@ impl Sticky {
     /// The `Set-Cookie` value that keeps a client on `backend` (`tls`: it came over
     /// TLS, the cookie is `Secure`); only in `insert` mode.
     pub fn set_cookie(&self, backend: &Arc<Backend>, tls: bool) -> Option<&str> {
-        if self.mode != StickyMode::Insert {
+        if self.config.mode != StickyMode::Insert {
             return None;
         }
         self.backends
@@ -173,7 +169,7 @@ impl Sticky {
     /// The application's session cookie whose values carry the backend's prefix
     /// (`prefix` mode only).
     pub fn prefixes(&self) -> Option<&str> {
-        (self.mode == StickyMode::Prefix).then_some(&*self.cookie)
+        (self.config.mode == StickyMode::Prefix).then_some(self.config.cookie.as_str())
     }
 
     /// The prefix naming `backend` in `prefix` mode (its opaque value).
@@ -186,7 +182,7 @@ impl Sticky {
 
     /// The application's session cookie a response sets, to learn (`learn` mode only).
     pub fn learns(&self) -> Option<&str> {
-        (self.mode == StickyMode::Learn).then_some(&*self.cookie)
+        (self.config.mode == StickyMode::Learn).then_some(self.config.cookie.as_str())
     }
 
     /// Whether the pool keeps a stick table (`table`, `learn`).
@@ -306,10 +302,7 @@ fn rewrite(
 /// The table key of a client address (IPv4 clients seen as `::ffff:a.b.c.d` count as
 /// IPv4).
 fn ip_key(ip: std::net::IpAddr) -> u64 {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => key_of(&v4.octets()),
-        std::net::IpAddr::V6(v6) => key_of(&v6.octets()),
-    }
+    key_of(crate::policy::Octets::of(ip).bytes())
 }
 
 /// The value of cookie `name` a `Set-Cookie` header value sets, if it sets that one.

@@ -44,7 +44,7 @@ pub enum Credentials {
     /// Verified lately: let through.
     Known,
     /// To verify first ([`Pending::verify`]).
-    Verify(Box<Pending>),
+    Verify(Pending),
     /// None, or not `Basic user:password`: 401.
     Missing,
 }
@@ -106,7 +106,7 @@ impl BasicAuth {
     /// The admission check of a request's `Authorization` header.
     pub fn check(self: &Arc<Self>, authorization: Option<&[u8]>) -> Credentials {
         match self.parse(authorization) {
-            Some(Some(pending)) => Credentials::Verify(Box::new(pending)),
+            Some(Some(pending)) => Credentials::Verify(pending),
             Some(None) => Credentials::Known,
             None => Credentials::Missing,
         }

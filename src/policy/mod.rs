@@ -32,6 +32,32 @@ impl Access {
     }
 }
 
+/// An address's bytes, without allocating: 4 for IPv4 (also when seen as
+/// `::ffff:a.b.c.d`), 16 for IPv6. What rate limits and stick tables key on.
+#[derive(Debug, Clone, Copy)]
+pub struct Octets([u8; 16], usize);
+
+impl Octets {
+    /// The bytes of `ip`.
+    #[inline]
+    pub fn of(ip: IpAddr) -> Octets {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let mut b = [0; 16];
+                b[..4].copy_from_slice(&v4.octets());
+                Octets(b, 4)
+            }
+            IpAddr::V6(v6) => Octets(v6.octets(), 16),
+        }
+    }
+
+    /// Them.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
+
 /// Where a listener's client address comes from when trusted proxies are in front
 /// (NGINX's `set_real_ip_from` + `real_ip_header`, HAProxy's `hdr_ip(x-forwarded-for)`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -277,6 +277,14 @@ pub fn check_file(path: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The status code curl gets with `args` (its body thrown away); `000` when none came.
+#[allow(dead_code)]
+pub fn code(args: &[&str]) -> String {
+    let mut all = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    curl(&all).1
+}
+
 /// Runs `fulcrum check` on `text` written as `fulcrum.toml`, which must be refused;
 /// what it said on standard error.
 #[allow(dead_code)]

@@ -14,6 +14,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod content;
 pub mod control;
 pub mod ctl;
 pub mod demo;

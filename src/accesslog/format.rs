@@ -76,6 +76,10 @@ pub(super) fn text(out: &mut String, time: &str, f: &Fields<'_>) {
             out.push('=');
             out.push_str(why);
         }
+        if let Some(coding) = t.compressed {
+            out.push_str(" compressed=");
+            out.push_str(coding);
+        }
     }
     out.push_str(" ms=");
     millis(out, f.took);
@@ -142,6 +146,7 @@ const RETRIED: usize = 20;
 const STICKY: usize = 21;
 const LIMITED: usize = 22;
 const DENIED: usize = 23;
+const COMPRESSED: usize = 24;
 
 /// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
 /// (it did not queue, a kept connection was used, nothing was retried), are left out.
@@ -156,6 +161,7 @@ fn is_absent(i: usize, f: &Fields<'_>) -> bool {
         RETRIED => f.trail.is_none_or(|t| t.retried[0].is_none()),
         STICKY => f.trail.is_none_or(|t| t.sticky.is_none()),
         LIMITED | DENIED => refused(i, f).is_none(),
+        COMPRESSED => f.trail.is_none_or(|t| t.compressed.is_none()),
         _ => false,
     }
 }
@@ -220,6 +226,7 @@ pub(super) fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_j
         },
         STICKY => text(out, f.trail.and_then(|t| t.sticky)),
         LIMITED | DENIED => text(out, refused(i, f)),
+        COMPRESSED => text(out, f.trail.and_then(|t| t.compressed)),
         _ => millis(out, f.took),
     }
 }
@@ -349,6 +356,7 @@ mod tests {
             (STICKY, "sticky"),
             (LIMITED, "limited"),
             (DENIED, "denied"),
+            (COMPRESSED, "compressed"),
         ];
         for (i, name) in named {
             assert_eq!(VARIABLES[i], name);

@@ -126,6 +126,16 @@ pub(super) fn check_listeners(
                 None
             }
         };
+        let compression = super::compression::check(l.compression.as_ref(), problems);
+        if let Some(c) = &l.compression
+            && protocol != Protocol::Http
+        {
+            problems.add(
+                c.span(),
+                format!("listener `{name}` is not HTTP: there are no responses to compress"),
+                Some("remove `compression`, or use protocol = \"http\"".into()),
+            );
+        }
         let routes = if l.routes.is_empty() {
             Vec::new()
         } else if protocol != Protocol::Http {
@@ -136,7 +146,15 @@ pub(super) fn check_listeners(
             );
             Vec::new()
         } else {
-            super::route_check::check_routes(&l.routes, &name, pools, rate_limits, base, problems)
+            super::route_check::check_routes(
+                &l.routes,
+                &name,
+                pools,
+                rate_limits,
+                compression.as_ref(),
+                base,
+                problems,
+            )
         };
         let max_connections = match &l.max_connections {
             None => limits.max_connections,
@@ -246,6 +264,7 @@ pub(super) fn check_listeners(
                 access_sources,
                 real_ip: super::access::real_ip(l, problems),
                 rate_limits: request_limits,
+                compression,
                 connection_limits: super::rate_limits::refer(
                     l.connection_limits.as_ref(),
                     rate_limits,

@@ -34,6 +34,7 @@ pub const LOG_VARIABLES: &[&str] = &[
     "sticky",
     "limited",
     "denied",
+    "compressed",
     "ms",
 ];
 

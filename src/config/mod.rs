@@ -8,6 +8,7 @@
 mod access;
 mod agent;
 pub mod certs;
+pub mod compression;
 mod discovery;
 mod error;
 mod explain;
@@ -175,6 +176,8 @@ pub struct ListenerConfig {
     pub rate_limits: Vec<usize>,
     /// Limits checked on every new connection, keyed by the client's address.
     pub connection_limits: Vec<usize>,
+    /// Response compression for the default pool (routes have their own copy).
+    pub compression: Option<compression::Compression>,
 }
 
 /// One named pool.

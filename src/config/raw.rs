@@ -99,6 +99,8 @@ pub struct RawListener {
     pub rate_limits: Option<Spanned<Vec<Spanned<String>>>>,
     /// Limits on each client's connections.
     pub connection_limits: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Response compression for the default pool and routes without their own.
+    pub compression: Option<Spanned<super::compression::RawCompression>>,
 }
 
 /// One `[pools.NAME]` table.

@@ -21,6 +21,7 @@ pub(super) fn check_routes(
     listener: &str,
     pools: &[PoolConfig],
     rate_limits: &[super::rate_limits::RateLimitConfig],
+    compression: Option<&super::compression::Compression>,
     base: &std::path::Path,
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
@@ -108,6 +109,10 @@ pub(super) fn check_routes(
                 problems,
             ),
             request_limits: super::request_limits::check(r, base, problems),
+            compression: match &r.compression {
+                Some(own) => super::compression::check(Some(own), problems),
+                None => compression.cloned(),
+            },
             name,
             conditions,
             action,

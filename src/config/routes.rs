@@ -49,6 +49,7 @@ pub struct RawRoute {
     pub deny: Option<Vec<Spanned<String>>>,
     pub basic_auth: Option<Spanned<RawBasicAuth>>,
     pub forward_auth: Option<Spanned<RawForwardAuth>>,
+    pub compression: Option<Spanned<super::compression::RawCompression>>,
 }
 
 /// A route's `forward_auth` as written.
@@ -203,6 +204,8 @@ pub struct RouteConfig {
     pub rate_limits: Vec<usize>,
     /// What a request may be before it is forwarded: methods, body and URI sizes.
     pub request_limits: RequestLimits,
+    /// Response compression (its own, else the listener's; `None`: none).
+    pub compression: Option<super::compression::Compression>,
 }
 
 /// A route's bounds on the request itself, checked once the head is read.

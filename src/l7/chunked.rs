@@ -230,7 +230,8 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-fn write_hex(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` in lower-case hexadecimal (a chunk size).
+pub fn write_hex(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 16];
     let mut at = digits.len();
     loop {

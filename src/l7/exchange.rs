@@ -26,6 +26,7 @@ use super::response::{self, ClientSide, ResponseError, ResponseFraming, Response
 use super::upstream::{self, Upstream};
 use crate::balance::Backend;
 use crate::balance::backend::InFlight;
+use crate::content::encoder::Encoder;
 use crate::pipeline::Forward;
 use crate::pipeline::error::{Error, Retry};
 use crate::pipeline::upstream::{Admitted, Attempts, Why};
@@ -93,6 +94,7 @@ impl Conn {
             load_header: None,
             learn_cookie: None,
             prefix_cookie: None,
+            compress: fwd.offer(&frontend),
         };
         let mut attempts = Attempts::new(pool, fwd.key, fwd.retries(&frontend))
             .stick_to(fwd.sticky, fwd.stick_key);
@@ -122,9 +124,25 @@ impl Conn {
         }
         self.ubuf.advance(resp.head_len);
         std::mem::swap(&mut self.out, &mut self.rhead);
-        let finished = self
-            .stream_response_body(&mut up.stream, resp.framing, head.http10)
-            .await?;
+        let finished = match (resp.encode, fwd.offer(&frontend)) {
+            (Some(coding), Some(offer)) => {
+                self.trail.compressed = Some(coding.token());
+                let length = match resp.framing {
+                    ResponseFraming::Length(n) => Some(n),
+                    _ => None,
+                };
+                let mut encoder = Encoder::new(coding, offer.config.level(coding), length);
+                let finished = self
+                    .stream_encoded(&mut up.stream, resp.framing, head.http10, &mut encoder)
+                    .await;
+                crate::metrics::compressed(coding, encoder.bytes_in(), encoder.bytes_out());
+                finished?
+            }
+            _ => {
+                self.stream_response_body(&mut up.stream, resp.framing, head.http10)
+                    .await?
+            }
+        };
         if resp.reusable
             && finished
             && self.ubuf.is_empty()

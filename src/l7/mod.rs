@@ -11,6 +11,7 @@
 mod body;
 mod buffers;
 pub mod chunked;
+mod encoded;
 mod exchange;
 pub mod http2;
 mod parked;

@@ -615,7 +615,7 @@ impl Conn {
 
 /// Polls `f` once: its output if it is ready now, else `None` (its waker is registered,
 /// so it can be awaited on).
-async fn poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
+pub(super) async fn poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
     let mut f = f;
     std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
         std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),

@@ -5,7 +5,9 @@
 use std::mem::MaybeUninit;
 
 use super::request::HEADER_SLOTS;
+use crate::content::coding::Coding;
 use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
+use crate::pipeline::compress::{Facts, Offer, Plan, weak_etag};
 use crate::routing::HeaderRules;
 
 /// How the response body is delimited.
@@ -36,6 +38,9 @@ pub struct ResponseHead {
     pub load: Option<u32>,
     /// The stick table key of the session cookie the response sets (sticky `learn`).
     pub learned: Option<u64>,
+    /// The coding the body is compressed with on its way to the client: the client
+    /// head then says so and is chunked (HTTP/1.0: ends with the connection).
+    pub encode: Option<Coding>,
 }
 
 /// Why a backend's response head was not accepted (the client gets a 502).
@@ -71,6 +76,8 @@ pub struct ClientSide<'a> {
     /// The application's session cookie and the prefix its `Set-Cookie` values get
     /// (sticky `prefix`).
     pub prefix_cookie: Option<(&'a str, &'a str)>,
+    /// The route's compression offer (see `pipeline::compress`).
+    pub compress: Option<Offer<'a>>,
 }
 
 /// Parses the response head at the start of `buf`. A complete final response's client
@@ -108,6 +115,7 @@ pub fn parse(
                 reusable: false,
                 load: None,
                 learned: None,
+                encode: None,
             };
             return Ok((head, false));
         }
@@ -121,6 +129,7 @@ pub fn parse(
             reusable: true,
             load: None,
             learned: None,
+            encode: None,
         };
         return Ok((head, client.keep_alive));
     }
@@ -130,8 +139,12 @@ pub fn parse(
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut load = None;
     let mut learned = None;
+    let mut facts = Facts::default();
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
+        if client.compress.is_some() {
+            facts.see(name, h.value);
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(h.value)
                 .ok_or(ResponseError::Invalid("invalid Content-Length"))?;
@@ -173,6 +186,21 @@ pub fn parse(
         (None, Some(n)) => ResponseFraming::Length(n),
         (None, None) => ResponseFraming::UntilClose,
     };
+    let plan = match client.compress {
+        Some(offer) => {
+            facts.status = status;
+            facts.length = length;
+            facts.no_body = framing == ResponseFraming::Empty;
+            // A transfer coding other than chunked is left to the client.
+            facts.encoded |= transfer_encoding.is_some_and(|te| {
+                framing != ResponseFraming::Chunked
+                    || !te.trim_ascii().eq_ignore_ascii_case(b"chunked")
+            });
+            offer.plan(&facts)
+        }
+        None => Plan::Leave,
+    };
+    let encode = plan.coding();
     let backend_keeps = if minor == 0 {
         tokens.keep_alive && !tokens.close
     } else {
@@ -183,6 +211,7 @@ pub fn parse(
     // connection too.
     let keep_client = client.keep_alive
         && match framing {
+            _ if encode.is_some() => !client.http10,
             ResponseFraming::UntilClose => false,
             ResponseFraming::Chunked => !client.http10,
             _ => true,
@@ -205,6 +234,18 @@ pub fn parse(
         if client.rules.is_some_and(|r| r.drops(name)) {
             continue;
         }
+        if encode.is_some() {
+            if name.eq_ignore_ascii_case(b"etag") {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                weak_etag(h.value, out);
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"accept-ranges") {
+                continue;
+            }
+        }
         if let Some((cookie, prefix)) = client.prefix_cookie
             && name.eq_ignore_ascii_case(b"set-cookie")
             && let Some(value) = crate::pipeline::sticky::prefix_set_cookie(h.value, cookie, prefix)
@@ -225,7 +266,20 @@ pub fn parse(
     {
         put(out, b"Set-Cookie", cookie.as_bytes());
     }
+    if plan.adds_vary() {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
     match framing {
+        _ if encode.is_some() => {
+            put(
+                out,
+                b"Content-Encoding",
+                encode.map_or("", Coding::token).as_bytes(),
+            );
+            if !client.http10 {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+        }
         ResponseFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
             crate::headers::put_decimal(out, n);
@@ -264,6 +318,7 @@ pub fn parse(
         reusable,
         load,
         learned,
+        encode,
     };
     Ok((head, keep_client))
 }
@@ -284,7 +339,39 @@ mod tests {
             load_header: None,
             learn_cookie: None,
             prefix_cookie: None,
+            compress: None,
         }
+    }
+
+    #[test]
+    fn a_compressed_head_is_chunked_and_says_its_coding() {
+        let config: &'static _ = Box::leak(Box::default());
+        let mut c = client();
+        c.compress = Some(Offer {
+            config,
+            coding: Some(Coding::Br),
+        });
+        let input = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5000\r\nETag: \"x\"\r\nAccept-Ranges: bytes\r\n\r\n";
+        let mut out = Vec::new();
+        let (head, keep) = parse(input, c, &mut out).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Length(5000));
+        assert_eq!(head.encode, Some(Coding::Br));
+        assert!(keep);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"x\"\r\nVary: Accept-Encoding\r\nContent-Encoding: br\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        // HTTP/1.0: the body ends with the connection.
+        c.http10 = true;
+        let mut out = Vec::new();
+        let (_, keep) = parse(input, c, &mut out).unwrap();
+        assert!(!keep);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("chunked") && text.contains("Connection: close"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -365,6 +365,7 @@ impl ListenerConfig {
             real_ip: None,
             rate_limits: Vec::new(),
             connection_limits: Vec::new(),
+            compression: None,
         }
     }
 }

@@ -90,6 +90,7 @@ impl Collector for Scrape {
         queue(&mut e, &pools, &snapshot)?;
         super::connections::encode(&mut e, &snapshot)?;
         super::limits::encode(&mut e, &snapshot)?;
+        super::content::encode(&mut e)?;
 
         let now = now_us();
         let gauges: [(&str, &str, BackendGauge); 6] = [

@@ -12,9 +12,11 @@
 //! Prometheus text format (0.0.4) with the `prometheus-client` crate's encoder.
 
 mod connections;
+mod content;
 pub mod counters;
 pub mod events;
 pub mod expose;
 mod limits;
 
+pub use content::compressed;
 pub use counters::{CLASSES, Histogram, Stats};

@@ -27,6 +27,7 @@
 //! these phases, written once here, not once per engine.
 
 pub mod admit;
+pub mod compress;
 pub mod error;
 pub mod log;
 pub mod queue;
@@ -103,6 +104,8 @@ pub struct Forward {
     pub sticky: Option<u32>,
     /// The request's stick table key, if its pool keeps a table.
     pub stick_key: Option<u64>,
+    /// What the client takes, when the route compresses responses (see [`compress`]).
+    pub accepted: Option<compress::Accepted>,
 }
 
 /// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
@@ -124,6 +127,10 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 0
             };
             let (sticky, stick_key) = chosen.sticky.as_ref().map_or((None, None), |s| s.find(req));
+            let compression = match route {
+                Some(r) => r.compression.as_ref(),
+                None => frontend.config.compression.as_ref(),
+            };
             Decision::Forward(Forward {
                 pool: Arc::clone(chosen),
                 route: selected.route,
@@ -131,6 +138,7 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 new_side,
                 sticky,
                 stick_key,
+                accepted: compress::accepted(compression, req),
             })
         }
         Target::Redirect { status, location } => Decision::Redirect {
@@ -164,6 +172,19 @@ impl Forward {
         self.route(frontend)
             .map(|r| &r.request_headers)
             .filter(|r| !r.is_empty())
+    }
+
+    /// The compression offer for the response: the settings and the client's coding.
+    pub fn offer<'f>(&self, frontend: &'f Frontend) -> Option<compress::Offer<'f>> {
+        let accepted = self.accepted?;
+        let config = match self.route(frontend) {
+            Some(r) => r.compression.as_ref(),
+            None => frontend.config.compression.as_ref(),
+        }?;
+        Some(compress::Offer {
+            config,
+            coding: accepted.0,
+        })
     }
 
     /// The route's response header rules.

@@ -92,6 +92,8 @@ pub struct Trail {
     pub sticky: Option<&'static str>,
     /// What the admission phase refused it for (`limited=rate`, `denied=method`...).
     pub refused: Option<(&'static str, &'static str)>,
+    /// The content coding the response was compressed with (`compressed=br`).
+    pub compressed: Option<&'static str>,
 }
 
 /// What a sticky cookie did: the request went where its cookie said (`hit`), had no
@@ -108,6 +110,7 @@ impl Trail {
         self.first_byte = None;
         self.sticky = None;
         self.refused = None;
+        self.compressed = None;
         if self.retried[0].is_some() {
             self.retried = Default::default();
         }

@@ -83,6 +83,8 @@ pub struct Route {
     pub basic_auth: Option<std::sync::Arc<crate::policy::auth::BasicAuth>>,
     /// Its auth service, when it asks one about every request.
     pub forward_auth: Option<std::sync::Arc<crate::policy::forward_auth::ForwardAuth>>,
+    /// Its response compression (its own, else its listener's).
+    pub compression: Option<crate::config::compression::Compression>,
 }
 
 #[derive(Debug)]
@@ -260,6 +262,7 @@ impl Route {
                 crate::policy::forward_auth::ForwardAuth::new(&a.url, &a.send, &a.copy, a.timeout)
                     .map(std::sync::Arc::new)
             }),
+            compression: c.compression.clone(),
         }
     }
 

@@ -28,7 +28,10 @@ use hyper_util::server::conn::auto;
 /// Routes: `/` (its name), `/echo` (echoes the body), `/headers` (the request head it
 /// received), `/bytes/N` (N bytes streamed in 64 KiB chunks), `/count` (counts the body
 /// bytes it read), `/slow/MS` (answers after MS milliseconds), `/status/CODE`, `/login`
-/// (sets a new `JSESSIONID` session cookie, `NAME-N`).
+/// (sets a new `JSESSIONID` session cookie, `NAME-N`), `/text/N` (N bytes of [`text`];
+/// query: `type=` Content-Type (default text/plain), `chunked=1` no Content-Length,
+/// `etag=`, `cc=` Cache-Control, `ce=` Content-Encoding, `cr=` Content-Range), `/events/N/MS` (N server-sent
+/// events, one every MS milliseconds).
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
@@ -220,6 +223,21 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
         let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         r.headers_mut()
             .insert("content-length", n.to_string().parse().unwrap());
+        r
+    } else if let Some(n) = path.strip_prefix("/text/") {
+        text_response(n.parse().unwrap_or(0), req.uri().query().unwrap_or(""))
+    } else if let Some(spec) = path.strip_prefix("/events/") {
+        let (n, ms) = spec.split_once('/').unwrap_or(("1", "0"));
+        let (n, ms): (u64, u64) = (n.parse().unwrap_or(1), ms.parse().unwrap_or(0));
+        let stream = futures_util::stream::iter(0..n).then(move |i| async move {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(format!("data: event {i}\n\n"))))
+        });
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        r.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
         r
     } else if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
@@ -636,4 +654,66 @@ pub fn tally(
         }
         counts
     })
+}
+
+/// Bytes of a line of [`text`].
+pub const TEXT_LINE: usize = 53;
+
+/// `len` bytes of an endless text from `offset`: lines of `TEXT_LINE` bytes, each its
+/// number on 8 digits then ` the quick brown fox jumps over the lazy dog` (what
+/// `/text/N` serves, and what every client rebuilds to check it byte for byte).
+pub fn text(offset: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + TEXT_LINE);
+    let mut line = offset / TEXT_LINE;
+    let skip = offset % TEXT_LINE;
+    while out.len() < len + skip {
+        out.extend_from_slice(
+            format!("{line:08} the quick brown fox jumps over the lazy dog\n").as_bytes(),
+        );
+        line += 1;
+    }
+    out.drain(..skip);
+    out.truncate(len);
+    out
+}
+
+fn text_response(n: usize, query: &str) -> Response<Body> {
+    let param = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| {
+                v.replace("%20", " ")
+                    .replace("%2F", "/")
+                    .replace("%3B", ";")
+                    .replace("%22", "\"")
+            })
+    };
+    const PIECE: usize = 64 * 1024;
+    let stream = futures_util::stream::iter((0..n).step_by(PIECE)).map(move |at| {
+        Ok::<_, std::io::Error>(Frame::data(Bytes::from(text(at, PIECE.min(n - at)))))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        param("type")
+            .unwrap_or("text/plain".into())
+            .parse()
+            .unwrap(),
+    );
+    if param("chunked").is_none() {
+        h.insert("content-length", n.to_string().parse().unwrap());
+    }
+    for (key, header) in [
+        ("etag", "etag"),
+        ("cc", "cache-control"),
+        ("ce", "content-encoding"),
+        ("cr", "content-range"),
+    ] {
+        if let Some(v) = param(key) {
+            h.insert(header, v.parse().unwrap());
+        }
+    }
+    r
 }

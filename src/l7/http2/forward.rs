@@ -32,6 +32,9 @@ use super::senders::{self, Sender};
 use super::upload::{Oversize, Upload, drain};
 use crate::balance::Backend;
 use crate::balance::backend::InFlight;
+use crate::content::coding::Coding;
+use crate::content::encoder::Encoder;
+use crate::pipeline::compress::{Facts, Offer, Plan, weak_etag};
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
 use crate::pipeline::upstream::{Attempts, Trail, Why};
@@ -372,8 +375,11 @@ async fn tries(
                         .sticky_cookie(&admitted, tls)
                         .and_then(|c| HeaderValue::from_str(c).ok()),
                     prefix_cookie: attempts.prefix_cookie(&admitted),
+                    offer: fwd.offer(frontend),
                 };
-                return Ok(finish.apply(response));
+                let (response, coding) = finish.apply(response);
+                attempts.trail.compressed = coding.map(Coding::token);
+                return Ok(response);
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(unsent) if reused => {
@@ -418,13 +424,15 @@ struct Finish<'a> {
     sticky_cookie: Option<HeaderValue>,
     /// Sticky `prefix`: the application's cookie and the backend's prefix.
     prefix_cookie: Option<(&'a str, &'a str)>,
+    /// The route's compression offer.
+    offer: Option<Offer<'a>>,
 }
 
 impl Finish<'_> {
     /// The backend's response for the client: hop-by-hop headers out, the route's
     /// response rules and split cookie in, the body kept "in flight" until it has been
-    /// sent.
-    fn apply(self, response: Response<Incoming>) -> Response<Body> {
+    /// sent; compressed when the compress phase says so (with the coding used).
+    fn apply(self, response: Response<Incoming>) -> (Response<Body>, Option<Coding>) {
         let (mut parts, body) = response.into_parts();
         prepare::strip_hop_by_hop(&mut parts.headers);
         if let Some(rules) = self.rules {
@@ -436,12 +444,48 @@ impl Finish<'_> {
         for cookie in [self.set_cookie, self.sticky_cookie].into_iter().flatten() {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
+        let length = body.size_hint().exact();
+        let plan = self.offer.map_or(Plan::Leave, |offer| {
+            offer.plan(&Facts::of(parts.status.as_u16(), &parts.headers, length))
+        });
+        if plan.adds_vary() {
+            parts
+                .headers
+                .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        let coded = match (plan.coding(), self.offer) {
+            (Some(coding), Some(offer)) => {
+                let h = &mut parts.headers;
+                h.remove(header::CONTENT_LENGTH);
+                h.remove(header::ACCEPT_RANGES);
+                if let Some(tag) = h.get(header::ETAG) {
+                    let mut weak = Vec::with_capacity(tag.len() + 2);
+                    weak_etag(tag.as_bytes(), &mut weak);
+                    if let Ok(v) = HeaderValue::from_bytes(&weak) {
+                        h.insert(header::ETAG, v);
+                    }
+                }
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(coding.token()),
+                );
+                Some(Box::new(Coded {
+                    encoder: Encoder::new(coding, offer.config.level(coding), length),
+                    coding,
+                    done: false,
+                    trailers: None,
+                }))
+            }
+            _ => None,
+        };
+        let coding = plan.coding();
         let body = Guarded {
             inner: body,
+            coded,
             _in_flight: self.in_flight,
             _busy: self.busy,
         };
-        Response::from_parts(parts, body.boxed())
+        (Response::from_parts(parts, body.boxed()), coding)
     }
 }
 
@@ -480,11 +524,77 @@ fn error_response(e: Error, grpc: bool, pool: Option<&Pool>) -> Response<Body> {
 }
 
 /// A backend's response body that keeps the request counted in flight (at the backend,
-/// and on the client connection) until it ends.
+/// and on the client connection) until it ends; compressed on the way when `coded`.
 struct Guarded {
     inner: Incoming,
+    coded: Option<Box<Coded>>,
     _in_flight: Option<InFlight>,
     _busy: Busy,
+}
+
+/// The compress phase's state for one body (see `content::encoder`): data frames go
+/// through the coder; while the backend pauses the coder is flushed, so that streamed
+/// events are not held back; trailers follow the coder's last bytes.
+struct Coded {
+    encoder: Encoder,
+    coding: Coding,
+    done: bool,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Coded {
+    /// What the coder has produced, as a data frame.
+    fn take(&mut self) -> Option<Frame<Bytes>> {
+        let mut frame = None;
+        self.encoder
+            .drain(|b| frame = Some(Frame::data(Bytes::copy_from_slice(b))));
+        frame
+    }
+
+    fn poll(
+        &mut self,
+        inner: &mut Incoming,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let coded = match Pin::new(&mut *inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.encoder.write(&data),
+                    Err(frame) => {
+                        self.trailers = frame.into_trailers().ok();
+                        Ok(())
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    self.done = true;
+                    self.encoder.finish()
+                }
+                Poll::Pending if self.encoder.unflushed() => self.encoder.flush(),
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Err(e) = coded {
+                tracing::warn!(error = %e, "response compression failed");
+                return Poll::Ready(None);
+            }
+            if let Some(frame) = self.take() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+        }
+    }
+}
+
+impl Drop for Coded {
+    fn drop(&mut self) {
+        crate::metrics::compressed(
+            self.coding,
+            self.encoder.bytes_in(),
+            self.encoder.bytes_out(),
+        );
+    }
 }
 
 impl hyper::body::Body for Guarded {
@@ -495,14 +605,24 @@ impl hyper::body::Body for Guarded {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        match this.coded.as_mut() {
+            Some(coded) => coded.poll(&mut this.inner, cx),
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.coded {
+            Some(c) => c.done && c.trailers.is_none(),
+            None => self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.coded {
+            Some(_) => SizeHint::default(),
+            None => self.inner.size_hint(),
+        }
     }
 }

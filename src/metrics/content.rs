@@ -1,0 +1,61 @@
+//! The content families of the exposition: responses compressed by coding, with the
+//! body bytes that went into the coder and came out of it (their ratio is the saving).
+//! Counted once per compressed response, process-wide, in relaxed atomics.
+
+use std::fmt::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::expose::{Labels, counter};
+use crate::content::coding::Coding;
+
+/// Per coding (in `Coding::ALL` order): responses, bytes in, bytes out.
+static COMPRESSED: [[AtomicU64; 3]; 3] = [const { [const { AtomicU64::new(0) }; 3] }; 3];
+
+fn slot(coding: Coding) -> &'static [AtomicU64; 3] {
+    let i = Coding::ALL.iter().position(|&c| c == coding).unwrap_or(0);
+    &COMPRESSED[i]
+}
+
+/// Counts one response compressed with `coding`: `bytes_in` body bytes from the backend
+/// became `bytes_out` coded bytes.
+pub fn compressed(coding: Coding, bytes_in: u64, bytes_out: u64) {
+    let s = slot(coding);
+    s[0].fetch_add(1, Ordering::Relaxed);
+    s[1].fetch_add(bytes_in, Ordering::Relaxed);
+    s[2].fetch_add(bytes_out, Ordering::Relaxed);
+}
+
+/// Writes the content families.
+pub(super) fn encode(e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+    let series = |field: usize| -> Vec<(Labels<'static>, u64)> {
+        Coding::ALL
+            .iter()
+            .map(|&c| {
+                (
+                    vec![("coding", c.token())],
+                    slot(c)[field].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    };
+    counter(
+        e,
+        "compressed_responses",
+        "Responses compressed on their way to the client, by content coding",
+        &series(0),
+    )?;
+    counter(
+        e,
+        "compression_in_bytes",
+        "Body bytes of compressed responses as the backends sent them",
+        &series(1),
+    )?;
+    counter(
+        e,
+        "compression_out_bytes",
+        "Body bytes of compressed responses as sent to clients",
+        &series(2),
+    )
+}

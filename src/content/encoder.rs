@@ -28,7 +28,7 @@ pub struct Encoder {
 }
 
 enum Coder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(super::gzip::Gzip),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
     /// Finished: the last output.
@@ -44,10 +44,7 @@ impl Encoder {
             (64 - n.max(1).leading_zeros()).clamp(10, MAX_WINDOW_LOG)
         });
         let coder = match coding {
-            Coding::Gzip => Coder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::new(level.clamp(1, 9) as u32),
-            )),
+            Coding::Gzip => Coder::Gzip(super::gzip::Gzip::new(level.clamp(1, 9) as u32)),
             Coding::Br => Coder::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 16 * 1024,
@@ -82,7 +79,7 @@ impl Encoder {
         self.bytes_in += input.len() as u64;
         self.unflushed = true;
         match &mut self.coder {
-            Coder::Gzip(w) => w.write_all(input),
+            Coder::Gzip(w) => w.write(input),
             Coder::Br(w) => w.write_all(input),
             Coder::Zstd(w) => w.write_all(input),
             Coder::Done(_) => Err(std::io::Error::other("body coder already finished")),
@@ -110,7 +107,10 @@ impl Encoder {
         self.unflushed = false;
         let coder = std::mem::replace(&mut self.coder, Coder::Done(Vec::new()));
         let rest = match coder {
-            Coder::Gzip(w) => w.finish()?,
+            Coder::Gzip(mut w) => {
+                w.finish()?;
+                w.out
+            }
             Coder::Br(w) => w.into_inner(),
             Coder::Zstd(w) => w.finish()?,
             Coder::Done(v) => v,
@@ -139,7 +139,7 @@ impl Encoder {
 
     fn output(&mut self) -> &mut Vec<u8> {
         match &mut self.coder {
-            Coder::Gzip(w) => w.get_mut(),
+            Coder::Gzip(w) => &mut w.out,
             Coder::Br(w) => w.get_mut(),
             Coder::Zstd(w) => w.get_mut(),
             Coder::Done(v) => v,

@@ -6,3 +6,4 @@
 
 pub mod coding;
 pub mod encoder;
+mod gzip;

@@ -213,6 +213,16 @@ fn decision(frontend: &Frontend, view: &View<'_>, tls: bool, live: bool, out: &m
                 refusal.reason()
             ));
         }
+        Decision::Files { route, .. } => {
+            let r = &frontend.routes.routes()[route];
+            let root = r
+                .files()
+                .map_or_else(String::new, |(f, _)| f.root.display().to_string());
+            out.push(format!(
+                "decision: serve files from {root} (route `{}`)",
+                r.name
+            ));
+        }
         Decision::Respond(route) => {
             let r = &frontend.routes.routes()[route];
             let status = r.fixed_response().map_or(0, |f| f.status);

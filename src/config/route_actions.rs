@@ -201,3 +201,48 @@ fn valid_value(value: &str) -> bool {
         .bytes()
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
+
+/// Validates a route's `files` (`base`: the config file's directory).
+pub(super) fn files(
+    raw: &Spanned<super::routes::RawFiles>,
+    base: &std::path::Path,
+    problems: &mut Problems<'_>,
+) -> Option<crate::content::files::FilesConfig> {
+    let raw = raw.get_ref();
+    let root = match crate::content::files::check_root(&base.join(raw.root.get_ref())) {
+        Ok(root) => root,
+        Err(why) => {
+            problems.add(
+                raw.root.span(),
+                why,
+                Some("name an existing directory (relative paths start at the config file's directory)".into()),
+            );
+            return None;
+        }
+    };
+    let index = match &raw.index {
+        Some(i) => i.items().to_vec(),
+        None => vec!["index.html".into()],
+    };
+    let cache_control = raw.cache_control.as_ref().and_then(|c| {
+        let v = c.get_ref().trim();
+        if http::HeaderValue::from_str(v).is_ok() && !v.is_empty() {
+            Some(v.to_owned())
+        } else {
+            problems.add(
+                c.span(),
+                "`cache_control` is not a header value",
+                Some("write e.g. \"public, max-age=3600\"".into()),
+            );
+            None
+        }
+    });
+    Some(crate::content::files::FilesConfig {
+        root,
+        index,
+        listing: raw.listing.unwrap_or(false),
+        precompressed: raw.precompressed.unwrap_or(false),
+        hidden: raw.hidden.unwrap_or(false),
+        cache_control,
+    })
+}

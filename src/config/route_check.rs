@@ -39,6 +39,7 @@ pub(super) fn check_routes(
             listener,
             route: &name,
             pools,
+            base,
         };
         let conditions = checker.conditions(r, problems);
         let Some(action) = checker.action(r, span.clone(), problems) else {
@@ -51,7 +52,10 @@ pub(super) fn check_routes(
                 Some("give each route a distinct `name`".into()),
             );
         }
-        if matches!(action, RouteAction::Redirect(_) | RouteAction::Respond(_)) {
+        if matches!(
+            action,
+            RouteAction::Redirect(_) | RouteAction::Respond(_) | RouteAction::Files(_)
+        ) {
             let useless = [
                 (
                     "request_headers",
@@ -147,6 +151,8 @@ struct RouteCheck<'a> {
     listener: &'a str,
     route: &'a str,
     pools: &'a [PoolConfig],
+    /// The config file's directory (relative paths start there).
+    base: &'a std::path::Path,
 }
 
 impl RouteCheck<'_> {
@@ -347,13 +353,14 @@ impl RouteCheck<'_> {
             r.split.is_some(),
             r.redirect.is_some(),
             r.respond.is_some(),
+            r.files.is_some(),
         ];
         match given.iter().filter(|g| **g).count() {
             0 => {
                 problems.add(
                     span,
                     format!("route `{}` does nothing", self.route),
-                    Some("give it one of `pool`, `split`, `redirect` or `respond`".into()),
+                    Some("give it one of `pool`, `split`, `redirect`, `respond` or `files`".into()),
                 );
                 return None;
             }
@@ -362,7 +369,10 @@ impl RouteCheck<'_> {
                 problems.add(
                     span,
                     format!("route `{}` has more than one action", self.route),
-                    Some("a route does one of `pool`, `split`, `redirect` or `respond`".into()),
+                    Some(
+                        "a route does one of `pool`, `split`, `redirect`, `respond` or `files`"
+                            .into(),
+                    ),
                 );
                 return None;
             }
@@ -383,6 +393,9 @@ impl RouteCheck<'_> {
         if let Some(redirect) = &r.redirect {
             return super::route_actions::redirect(redirect, r, self.route, problems)
                 .map(RouteAction::Redirect);
+        }
+        if let Some(files) = &r.files {
+            return super::route_actions::files(files, self.base, problems).map(RouteAction::Files);
         }
         r.respond.as_ref().and_then(|respond| {
             super::route_actions::respond(respond, problems).map(RouteAction::Respond)
@@ -475,7 +488,10 @@ impl RouteCheck<'_> {
             );
             return None;
         }
-        self.forwards(r, p.span(), "strip_prefix", problems);
+        // A files route looks paths up without the prefix.
+        if r.files.is_none() {
+            self.forwards(r, p.span(), "strip_prefix", problems);
+        }
         Some(p.get_ref().clone())
     }
 
@@ -522,7 +538,7 @@ impl RouteCheck<'_> {
         key: &str,
         problems: &mut Problems<'_>,
     ) {
-        if r.redirect.is_some() || r.respond.is_some() {
+        if r.redirect.is_some() || r.respond.is_some() || r.files.is_some() {
             problems.add(
                 span,
                 format!("`{key}` has no effect on a route that answers by itself"),

@@ -50,6 +50,19 @@ pub struct RawRoute {
     pub basic_auth: Option<Spanned<RawBasicAuth>>,
     pub forward_auth: Option<Spanned<RawForwardAuth>>,
     pub compression: Option<Spanned<super::compression::RawCompression>>,
+    pub files: Option<Spanned<RawFiles>>,
+}
+
+/// A route's `files` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFiles {
+    pub root: Spanned<String>,
+    pub index: Option<OneOrMany>,
+    pub listing: Option<bool>,
+    pub precompressed: Option<bool>,
+    pub hidden: Option<bool>,
+    pub cache_control: Option<Spanned<String>>,
 }
 
 /// A route's `forward_auth` as written.
@@ -346,6 +359,8 @@ pub enum RouteAction {
     Redirect(Redirect),
     /// Answer with a fixed response.
     Respond(FixedResponse),
+    /// Serve files from a directory.
+    Files(crate::content::files::FilesConfig),
 }
 
 /// What keeps a client on its side of a split.

@@ -6,4 +6,5 @@
 
 pub mod coding;
 pub mod encoder;
+pub mod files;
 mod gzip;

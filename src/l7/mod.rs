@@ -13,6 +13,7 @@ mod buffers;
 pub mod chunked;
 mod encoded;
 mod exchange;
+mod files;
 pub mod http2;
 mod parked;
 pub mod proxy;

@@ -317,13 +317,14 @@ impl Conn {
                             BodyFraming::Length(n) => Some(n),
                             _ => None,
                         };
-                        let (decision, admitted) = pipeline::admit::admit(
+                        let (mut decision, admitted) = pipeline::admit::admit(
                             &self.frontend,
                             decision,
                             &parsed,
                             declared,
                             tls,
                         );
+                        pipeline::files(&self.frontend, &mut decision, &parsed);
                         if self.out.capacity() == 0 {
                             self.out = super::buffers::take_vec();
                         }
@@ -494,6 +495,14 @@ impl Conn {
             let written = self.write_client(&out).await;
             self.out = out;
             written?;
+            return Ok(keep);
+        }
+        if let Decision::Files {
+            answer: Some(answer),
+            ..
+        } = &decision
+        {
+            self.send_file(answer, head.is_head, keep).await?;
             return Ok(keep);
         }
         let mut reply = match &decision {

@@ -58,6 +58,14 @@ pub enum Decision {
     },
     /// Answer with route `.0`'s fixed response.
     Respond(usize),
+    /// Serve route `route`'s files: the answer is made once the request is admitted
+    /// ([`files`]).
+    Files {
+        /// The route.
+        route: usize,
+        /// The answer.
+        answer: Option<Box<crate::content::files::FileAnswer>>,
+    },
     /// No route matched and there is no default pool: 404.
     NotFound,
     /// The route's auth service refused it: its answer is the client's.
@@ -81,7 +89,9 @@ impl Decision {
     pub fn route(&self) -> Option<usize> {
         match self {
             Decision::Forward(f) => f.route,
-            Decision::Redirect { route, .. } | Decision::Respond(route) => Some(*route),
+            Decision::Redirect { route, .. }
+            | Decision::Respond(route)
+            | Decision::Files { route, .. } => Some(*route),
             Decision::NotFound => None,
             Decision::Refuse { route, .. } | Decision::Denied { route, .. } => *route,
         }
@@ -106,6 +116,16 @@ pub struct Forward {
     pub stick_key: Option<u64>,
     /// What the client takes, when the route compresses responses (see [`compress`]).
     pub accepted: Option<compress::Accepted>,
+}
+
+/// The files phase, after admission: a request for a `files` route gets its answer
+/// (the file opened, its headers decided; see `content::files`).
+pub fn files<V: RequestView + ?Sized>(frontend: &Frontend, decision: &mut Decision, req: &V) {
+    if let Decision::Files { route, answer } = decision
+        && let Some((config, strip)) = frontend.routes.routes()[*route].files()
+    {
+        *answer = Some(Box::new(crate::content::files::answer(config, strip, req)));
+    }
 }
 
 /// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
@@ -147,6 +167,10 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
             location,
         },
         Target::Respond => Decision::Respond(selected.route.unwrap_or(0)),
+        Target::Files => Decision::Files {
+            route: selected.route.unwrap_or(0),
+            answer: None,
+        },
         Target::NotFound => Decision::NotFound,
     }
 }

@@ -93,6 +93,7 @@ enum Action {
     Split(Split),
     Redirect(Redirect),
     Respond(FixedResponse),
+    Files(crate::content::files::FilesConfig),
 }
 
 #[derive(Debug)]
@@ -138,6 +139,8 @@ pub enum Target {
     },
     /// Answer with the route's fixed response.
     Respond,
+    /// Serve the route's files.
+    Files,
     /// No route matched and the listener has no default pool: 404.
     NotFound,
 }
@@ -237,6 +240,7 @@ impl Route {
             }),
             RouteAction::Redirect(r) => Action::Redirect(r.clone()),
             RouteAction::Respond(f) => Action::Respond(f.clone()),
+            RouteAction::Files(f) => Action::Files(f.clone()),
         };
         Route {
             name: c.name.as_str().into(),
@@ -278,6 +282,7 @@ impl Route {
                 location: rules::location(r, self.prefix.as_deref(), req, tls),
             },
             Action::Respond(_) => Target::Respond,
+            Action::Files(_) => Target::Files,
         }
     }
 
@@ -289,6 +294,21 @@ impl Route {
     /// Whether it splits traffic between pools.
     pub fn is_split(&self) -> bool {
         matches!(self.action, Action::Split(_))
+    }
+
+    /// The files of a `files` route, and the prefix removed from paths before they
+    /// are looked up (`strip_prefix`).
+    pub fn files(&self) -> Option<(&crate::content::files::FilesConfig, Option<&[u8]>)> {
+        match &self.action {
+            Action::Files(f) => Some((
+                f,
+                match &self.rewrite {
+                    PathRewrite::Strip(p) => Some(&p[..]),
+                    _ => None,
+                },
+            )),
+            _ => None,
+        }
     }
 
     /// The fixed response of a `respond` route.

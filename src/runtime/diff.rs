@@ -135,6 +135,7 @@ fn route_text(c: &Config, r: &crate::config::routes::RouteConfig) -> String {
         RouteAction::Split { key, .. } => format!("{key:?}"),
         RouteAction::Redirect(x) => format!("{x:?}"),
         RouteAction::Respond(x) => format!("{x:?}"),
+        RouteAction::Files(x) => format!("{x:?}"),
         RouteAction::Pool(_) => String::new(),
     };
     plain.action = RouteAction::Pool(0);
@@ -166,6 +167,7 @@ fn action_text(c: &Config, a: &crate::config::routes::RouteAction) -> String {
         }
         RouteAction::Redirect(r) => format!("redirect {}", r.status),
         RouteAction::Respond(f) => format!("respond {}", f.status),
+        RouteAction::Files(f) => format!("files {}", f.root.display()),
     }
 }
 

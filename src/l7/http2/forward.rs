@@ -156,6 +156,7 @@ async fn handle(
     let decision = pipeline::route(frontend, &view, tls);
     let (mut decision, mut admitted) =
         pipeline::admit::admit(frontend, decision, &view, declared_length(&req), tls);
+    pipeline::files(frontend, &mut decision, &view);
     // Credentials the cache did not know are verified off the worker thread, or the
     // route's auth service is asked.
     if admitted.must_verify() {
@@ -187,6 +188,15 @@ async fn handle(
             trace.route = Some(route);
             return Ok(match frontend.routes.routes()[route].fixed_response() {
                 Some(f) => reply(&Reply::fixed(f.status, &f.body, &f.content_type)),
+                None => reply(&Reply::error(&NO_ROUTE, None)),
+            });
+        }
+        Decision::Files { route, answer } => {
+            trace.route = Some(route);
+            return Ok(match answer {
+                Some(answer) => {
+                    super::files::response(*answer, req.method() == hyper::Method::HEAD)
+                }
                 None => reply(&Reply::error(&NO_ROUTE, None)),
             });
         }

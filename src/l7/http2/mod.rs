@@ -18,6 +18,7 @@
 //! ends in GOAWAY; floods of SETTINGS or PING frames close the connection ([`flood`]).
 
 mod activity;
+mod files;
 pub mod flood;
 mod forward;
 mod grpc;

@@ -1,0 +1,140 @@
+//! The HTTP/1.1 engine's side of static files: writes a `content::files::FileAnswer`,
+//! its head then its pieces. On plain TCP the file's bytes go from the page cache to the
+//! socket with `sendfile(2)`, never through Fulcrum's buffers; over TLS they are read
+//! into one buffer at a time and encrypted.
+
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use tokio::io::Interest;
+
+use super::proxy::{Conn, write_timed};
+use crate::content::files::{FileAnswer, Piece};
+use crate::pipeline::error::{Error, status_title};
+use crate::tls::Stream;
+
+/// Bytes read per step when the file is encrypted (TLS).
+const STEP: usize = 64 * 1024;
+
+impl Conn {
+    /// Sends `answer`: the head (with `Connection: close` unless `keep`), and the body
+    /// unless `head_only`.
+    pub(super) async fn send_file(
+        &mut self,
+        answer: &FileAnswer,
+        head_only: bool,
+        keep: bool,
+    ) -> Result<(), Error> {
+        self.status = answer.status;
+        self.out.clear();
+        let _ = write!(
+            self.out,
+            "HTTP/1.1 {} {}\r\n",
+            answer.status,
+            status_title(answer.status)
+        );
+        for (name, value) in &answer.headers {
+            let _ = write!(self.out, "{name}: {value}\r\n");
+        }
+        if let Some(n) = answer.length {
+            let _ = write!(self.out, "Content-Length: {n}\r\n");
+        }
+        if !keep {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_client(&out).await;
+        self.out = out;
+        written?;
+        if head_only {
+            return Ok(());
+        }
+        for piece in &answer.body {
+            match piece {
+                Piece::Bytes(b) => self.write_client(b).await?,
+                Piece::File(offset, len) => {
+                    let Some(file) = &answer.file else {
+                        return Err(Error::client_gone());
+                    };
+                    self.bytes_out += len;
+                    match &mut self.client {
+                        Stream::Tcp(tcp) => {
+                            sendfile(tcp, file, *offset, *len, self.frontend.timeouts.idle).await?
+                        }
+                        _ => self.copy_file(file, *offset, *len).await?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes of `file` from `offset` and writes them, a step at a time.
+    async fn copy_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        let idle = self.frontend.timeouts.idle;
+        let mut buf = std::mem::take(&mut self.out);
+        let mut at = offset;
+        let end = offset + len;
+        let result = async {
+            while at < end {
+                buf.resize(STEP.min((end - at) as usize), 0);
+                let n = file
+                    .read_at(&mut buf, at)
+                    .map_err(|_| Error::client_gone())?;
+                if n == 0 {
+                    // The file shrank under us: the client sees a short body.
+                    return Err(Error::client_gone());
+                }
+                write_timed(&mut self.client, &buf[..n], idle).await?;
+                at += n as u64;
+            }
+            Ok(())
+        }
+        .await;
+        buf.clear();
+        self.out = buf;
+        result
+    }
+}
+
+/// `sendfile(2)` of `len` bytes of `file` from `offset` to the socket, waiting for it to
+/// be writable whenever its buffer is full.
+async fn sendfile(
+    tcp: &mut tokio::net::TcpStream,
+    file: &std::fs::File,
+    offset: u64,
+    len: u64,
+    idle: std::time::Duration,
+) -> Result<(), Error> {
+    let mut off = offset as libc::off_t;
+    let end = (offset + len) as libc::off_t;
+    let (socket, fd) = (tcp.as_raw_fd(), file.as_raw_fd());
+    while off < end {
+        let count = ((end - off) as usize).min(1 << 30);
+        let step = tcp.async_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the call; `off` is ours.
+            let n = unsafe { libc::sendfile(socket, fd, &mut off, count) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        let sent = match tokio::time::timeout(idle, step).await {
+            Ok(Ok(n)) => n,
+            _ => return Err(Error::client_gone()),
+        };
+        if sent == 0 {
+            // The file shrank under us.
+            return Err(Error::client_gone());
+        }
+    }
+    Ok(())
+}

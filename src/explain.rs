@@ -217,7 +217,7 @@ fn decision(frontend: &Frontend, view: &View<'_>, tls: bool, live: bool, out: &m
             let r = &frontend.routes.routes()[route];
             let root = r
                 .files()
-                .map_or_else(String::new, |(f, _)| f.root.display().to_string());
+                .map_or_else(String::new, |(f, _)| f.config.root.display().to_string());
             out.push(format!(
                 "decision: serve files from {root} (route `{}`)",
                 r.name

@@ -17,6 +17,9 @@ use crate::tls::Stream;
 /// Bytes read per step when the file is encrypted (TLS).
 const STEP: usize = 64 * 1024;
 
+/// Bodies up to this size are read and sent with the head in one write.
+const SMALL: u64 = 32 * 1024;
+
 impl Conn {
     /// Sends `answer`: the head (with `Connection: close` unless `keep`), and the body
     /// unless `head_only`.
@@ -44,11 +47,16 @@ impl Conn {
             self.out.extend_from_slice(b"Connection: close\r\n");
         }
         self.out.extend_from_slice(b"\r\n");
+        // A small body goes with the head, in one write (one packet).
+        let small = !head_only && answer.length.is_some_and(|n| n <= SMALL);
+        if small && !self.inline_body(answer) {
+            return Err(Error::client_gone());
+        }
         let out = std::mem::take(&mut self.out);
         let written = self.write_client(&out).await;
         self.out = out;
         written?;
-        if head_only {
+        if head_only || small {
             return Ok(());
         }
         for piece in &answer.body {
@@ -69,6 +77,31 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Appends the whole body of `answer` to `out`; false if the file came up short.
+    fn inline_body(&mut self, answer: &FileAnswer) -> bool {
+        for piece in &answer.body {
+            match piece {
+                Piece::Bytes(b) => self.out.extend_from_slice(b),
+                Piece::File(offset, len) => {
+                    let Some(file) = &answer.file else {
+                        return false;
+                    };
+                    let at = self.out.len();
+                    let len = *len as usize;
+                    self.out.resize(at + len, 0);
+                    let mut done = 0;
+                    while done < len {
+                        match file.read_at(&mut self.out[at + done..], offset + done as u64) {
+                            Ok(n) if n > 0 => done += n,
+                            _ => return false,
+                        }
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Reads `len` bytes of `file` from `offset` and writes them, a step at a time.

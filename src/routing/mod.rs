@@ -93,7 +93,7 @@ enum Action {
     Split(Split),
     Redirect(Redirect),
     Respond(FixedResponse),
-    Files(crate::content::files::FilesConfig),
+    Files(crate::content::files::Files),
 }
 
 #[derive(Debug)]
@@ -240,7 +240,7 @@ impl Route {
             }),
             RouteAction::Redirect(r) => Action::Redirect(r.clone()),
             RouteAction::Respond(f) => Action::Respond(f.clone()),
-            RouteAction::Files(f) => Action::Files(f.clone()),
+            RouteAction::Files(f) => Action::Files(crate::content::files::Files::new(f)),
         };
         Route {
             name: c.name.as_str().into(),
@@ -298,7 +298,7 @@ impl Route {
 
     /// The files of a `files` route, and the prefix removed from paths before they
     /// are looked up (`strip_prefix`).
-    pub fn files(&self) -> Option<(&crate::content::files::FilesConfig, Option<&[u8]>)> {
+    pub fn files(&self) -> Option<(&crate::content::files::Files, Option<&[u8]>)> {
         match &self.action {
             Action::Files(f) => Some((
                 f,

@@ -87,12 +87,38 @@ const SIBLINGS: [(Coding, &str); 3] = [
     (Coding::Gzip, "gz"),
 ];
 
-/// Answers `req` from `config` (`strip`: the route's prefix removed from the path).
-pub fn answer<V: RequestView + ?Sized>(
-    config: &FilesConfig,
-    strip: Option<&[u8]>,
-    req: &V,
-) -> FileAnswer {
+/// A `files` route's settings with its root directory kept open.
+#[derive(Debug)]
+pub struct Files {
+    /// The settings.
+    pub config: FilesConfig,
+    root: path::Root,
+}
+
+impl Files {
+    /// Opens the root of `config`.
+    pub fn new(config: &FilesConfig) -> Files {
+        Files {
+            root: path::Root::new(&config.root),
+            config: config.clone(),
+        }
+    }
+}
+
+/// `rel` followed by `suffix` (a sibling's extension) or by `/name` (an index file).
+fn with(rel: &[u8], sep: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rel.len() + sep.len() + name.len());
+    out.extend_from_slice(rel);
+    if !rel.is_empty() {
+        out.extend_from_slice(sep);
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+/// Answers `req` from `files` (`strip`: the route's prefix removed from the path).
+pub fn answer<V: RequestView + ?Sized>(files: &Files, strip: Option<&[u8]>, req: &V) -> FileAnswer {
+    let config = &files.config;
     let method = req.method();
     let is_head = method == b"HEAD";
     if method != b"GET" && !is_head {
@@ -105,15 +131,18 @@ pub fn answer<V: RequestView + ?Sized>(
     }
     let full = req.path();
     let path = strip.and_then(|p| full.strip_prefix(p)).unwrap_or(full);
-    let (joined, slash) = match path::join(&config.root, path, config.hidden) {
-        Ok(j) => j,
+    let (mut rel, slash) = match path::relative(path, config.hidden) {
+        Ok(r) => r,
         Err(path::Refused::Bad) => return FileAnswer::status(400, "400 Bad Request: invalid path"),
         Err(path::Refused::NotFound) => return not_found(),
     };
-    let Ok(meta) = std::fs::metadata(&joined) else {
+    let Ok(mut file) = files.root.open(&rel) else {
         return not_found();
     };
-    let file_path = if meta.is_dir() {
+    let Ok(mut meta) = file.metadata() else {
+        return not_found();
+    };
+    if meta.is_dir() {
         if !slash {
             let mut location = String::from_utf8_lossy(full).into_owned();
             location.push('/');
@@ -125,69 +154,51 @@ pub fn answer<V: RequestView + ?Sized>(
             a.headers.push(("Location", location));
             return a;
         }
-        match config
-            .index
-            .iter()
-            .map(|i| joined.join(i))
-            .find(|p| p.is_file())
-        {
-            Some(index) => index,
+        let index = config.index.iter().find_map(|name| {
+            let candidate = with(&rel, b"/", name.as_bytes());
+            let f = files.root.open(&candidate).ok()?;
+            let m = f.metadata().ok().filter(|m| m.is_file())?;
+            Some((candidate, f, m))
+        });
+        match index {
+            Some((candidate, f, m)) => {
+                rel = candidate;
+                file = f;
+                meta = m;
+            }
             None if config.listing => {
-                return match path::resolve(&config.root, &joined) {
-                    Ok(dir) => listing::answer(&dir, full, config.hidden),
-                    Err(_) => not_found(),
-                };
+                use std::os::unix::ffi::OsStrExt;
+                let dir = files.root.path.join(std::ffi::OsStr::from_bytes(&rel));
+                return listing::answer(&dir, full, config.hidden);
             }
             None => return FileAnswer::status(403, "403 Forbidden: no index file"),
         }
-    } else {
-        joined
-    };
-    let Ok(real) = path::resolve(&config.root, &file_path) else {
+    }
+    if !meta.is_file() {
         return not_found();
-    };
-    let name = real
-        .file_name()
-        .map(|n| {
-            use std::os::unix::ffi::OsStrExt;
-            n.as_bytes().to_vec()
-        })
-        .unwrap_or_default();
-    let content_type = mime::content_type(&name);
+    }
+    let name = rel.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let content_type = mime::content_type(name);
     let mut encoding = None;
-    let mut opened = None;
     if config.precompressed {
         let accept: Vec<&[u8]> = req.header_values("accept-encoding").collect();
         for (c, suffix) in SIBLINGS {
             if coding::negotiate(accept.iter().copied(), &[c]).is_none() {
                 continue;
             }
-            let mut sibling = real.clone().into_os_string();
-            sibling.push(".");
-            sibling.push(suffix);
-            let sibling = PathBuf::from(sibling);
-            if let Ok(sibling) = path::resolve(&config.root, &sibling)
-                && let Ok(f) = File::open(&sibling)
-                && f.metadata().is_ok_and(|m| m.is_file())
+            let mut sibling = rel.clone();
+            sibling.push(b'.');
+            sibling.extend_from_slice(suffix.as_bytes());
+            if let Ok(f) = files.root.open(&sibling)
+                && let Ok(m) = f.metadata()
+                && m.is_file()
             {
                 encoding = Some(c);
-                opened = Some(f);
+                file = f;
+                meta = m;
                 break;
             }
         }
-    }
-    let file = match opened {
-        Some(f) => f,
-        None => match File::open(&real) {
-            Ok(f) => f,
-            Err(_) => return not_found(),
-        },
-    };
-    let Ok(meta) = file.metadata() else {
-        return not_found();
-    };
-    if !meta.is_file() {
-        return not_found();
     }
     let size = meta.len();
     let modified = meta
@@ -197,7 +208,7 @@ pub fn answer<V: RequestView + ?Sized>(
         .map_or(0, |d| d.as_secs());
     let etag = match encoding {
         // Each representation has its own tag.
-        Some(c) => conditional::etag(modified, size).replacen('"', &format!("\"{}-", c.token()), 1),
+        Some(c) => format!("\"{}-{modified:x}-{size:x}\"", c.token()),
         None => conditional::etag(modified, size),
     };
     let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(8);
@@ -264,28 +275,7 @@ pub fn answer<V: RequestView + ?Sized>(
             ));
             (206, vec![Piece::File(start, len)], len)
         }
-        Ranges::Some(r) => {
-            let boundary = format!("{:016x}", fastrand::u64(..));
-            headers.push((
-                "Content-Type",
-                format!("multipart/byteranges; boundary={boundary}"),
-            ));
-            let mut body = Vec::with_capacity(r.len() * 2 + 1);
-            let mut length = 0;
-            for (start, len) in r {
-                let head = format!(
-                    "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{}/{size}\r\n\r\n",
-                    start + len - 1
-                );
-                length += head.len() as u64 + len;
-                body.push(Piece::Bytes(head.into_bytes()));
-                body.push(Piece::File(start, len));
-            }
-            let end = format!("\r\n--{boundary}--\r\n");
-            length += end.len() as u64;
-            body.push(Piece::Bytes(end.into_bytes()));
-            (206, body, length)
-        }
+        Ranges::Some(r) => multipart(&r, size, content_type, &mut headers),
     };
     FileAnswer {
         status,
@@ -294,6 +284,35 @@ pub fn answer<V: RequestView + ?Sized>(
         body,
         length: Some(length),
     }
+}
+
+/// The body of a `multipart/byteranges` answer to several ranges, and its length.
+fn multipart(
+    ranges: &[(u64, u64)],
+    size: u64,
+    content_type: &str,
+    headers: &mut Vec<(&'static str, String)>,
+) -> (u16, Vec<Piece>, u64) {
+    let boundary = format!("{:016x}", fastrand::u64(..));
+    headers.push((
+        "Content-Type",
+        format!("multipart/byteranges; boundary={boundary}"),
+    ));
+    let mut body = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut length = 0;
+    for &(start, len) in ranges {
+        let head = format!(
+            "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{}/{size}\r\n\r\n",
+            start + len - 1
+        );
+        length += head.len() as u64 + len;
+        body.push(Piece::Bytes(head.into_bytes()));
+        body.push(Piece::File(start, len));
+    }
+    let end = format!("\r\n--{boundary}--\r\n");
+    length += end.len() as u64;
+    body.push(Piece::Bytes(end.into_bytes()));
+    (206, body, length)
 }
 
 fn not_found() -> FileAnswer {

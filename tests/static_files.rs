@@ -35,6 +35,8 @@ fn site(dir: &Path) {
     std::fs::write(dir.join("secret.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(dir.join("secret.txt"), www.join("escape.txt")).unwrap();
     std::os::unix::fs::symlink(dir, www.join("up")).unwrap();
+    // A relative symlink that stays inside is served.
+    std::os::unix::fs::symlink("docs/index.html", www.join("alias.html")).unwrap();
 }
 
 fn brotli_of(data: &[u8]) -> Vec<u8> {
@@ -228,6 +230,11 @@ fn no_path_leaves_the_root() {
             );
         }
     }
+    let (status, _, body) = get(&[&f.url("/site/alias.html")]);
+    assert_eq!(
+        (status.as_str(), &body[..]),
+        ("200", &b"<h1>docs</h1>\n"[..])
+    );
     // The listing shows neither hidden entries nor anything above the root.
     let (status, _, body) = get(&[&f.url("/site/")]);
     assert_eq!(status, "200");

@@ -4,3 +4,5 @@
 
 pub mod directives;
 pub mod freshness;
+pub mod key;
+pub mod store;

@@ -113,6 +113,27 @@ pub(super) fn check_routes(
                 problems,
             ),
             request_limits: super::request_limits::check(r, base, problems),
+            decompress_requests: r.decompress_requests.as_ref().and_then(|d| {
+                use super::routes::RawDecompress;
+                match d.get_ref() {
+                    RawDecompress::On(false) => None,
+                    RawDecompress::On(true) => Some(super::routes::DEFAULT_DECOMPRESSED_MAX),
+                    RawDecompress::Bounded { max_size } => {
+                        let bytes = match max_size {
+                            super::raw::RawSize::Bytes(n) => u64::try_from(*n).ok(),
+                            super::raw::RawSize::Text(t) => super::units::parse_size(t),
+                        };
+                        if bytes.is_none_or(|b| b == 0) {
+                            problems.add(
+                                d.span(),
+                                "`decompress_requests.max_size` is not a size",
+                                Some("write bytes or a size with a unit: \"16m\"".into()),
+                            );
+                        }
+                        bytes
+                    }
+                }
+            }),
             compression: match &r.compression {
                 Some(own) => super::compression::check(Some(own), problems),
                 None => compression.cloned(),

@@ -51,7 +51,19 @@ pub struct RawRoute {
     pub forward_auth: Option<Spanned<RawForwardAuth>>,
     pub compression: Option<Spanned<super::compression::RawCompression>>,
     pub files: Option<Spanned<RawFiles>>,
+    pub decompress_requests: Option<Spanned<RawDecompress>>,
 }
+
+/// A route's `decompress_requests` as written: `true`, or `{ max_size = SIZE }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawDecompress {
+    On(bool),
+    Bounded { max_size: super::raw::RawSize },
+}
+
+/// Decoded request bodies are at most this large unless a route says otherwise.
+pub const DEFAULT_DECOMPRESSED_MAX: u64 = 16 << 20;
 
 /// A route's `files` as written.
 #[derive(Debug, Deserialize)]
@@ -219,6 +231,8 @@ pub struct RouteConfig {
     pub request_limits: RequestLimits,
     /// Response compression (its own, else the listener's; `None`: none).
     pub compression: Option<super::compression::Compression>,
+    /// Request bodies sent compressed are decoded, up to this many bytes.
+    pub decompress_requests: Option<u64>,
 }
 
 /// A route's bounds on the request itself, checked once the head is read.

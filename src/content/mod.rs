@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod coding;
+pub mod decoder;
 pub mod encoder;
 pub mod files;
 mod gzip;

@@ -30,6 +30,82 @@ impl Conn {
         }
     }
 
+    /// Reads the whole request body (framed by `framing`), decodes it from `coding` (at
+    /// most `max` bytes, else 413) and puts it in `out` after the head, whose
+    /// `Content-Encoding` and framing headers become one `Content-Length`.
+    pub(super) async fn decode_request_body(
+        &mut self,
+        framing: super::request::BodyFraming,
+        coding: crate::content::coding::Coding,
+        max: u64,
+    ) -> Result<(), Error> {
+        use super::request::BodyFraming;
+        let too_large = || {
+            Error::client(
+                413,
+                "the request body decodes to more than the route allows",
+            )
+        };
+        let idle = self.frontend.timeouts.idle;
+        let mut encoded = Vec::new();
+        let mut decoder = (framing == BodyFraming::Chunked).then(|| ChunkedDecoder::new(false));
+        let mut remaining = match framing {
+            BodyFraming::Length(n) if n > max => return Err(too_large()),
+            BodyFraming::Length(n) => n,
+            _ => u64::MAX,
+        };
+        loop {
+            let done = if let Some(d) = decoder.as_mut() {
+                let used = d
+                    .feed(&self.cbuf, &mut encoded)
+                    .map_err(|_| Error::bad_request("invalid chunked body"))?;
+                self.cbuf.advance(used);
+                self.bytes_in += used as u64;
+                d.is_done()
+            } else {
+                let take = (self.cbuf.len() as u64).min(remaining) as usize;
+                encoded.extend_from_slice(&self.cbuf[..take]);
+                self.cbuf.advance(take);
+                self.bytes_in += take as u64;
+                remaining -= take as u64;
+                remaining == 0
+            };
+            if encoded.len() as u64 > max {
+                return Err(too_large());
+            }
+            if done {
+                break;
+            }
+            self.cbuf.reserve(READ_CHUNK);
+            match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(Error::client_gone()),
+                Err(_) => return Err(Error::client(408, "the request body stalled")),
+            }
+        }
+        let plain =
+            crate::content::decoder::decode(coding, &encoded, max).map_err(|e| match e {
+                crate::content::decoder::DecodeError::TooLarge => too_large(),
+                crate::content::decoder::DecodeError::Invalid => {
+                    Error::bad_request("the request body is not valid in its Content-Encoding")
+                }
+            })?;
+        for name in [
+            &b"Content-Encoding"[..],
+            b"Content-Length",
+            b"Transfer-Encoding",
+        ] {
+            crate::headers::remove_lines(&mut self.out, name);
+        }
+        // The head ends with an empty line: the length goes before it.
+        self.out.truncate(self.out.len() - 2);
+        self.out.extend_from_slice(b"Content-Length: ");
+        crate::headers::put_decimal(&mut self.out, plain.len() as u64);
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.out.extend_from_slice(&plain);
+        Ok(())
+    }
+
     /// Streams the rest of the request body from the client to the backend.
     pub(super) async fn stream_request_body(
         &mut self,

@@ -45,10 +45,26 @@ impl Conn {
     /// Returns whether the client connection stays open for another request.
     pub(super) async fn exchange(
         &mut self,
-        head: RequestHead,
+        mut head: RequestHead,
         fwd: &Forward,
     ) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
+        if let Some((coding, max)) = fwd.decoding(&self.frontend)
+            && head.body != BodyFraming::Empty
+        {
+            // The route decodes compressed request bodies: read, decoded, then sent
+            // whole (and so repeatable).
+            if head.expect_continue && self.cbuf.is_empty() {
+                self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            }
+            if let Err(e) = self.decode_request_body(head.body, coding, max).await {
+                if e.status == 413 {
+                    self.trail.refused = Some(("denied", "body"));
+                }
+                return Err(e);
+            }
+            head.body = BodyFraming::Empty;
+        }
 
         // Whatever part of the body has already arrived is validated before any backend
         // is contacted, so a malformed body usually never reaches one.

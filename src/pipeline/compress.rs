@@ -38,6 +38,17 @@ pub fn accepted<V: RequestView + ?Sized>(
     )))
 }
 
+/// The coding of a request body Fulcrum can decode: one `Content-Encoding` naming one
+/// coding it knows (none, several, or an unknown one: the body passes as it is).
+pub fn request_coding<V: RequestView + ?Sized>(req: &V) -> Option<Coding> {
+    let mut values = req.header_values("content-encoding");
+    let value = values.next()?;
+    if values.next().is_some() || value.contains(&b',') {
+        return None;
+    }
+    Coding::from_token(std::str::from_utf8(value).ok()?.trim())
+}
+
 /// A route's compression settings with what the client takes.
 #[derive(Debug, Clone, Copy)]
 pub struct Offer<'a> {

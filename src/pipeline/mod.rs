@@ -116,6 +116,9 @@ pub struct Forward {
     pub stick_key: Option<u64>,
     /// What the client takes, when the route compresses responses (see [`compress`]).
     pub accepted: Option<compress::Accepted>,
+    /// The request body is compressed with this coding and the route decodes it
+    /// (`decompress_requests`; see [`Forward::decoding`]).
+    pub decode: Option<crate::content::coding::Coding>,
 }
 
 /// The files phase, after admission: a request for a `files` route gets its answer
@@ -159,6 +162,9 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 sticky,
                 stick_key,
                 accepted: compress::accepted(compression, req),
+                decode: route
+                    .and_then(|r| r.decompress_requests)
+                    .and_then(|_| compress::request_coding(req)),
             })
         }
         Target::Redirect { status, location } => Decision::Redirect {
@@ -209,6 +215,11 @@ impl Forward {
             config,
             coding: accepted.0,
         })
+    }
+
+    /// The coding of a request body the route decodes, and the most it may decode to.
+    pub fn decoding(&self, frontend: &Frontend) -> Option<(crate::content::coding::Coding, u64)> {
+        Some((self.decode?, self.route(frontend)?.decompress_requests?))
     }
 
     /// The route's response header rules.

@@ -85,6 +85,8 @@ pub struct Route {
     pub forward_auth: Option<std::sync::Arc<crate::policy::forward_auth::ForwardAuth>>,
     /// Its response compression (its own, else its listener's).
     pub compression: Option<crate::config::compression::Compression>,
+    /// Request bodies sent compressed are decoded, up to this many bytes.
+    pub decompress_requests: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -267,6 +269,7 @@ impl Route {
                     .map(std::sync::Arc::new)
             }),
             compression: c.compression.clone(),
+            decompress_requests: c.decompress_requests,
         }
     }
 

@@ -242,13 +242,17 @@ async fn handle(
         .route
         .and_then(|i| frontend.routes.routes().get(i))
         .and_then(|r| r.request_limits.max_body_size);
-    let (req, oversize) = match max_body {
-        Some(max) => {
-            let over = Arc::new(Oversize::default());
-            let shared = Arc::clone(&over);
-            (req.map(|b| Upload::bounded(b, max, shared)), Some(over))
-        }
-        None => (req.map(Upload::new), None),
+    let (req, oversize) = match fwd.decoding(frontend) {
+        // The route decodes compressed request bodies: read, decoded, then sent whole.
+        Some((coding, max)) => (decode_body(req, coding, max, trace).await?, None),
+        None => match max_body {
+            Some(max) => {
+                let over = Arc::new(Oversize::default());
+                let shared = Arc::clone(&over);
+                (req.map(|b| Upload::bounded(b, max, shared)), Some(over))
+            }
+            None => (req.map(Upload::new), None),
+        },
     };
     let to = Upstream {
         fwd: &fwd,
@@ -267,6 +271,53 @@ async fn handle(
     // Its places under concurrency limits are given back with the response head.
     drop(admitted);
     result
+}
+
+/// `req` with its body read (at most `max` bytes), decoded from `coding` (at most `max`
+/// bytes) and its headers saying so.
+async fn decode_body(
+    req: Request<Incoming>,
+    coding: Coding,
+    max: u64,
+    trace: &mut Trace,
+) -> Result<Request<Upload>, Error> {
+    let too_large = || {
+        Error::client(
+            413,
+            "the request body decodes to more than the route allows",
+        )
+    };
+    let (mut parts, mut body) = req.into_parts();
+    let mut encoded = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(Error::client_gone());
+        };
+        if let Some(data) = frame.data_ref() {
+            encoded.extend_from_slice(data);
+        }
+        if encoded.len() as u64 > max {
+            trace.trail.refused = Some(("denied", "body"));
+            // The client's stream is read to its end while the 413 is sent.
+            trace.parked = Some(body);
+            return Err(too_large());
+        }
+    }
+    let plain = crate::content::decoder::decode(coding, &encoded, max).map_err(|e| match e {
+        crate::content::decoder::DecodeError::TooLarge => too_large(),
+        crate::content::decoder::DecodeError::Invalid => {
+            Error::bad_request("the request body is not valid in its Content-Encoding")
+        }
+    })?;
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
+    Ok(Request::from_parts(
+        parts,
+        Upload::ready(Bytes::from(plain)),
+    ))
 }
 
 /// The body length a request declares (`Content-Length`), if any.

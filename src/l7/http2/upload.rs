@@ -21,6 +21,8 @@ pub type UploadError = Box<dyn StdError + Send + Sync>;
 #[derive(Debug)]
 pub struct Upload {
     inner: Option<Incoming>,
+    /// A body read and changed already (decoded), sent as one frame.
+    ready: Option<Bytes>,
     /// The bound and the bytes seen so far, and what is set when it is passed.
     bound: Option<(u64, u64, Arc<Oversize>)>,
 }
@@ -60,6 +62,16 @@ impl Upload {
     pub fn new(inner: Incoming) -> Upload {
         Upload {
             inner: Some(inner),
+            ready: None,
+            bound: None,
+        }
+    }
+
+    /// A body that is all here.
+    pub fn ready(body: Bytes) -> Upload {
+        Upload {
+            inner: None,
+            ready: Some(body),
             bound: None,
         }
     }
@@ -68,6 +80,7 @@ impl Upload {
     pub fn bounded(inner: Incoming, max: u64, over: Arc<Oversize>) -> Upload {
         Upload {
             inner: Some(inner),
+            ready: None,
             bound: Some((max, 0, over)),
         }
     }
@@ -82,6 +95,9 @@ impl Body for Upload {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
         let this = self.get_mut();
+        if let Some(body) = this.ready.take() {
+            return Poll::Ready(Some(Ok(Frame::data(body))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -105,12 +121,15 @@ impl Body for Upload {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|i| i.is_end_stream())
+        self.ready.is_none() && self.inner.as_ref().is_none_or(|i| i.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(body) = &self.ready {
+            return SizeHint::with_exact(body.len() as u64);
+        }
         self.inner
             .as_ref()
-            .map_or_else(SizeHint::default, |i| i.size_hint())
+            .map_or_else(|| SizeHint::with_exact(0), |i| i.size_hint())
     }
 }

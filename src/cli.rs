@@ -614,5 +614,6 @@ pub fn single_pool_config(
             agent: None,
         }],
         rate_limits: Vec::new(),
+        caches: Vec::new(),
     }
 }

@@ -213,6 +213,13 @@ fn decision(frontend: &Frontend, view: &View<'_>, tls: bool, live: bool, out: &m
                 refusal.reason()
             ));
         }
+        Decision::Cached { route, .. } => {
+            let r = &frontend.routes.routes()[route];
+            out.push(format!(
+                "decision: answered from the cache (route `{}`)",
+                r.name
+            ));
+        }
         Decision::Files { route, .. } => {
             let r = &frontend.routes.routes()[route];
             let root = r

@@ -16,6 +16,7 @@ pub(super) fn check_listeners(
     raw: &RawConfig,
     pools: &[PoolConfig],
     rate_limits: &[super::rate_limits::RateLimitConfig],
+    caches: &[super::caches::CacheConfig],
     limits: Limits,
     base: &Path,
     problems: &mut Problems<'_>,
@@ -149,8 +150,11 @@ pub(super) fn check_listeners(
             super::route_check::check_routes(
                 &l.routes,
                 &name,
-                pools,
-                rate_limits,
+                &super::route_check::Named {
+                    pools,
+                    rate_limits,
+                    caches,
+                },
                 compression.as_ref(),
                 base,
                 problems,

@@ -7,6 +7,7 @@
 
 mod access;
 mod agent;
+pub mod caches;
 pub mod certs;
 pub mod compression;
 mod discovery;
@@ -69,6 +70,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// The named rate limits, in name order.
     pub rate_limits: Vec<rate_limits::RateLimitConfig>,
+    /// The response caches (`[caches.NAME]`), by name order.
+    pub caches: Vec<caches::CacheConfig>,
 }
 
 /// `[admin]`: where the admin listener listens, and who may change things through it.

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub pools: BTreeMap<Spanned<String>, RawPool>,
     #[serde(default)]
     pub rate_limits: BTreeMap<Spanned<String>, super::rate_limits::RawRateLimit>,
+    #[serde(default)]
+    pub caches: BTreeMap<Spanned<String>, super::caches::RawCache>,
 }
 
 /// `[admin]`: the admin listener (metrics).

@@ -15,16 +15,27 @@ use super::routes::{
 };
 use super::{HashKey, PoolConfig};
 
-/// Validates a listener's routes against the defined `pools`.
+/// What routes may name, defined elsewhere in the config.
+pub(super) struct Named<'a> {
+    /// The pools.
+    pub pools: &'a [PoolConfig],
+    /// The rate limits.
+    pub rate_limits: &'a [super::rate_limits::RateLimitConfig],
+    /// The caches.
+    pub caches: &'a [super::caches::CacheConfig],
+}
+
+/// Validates a listener's routes against what is defined (`compression`: the
+/// listener's, for routes without their own).
 pub(super) fn check_routes(
     raw: &[Spanned<RawRoute>],
     listener: &str,
-    pools: &[PoolConfig],
-    rate_limits: &[super::rate_limits::RateLimitConfig],
+    named: &Named<'_>,
     compression: Option<&super::compression::Compression>,
     base: &std::path::Path,
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
+    let (pools, rate_limits, caches) = (named.pools, named.rate_limits, named.caches);
     let found_before = problems.len();
     let mut out: Vec<RouteConfig> = Vec::with_capacity(raw.len());
     let mut spans = Vec::with_capacity(raw.len());
@@ -113,6 +124,18 @@ pub(super) fn check_routes(
                 problems,
             ),
             request_limits: super::request_limits::check(r, base, problems),
+            cache: r.cache.as_ref().and_then(|c| {
+                checker.forwards(r, c.span(), "cache", problems);
+                let found = caches.iter().position(|x| x.name == *c.get_ref());
+                if found.is_none() {
+                    problems.add(
+                        c.span(),
+                        format!("there is no cache `{}`", c.get_ref()),
+                        Some("define it in a [caches.NAME] table".into()),
+                    );
+                }
+                found
+            }),
             decompress_requests: r.decompress_requests.as_ref().and_then(|d| {
                 use super::routes::RawDecompress;
                 match d.get_ref() {

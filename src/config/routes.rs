@@ -52,6 +52,7 @@ pub struct RawRoute {
     pub compression: Option<Spanned<super::compression::RawCompression>>,
     pub files: Option<Spanned<RawFiles>>,
     pub decompress_requests: Option<Spanned<RawDecompress>>,
+    pub cache: Option<Spanned<String>>,
 }
 
 /// A route's `decompress_requests` as written: `true`, or `{ max_size = SIZE }`.
@@ -233,6 +234,8 @@ pub struct RouteConfig {
     pub compression: Option<super::compression::Compression>,
     /// Request bodies sent compressed are decoded, up to this many bytes.
     pub decompress_requests: Option<u64>,
+    /// The cache its responses are stored in (index into `Config::caches`).
+    pub cache: Option<usize>,
 }
 
 /// A route's bounds on the request itself, checked once the head is read.

@@ -78,8 +78,16 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         .map(|(name, pool)| check_pool(name, pool, base, &resolver, problems))
         .collect();
     let rate_limits = super::rate_limits::check(&raw.rate_limits, problems);
-    let listeners =
-        super::listeners::check_listeners(raw, &pools, &rate_limits, limits, base, problems);
+    let caches = super::caches::check(&raw.caches, problems);
+    let listeners = super::listeners::check_listeners(
+        raw,
+        &pools,
+        &rate_limits,
+        &caches,
+        limits,
+        base,
+        problems,
+    );
     Config {
         threads,
         access_log: super::logging::check(raw.access_log.as_ref(), base, problems),
@@ -101,6 +109,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         listeners,
         pools,
         rate_limits,
+        caches,
     }
 }
 

@@ -181,6 +181,7 @@ impl Conn {
                     let take = (self.ubuf.len() as u64).min(remaining) as usize;
                     if pending.is_empty() {
                         self.bytes_out += take as u64;
+                        super::cached::keep(&mut self.keeping, &self.ubuf[..take]);
                         write_timed(&mut self.client, &self.ubuf[..take], idle).await?;
                     } else {
                         pending.extend_from_slice(&self.ubuf[..take]);

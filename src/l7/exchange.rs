@@ -47,6 +47,7 @@ impl Conn {
         &mut self,
         mut head: RequestHead,
         fwd: &Forward,
+        fill: Option<Box<crate::pipeline::cache::Fill>>,
     ) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
         if let Some((coding, max)) = fwd.decoding(&self.frontend)
@@ -139,6 +140,9 @@ impl Conn {
             return self.tunnel(up, resp.head_len).await;
         }
         self.ubuf.advance(resp.head_len);
+        if let Some(fill) = fill {
+            self.begin_keeping(fill);
+        }
         std::mem::swap(&mut self.out, &mut self.rhead);
         let finished = match (resp.encode, fwd.offer(&frontend)) {
             (Some(coding), Some(offer)) => {
@@ -159,6 +163,7 @@ impl Conn {
                     .await?
             }
         };
+        self.end_keeping(finished);
         if resp.reusable
             && finished
             && self.ubuf.is_empty()

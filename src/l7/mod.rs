@@ -10,6 +10,7 @@
 
 mod body;
 mod buffers;
+mod cached;
 pub mod chunked;
 mod encoded;
 mod exchange;

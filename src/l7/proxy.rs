@@ -78,6 +78,8 @@ pub(super) struct Conn {
     http10: bool,
     /// The current request's client, when a trusted proxy in front named it.
     real_ip: Option<std::net::IpAddr>,
+    /// On a cache miss, the response being kept to be stored (see `cached`).
+    pub(super) keeping: Option<Box<super::cached::Keeping>>,
 }
 
 /// Serves one client connection until it closes, times out or errs.
@@ -148,6 +150,7 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
         h2_preface: false,
         http10: false,
         real_ip: None,
+        keeping: None,
     };
     let quiet = conn.run(first).await;
     conn.release_buffers();
@@ -189,7 +192,9 @@ enum Next {
     Fail(Error),
 }
 
-/// What reading the next request head gave.
+/// What reading the next request head gave: returned once per request and taken apart
+/// at once, so the size of its large variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Read {
     /// A request, where it goes, and its admission (places held under limits).
     Request(RequestHead, Decision, Admission),
@@ -251,16 +256,19 @@ impl Conn {
         }
         self.http10 = head.http10;
         let result = match decision {
-            Decision::Forward(fwd) => {
+            Decision::Forward(mut fwd) => {
+                let fill = fwd.fill.take();
                 self.pool = Some(Arc::clone(&fwd.pool));
                 if let Some(wait) = admitted.delay {
                     // Boxed: a rare path.
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
-                self.exchange(head, &fwd).await
+                self.exchange(head, &fwd, fill).await
             }
             other => self.answer(head, other).await,
         };
+        // A response kept for the cache but not finished is not stored.
+        self.keeping = None;
         if let Err(e) = &result
             && !e.is_silent()
         {
@@ -325,6 +333,12 @@ impl Conn {
                             tls,
                         );
                         pipeline::files(&self.frontend, &mut decision, &parsed);
+                        if let Some(lookup) =
+                            pipeline::cache(&self.frontend, &mut decision, &parsed)
+                        {
+                            // Boxed: only requests of routes with a cache wait here.
+                            Box::pin(lookup).await;
+                        }
                         if self.out.capacity() == 0 {
                             self.out = super::buffers::take_vec();
                         }
@@ -505,6 +519,10 @@ impl Conn {
             self.send_file(answer, head.is_head, keep).await?;
             return Ok(keep);
         }
+        if let Decision::Cached { hit, .. } = &decision {
+            self.send_cached(hit, head.is_head, keep).await?;
+            return Ok(keep);
+        }
         let mut reply = match &decision {
             Decision::Redirect {
                 status, location, ..
@@ -533,6 +551,7 @@ impl Conn {
     /// Writes `bytes` to the client (counted as the request's bytes out).
     pub(super) async fn write_client(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.bytes_out += bytes.len() as u64;
+        super::cached::keep(&mut self.keeping, bytes);
         write_timed(&mut self.client, bytes, self.frontend.timeouts.idle).await
     }
 

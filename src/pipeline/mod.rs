@@ -27,6 +27,7 @@
 //! these phases, written once here, not once per engine.
 
 pub mod admit;
+pub mod cache;
 pub mod compress;
 pub mod error;
 pub mod log;
@@ -58,6 +59,13 @@ pub enum Decision {
     },
     /// Answer with route `.0`'s fixed response.
     Respond(usize),
+    /// Answer from route `route`'s cache ([`cache`]).
+    Cached {
+        /// The route.
+        route: usize,
+        /// The stored response.
+        hit: Box<cache::Hit>,
+    },
     /// Serve route `route`'s files: the answer is made once the request is admitted
     /// ([`files`]).
     Files {
@@ -91,7 +99,8 @@ impl Decision {
             Decision::Forward(f) => f.route,
             Decision::Redirect { route, .. }
             | Decision::Respond(route)
-            | Decision::Files { route, .. } => Some(*route),
+            | Decision::Files { route, .. }
+            | Decision::Cached { route, .. } => Some(*route),
             Decision::NotFound => None,
             Decision::Refuse { route, .. } | Decision::Denied { route, .. } => *route,
         }
@@ -119,6 +128,8 @@ pub struct Forward {
     /// The request body is compressed with this coding and the route decodes it
     /// (`decompress_requests`; see [`Forward::decoding`]).
     pub decode: Option<crate::content::coding::Coding>,
+    /// A miss of the route's cache: the response is stored if it may be ([`cache`]).
+    pub fill: Option<Box<cache::Fill>>,
 }
 
 /// The files phase, after admission: a request for a `files` route gets its answer
@@ -129,6 +140,33 @@ pub fn files<V: RequestView + ?Sized>(frontend: &Frontend, decision: &mut Decisi
     {
         *answer = Some(Box::new(crate::content::files::answer(config, strip, req)));
     }
+}
+
+/// The cache phase, after admission: a request forwarded on a route with a `cache` is
+/// answered from it, or marked as a miss whose response is stored (see [`cache`]).
+/// `None` when the route has no cache (nothing to wait for).
+pub fn cache<'a, V: RequestView + ?Sized>(
+    frontend: &Frontend,
+    decision: &'a mut Decision,
+    req: &'a V,
+) -> Option<impl Future<Output = ()> + 'a> {
+    let Decision::Forward(fwd) = &*decision else {
+        return None;
+    };
+    let route = fwd.route?;
+    let index = frontend.routes.routes()[route].cache?;
+    let cache = Arc::clone(frontend.caches.get(index)?);
+    Some(async move {
+        match cache::lookup(&cache, req).await {
+            cache::Lookup::Bypass => {}
+            cache::Lookup::Hit(hit) => *decision = Decision::Cached { route, hit },
+            cache::Lookup::Miss(fill) => {
+                if let Decision::Forward(fwd) = decision {
+                    fwd.fill = Some(fill);
+                }
+            }
+        }
+    })
 }
 
 /// The route phase: where `req` goes on `frontend` (`tls`: it came over TLS).
@@ -165,6 +203,7 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 decode: route
                     .and_then(|r| r.decompress_requests)
                     .and_then(|_| compress::request_coding(req)),
+                fill: None,
             })
         }
         Target::Redirect { status, location } => Decision::Redirect {

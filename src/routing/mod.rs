@@ -87,6 +87,8 @@ pub struct Route {
     pub compression: Option<crate::config::compression::Compression>,
     /// Request bodies sent compressed are decoded, up to this many bytes.
     pub decompress_requests: Option<u64>,
+    /// The cache its responses are stored in (index into the snapshot's caches).
+    pub cache: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -270,6 +272,7 @@ impl Route {
             }),
             compression: c.compression.clone(),
             decompress_requests: c.decompress_requests,
+            cache: c.cache,
         }
     }
 

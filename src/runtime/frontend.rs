@@ -58,6 +58,8 @@ pub struct Frontend {
     pub route_stats: Box<[Arc<Stats>]>,
     /// Every rate limit of the snapshot, by config index.
     pub limiters: Box<[Arc<Limiter>]>,
+    /// Every response cache of the snapshot, by config index.
+    pub caches: Box<[Arc<crate::content::cache::Cache>]>,
     /// The limits every request of the listener is checked against.
     pub rate_limits: Box<[usize]>,
     /// The limits every new connection is checked against (by client address).
@@ -76,6 +78,7 @@ impl Frontend {
         config: &Config,
         pools: &[Arc<Pool>],
         limiters: &[Arc<Limiter>],
+        caches: &[Arc<crate::content::cache::Cache>],
         previous: Option<&Frontend>,
     ) -> Result<Frontend, BuildError> {
         let tls = match &l.tls {
@@ -125,6 +128,7 @@ impl Frontend {
                 .collect(),
             pools: pools.into(),
             limiters: limiters.into(),
+            caches: caches.into(),
             rate_limits: l.rate_limits.as_slice().into(),
             connection_limits: l.connection_limits.as_slice().into(),
             access: crate::policy::lists::LiveAccess::new(

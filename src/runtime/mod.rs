@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub frontends: Box<[Arc<Frontend>]>,
     /// The rate limits, in config order (carried over reloads while unchanged).
     pub limiters: Box<[Arc<Limiter>]>,
+    /// The response caches, in config order (carried over reloads, with what they
+    /// hold, while unchanged).
+    pub caches: Box<[Arc<crate::content::cache::Cache>]>,
 }
 
 /// Why a snapshot could not be built.
@@ -96,6 +99,18 @@ impl Snapshot {
                     .map_or_else(|| Arc::new(Limiter::new(c.clone())), Arc::clone)
             })
             .collect();
+        let caches: Box<[Arc<crate::content::cache::Cache>]> = config
+            .caches
+            .iter()
+            .map(|c| {
+                previous
+                    .and_then(|p| p.caches.iter().find(|x| x.config == *c))
+                    .map_or_else(
+                        || Arc::new(crate::content::cache::Cache::new(c.clone())),
+                        Arc::clone,
+                    )
+            })
+            .collect();
         let mut frontends = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let old = previous.and_then(|p| p.frontend(&l.name));
@@ -105,6 +120,7 @@ impl Snapshot {
                 &config,
                 &pools,
                 &limiters,
+                &caches,
                 old.map(|f| &**f),
             )?));
         }
@@ -113,6 +129,7 @@ impl Snapshot {
             frontends: frontends.into(),
             pools,
             limiters,
+            caches,
             config,
         })
     }

@@ -30,7 +30,8 @@ use hyper_util::server::conn::auto;
 /// bytes it read), `/slow/MS` (answers after MS milliseconds), `/status/CODE`, `/login`
 /// (sets a new `JSESSIONID` session cookie, `NAME-N`), `/text/N` (N bytes of [`text`];
 /// query: `type=` Content-Type (default text/plain), `chunked=1` no Content-Length,
-/// `etag=`, `cc=` Cache-Control, `ce=` Content-Encoding, `cr=` Content-Range), `/events/N/MS` (N server-sent
+/// `etag=`, `cc=` Cache-Control, `ce=` Content-Encoding, `cr=` Content-Range, `vary=`,
+/// `sc=` Set-Cookie, `lm=` Last-Modified, `delay=MS` before answering), `/events/N/MS` (N server-sent
 /// events, one every MS milliseconds).
 pub struct Backend {
     pub name: String,
@@ -225,7 +226,20 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
             .insert("content-length", n.to_string().parse().unwrap());
         r
     } else if let Some(n) = path.strip_prefix("/text/") {
-        text_response(n.parse().unwrap_or(0), req.uri().query().unwrap_or(""))
+        let query = req.uri().query().unwrap_or("").to_owned();
+        if let Some(ms) = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("delay="))
+            .and_then(|ms| ms.parse().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let mut r = text_response(n.parse().unwrap_or(0), &query);
+        // Which request of this backend answered (the count so far).
+        let n = state.requests.load(Ordering::SeqCst);
+        r.headers_mut()
+            .insert("x-request", n.to_string().parse().unwrap());
+        r
     } else if let Some(spec) = path.strip_prefix("/events/") {
         let (n, ms) = spec.split_once('/').unwrap_or(("1", "0"));
         let (n, ms): (u64, u64) = (n.parse().unwrap_or(1), ms.parse().unwrap_or(0));
@@ -687,6 +701,8 @@ fn text_response(n: usize, query: &str) -> Response<Body> {
                     .replace("%2F", "/")
                     .replace("%3B", ";")
                     .replace("%22", "\"")
+                    .replace("%3D", "=")
+                    .replace("%2C", ",")
             })
     };
     const PIECE: usize = 64 * 1024;
@@ -710,6 +726,9 @@ fn text_response(n: usize, query: &str) -> Response<Body> {
         ("cc", "cache-control"),
         ("ce", "content-encoding"),
         ("cr", "content-range"),
+        ("vary", "vary"),
+        ("sc", "set-cookie"),
+        ("lm", "last-modified"),
     ] {
         if let Some(v) = param(key) {
             h.insert(header, v.parse().unwrap());

@@ -98,11 +98,12 @@ impl Entry {
             .map(|(_, v)| v)
     }
 
-    /// Whether a request whose header values `value(name)` gives is served by it.
-    pub fn matches<'r>(&self, value: impl Fn(&str) -> Option<&'r [u8]>) -> bool {
+    /// Whether a request is served by it: `same(name, value)` says whether the
+    /// request's header `name` has the value stored (`None`: absent).
+    pub fn matches(&self, same: impl Fn(&str, Option<&[u8]>) -> bool) -> bool {
         self.vary
             .iter()
-            .all(|(name, stored)| value(name) == stored.as_deref())
+            .all(|(name, stored)| same(name, stored.as_deref()))
     }
 }
 
@@ -223,20 +224,20 @@ impl Store {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The variant of `key` (hashed `hash`) for a request whose header values `value`
-    /// gives, if stored.
-    pub fn get<'r>(
+    /// The variant of `key` (hashed `hash`) for a request, if stored: `same(name,
+    /// value)` says whether the request's header `name` has that value.
+    pub fn get(
         &self,
         hash: u64,
         key: &[u8],
-        value: impl Fn(&str) -> Option<&'r [u8]>,
+        same: impl Fn(&str, Option<&[u8]>) -> bool,
     ) -> Option<Arc<Entry>> {
         let shard = self.shard(hash);
         let found = shard
             .map
             .get(&hash)?
             .iter()
-            .find(|e| &*e.key == key && e.matches(&value))?;
+            .find(|e| &*e.key == key && e.matches(&same))?;
         found.used.store(true, Ordering::Relaxed);
         Some(Arc::clone(found))
     }
@@ -411,12 +412,16 @@ mod tests {
         assert!(store.insert(h, entry("k", 20, &[("accept-language", Some("fr"))])));
         assert!(store.insert(h, entry("k", 30, &[("accept-language", Some("fr"))])));
         assert_eq!(store.entries(), 2);
-        let en = store.get(h, b"k", |_| Some(&b"en"[..])).unwrap();
+        let en = store.get(h, b"k", |_, v| v == Some(&b"en"[..])).unwrap();
         assert_eq!(en.body.len(), 10);
-        let fr = store.get(h, b"k", |_| Some(&b"fr"[..])).unwrap();
+        let fr = store.get(h, b"k", |_, v| v == Some(&b"fr"[..])).unwrap();
         assert_eq!(fr.body.len(), 30);
-        assert!(store.get(h, b"k", |_| None).is_none());
-        assert!(store.get(h, b"other", |_| Some(&b"en"[..])).is_none());
+        assert!(store.get(h, b"k", |_, v| v.is_none()).is_none());
+        assert!(
+            store
+                .get(h, b"other", |_, v| v == Some(&b"en"[..]))
+                .is_none()
+        );
         assert_eq!(store.remove(h, b"k"), 2);
         assert_eq!((store.entries(), store.bytes()), (0, 0));
     }
@@ -431,7 +436,10 @@ mod tests {
             let k = format!("k{i}");
             assert!(store.insert(hash(&k), entry(&k, 10_000, &[])));
             // The hot entry is read between inserts.
-            assert!(store.get(hot, b"hot", |_| None).is_some(), "evicted at {i}");
+            assert!(
+                store.get(hot, b"hot", |_, v| v.is_none()).is_some(),
+                "evicted at {i}"
+            );
             assert!(store.bytes() <= budget, "{} over {budget}", store.bytes());
         }
         assert!(store.entries() > 80, "{}", store.entries());
@@ -446,7 +454,11 @@ mod tests {
         }
         assert_eq!(store.purge_prefix(b"h\0/a/"), 2);
         assert_eq!(store.entries(), 1);
-        assert!(store.get(hash("h\0/b/1"), b"h\0/b/1", |_| None).is_some());
+        assert!(
+            store
+                .get(hash("h\0/b/1"), b"h\0/b/1", |_, v| v.is_none())
+                .is_some()
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::balance::Backend;
 use crate::balance::backend::InFlight;
 use crate::content::coding::Coding;
 use crate::content::encoder::Encoder;
+use crate::pipeline::cache::{Capture, Fill};
 use crate::pipeline::compress::{Facts, Offer, Plan, weak_etag};
 use crate::pipeline::error::{self, Error, NO_ROUTE};
 use crate::pipeline::reply::Reply;
@@ -157,6 +158,10 @@ async fn handle(
     let (mut decision, mut admitted) =
         pipeline::admit::admit(frontend, decision, &view, declared_length(&req), tls);
     pipeline::files(frontend, &mut decision, &view);
+    if let Some(lookup) = pipeline::cache(frontend, &mut decision, &view) {
+        // Boxed: only requests of routes with a cache wait here.
+        Box::pin(lookup).await;
+    }
     // Credentials the cache did not know are verified off the worker thread, or the
     // route's auth service is asked.
     if admitted.must_verify() {
@@ -174,7 +179,7 @@ async fn handle(
         }
     }
     frontend.begin(decision.route());
-    let fwd = match decision {
+    let mut fwd = match decision {
         Decision::Forward(fwd) => fwd,
         Decision::Redirect {
             route,
@@ -190,6 +195,10 @@ async fn handle(
                 Some(f) => reply(&Reply::fixed(f.status, &f.body, &f.content_type)),
                 None => reply(&Reply::error(&NO_ROUTE, None)),
             });
+        }
+        Decision::Cached { route, hit } => {
+            trace.route = Some(route);
+            return Ok(cached(&hit, req.method() == hyper::Method::HEAD));
         }
         Decision::Files { route, answer } => {
             trace.route = Some(route);
@@ -221,6 +230,7 @@ async fn handle(
     }
     trace.route = fwd.route;
     trace.pool = Some(Arc::clone(&fwd.pool));
+    let mut fill = fwd.fill.take();
     let rewrites = Rewrites {
         path: fwd.rewrite(frontend),
         headers: fwd.request_headers(frontend),
@@ -261,7 +271,7 @@ async fn handle(
         timeouts: (connect_timeout, limit),
         oversize: oversize.as_ref().map(|o| &o.passed),
     };
-    let result = tries(req, &mut attempts, trace, to, busy).await;
+    let result = tries(req, &mut attempts, trace, to, busy, &mut fill).await;
     if result.as_ref().is_err_and(|e| e.status == 413) {
         trace.trail.refused = Some(("denied", "body"));
         // The client's stream stays open until the 413 is sent.
@@ -348,6 +358,7 @@ async fn tries(
     trace: &mut Trace,
     to: Upstream<'_>,
     busy: Busy,
+    fill: &mut Option<Box<Fill>>,
 ) -> Result<Response<Body>, Error> {
     let (fwd, frontend, tls) = (to.fwd, to.frontend, to.tls);
     let (connect_timeout, limit) = to.timeouts;
@@ -437,6 +448,7 @@ async fn tries(
                         .and_then(|c| HeaderValue::from_str(c).ok()),
                     prefix_cookie: attempts.prefix_cookie(&admitted),
                     offer: fwd.offer(frontend),
+                    fill: fill.take(),
                 };
                 let (response, coding) = finish.apply(response);
                 attempts.trail.compressed = coding.map(Coding::token);
@@ -487,6 +499,8 @@ struct Finish<'a> {
     prefix_cookie: Option<(&'a str, &'a str)>,
     /// The route's compression offer.
     offer: Option<Offer<'a>>,
+    /// A miss of the route's cache: the response is stored if it may be.
+    fill: Option<Box<Fill>>,
 }
 
 impl Finish<'_> {
@@ -540,14 +554,51 @@ impl Finish<'_> {
             _ => None,
         };
         let coding = plan.coding();
+        let capture = self.fill.and_then(|fill| {
+            let status = parts.status.as_u16();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+            let (line, capture) = match fill.capture(status, headers) {
+                Ok(capture) => (capture.status_line(), Some(capture)),
+                Err(fill) => (fill.status_line(false), None),
+            };
+            if let Ok(v) = HeaderValue::from_str(&line) {
+                parts.headers.insert("cache-status", v);
+            }
+            capture
+        });
         let body = Guarded {
             inner: body,
+            capture,
             coded,
             _in_flight: self.in_flight,
             _busy: self.busy,
         };
         (Response::from_parts(parts, body.boxed()), coding)
     }
+}
+
+/// An answer from the cache as a hyper response.
+fn cached(hit: &pipeline::cache::Hit, head_only: bool) -> Response<Body> {
+    let body = hit.body(head_only).cloned().unwrap_or_default();
+    let length = hit.entry.body.len();
+    let mut r = Response::new(Full::new(body).map_err(|n| match n {}).boxed());
+    *r.status_mut() = http::StatusCode::from_u16(hit.status).unwrap_or(http::StatusCode::OK);
+    let h = r.headers_mut();
+    hit.head(|name, value| {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            h.append(n, v);
+        }
+    });
+    if hit.status != 304 {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    r
 }
 
 /// A reply of Fulcrum's own as a hyper response.
@@ -588,6 +639,8 @@ fn error_response(e: Error, grpc: bool, pool: Option<&Pool>) -> Response<Body> {
 /// and on the client connection) until it ends; compressed on the way when `coded`.
 struct Guarded {
     inner: Incoming,
+    /// The body kept for the cache (a miss that may be stored), stored at its end.
+    capture: Option<Box<Capture>>,
     coded: Option<Box<Coded>>,
     _in_flight: Option<InFlight>,
     _busy: Busy,
@@ -658,6 +711,16 @@ impl Drop for Coded {
     }
 }
 
+impl Guarded {
+    /// Whether the whole body has been given out.
+    fn ended(&self) -> bool {
+        match &self.coded {
+            Some(c) => c.done && c.trailers.is_none(),
+            None => self.inner.is_end_stream(),
+        }
+    }
+}
+
 impl hyper::body::Body for Guarded {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -667,17 +730,31 @@ impl hyper::body::Body for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match this.coded.as_mut() {
+        let polled = match this.coded.as_mut() {
             Some(coded) => coded.poll(&mut this.inner, cx),
             None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
+        if let Some(capture) = this.capture.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        capture.push(data);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => this.capture = None,
+                _ => {}
+            }
+            // hyper stops polling once the body says it ended: store now.
+            let ended = matches!(polled, Poll::Ready(None)) || this.ended();
+            if ended && let Some(capture) = this.capture.take() {
+                capture.store();
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.coded {
-            Some(c) => c.done && c.trailers.is_none(),
-            None => self.inner.is_end_stream(),
-        }
+        self.ended()
     }
 
     fn size_hint(&self) -> SizeHint {

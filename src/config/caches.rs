@@ -1,0 +1,141 @@
+//! `[caches.NAME]`: response caches that routes store in (`cache = "NAME"`), as NGINX's
+//! `proxy_cache_path` zones: a memory budget, the largest object stored, what the key is
+//! made of, and the freshness given when a response states none.
+//!
+//! ```toml
+//! [caches.pages]
+//! memory = "256m"            # the budget; least recently used entries go first
+//! max_object_size = "8m"     # larger responses pass by
+//! key = ["host", "path", "query"]   # or "header:NAME" parts
+//! default_ttl = "0s"         # for heuristically cacheable responses without freshness
+//! max_heuristic = "1d"       # cap of the 10%-of-age heuristic
+//! lock_timeout = "5s"        # how long a miss waits for the same key's fetch
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::Problems;
+use super::raw::RawSize;
+use super::units::parse_size;
+use crate::content::cache::key::Part;
+
+/// One `[caches.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub memory: Option<Spanned<RawSize>>,
+    pub max_object_size: Option<Spanned<RawSize>>,
+    pub key: Option<Spanned<Vec<Spanned<String>>>>,
+    pub default_ttl: Option<Spanned<String>>,
+    pub max_heuristic: Option<Spanned<String>>,
+    pub lock_timeout: Option<Spanned<String>>,
+}
+
+/// A cache, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Its name (`cache = "NAME"` in routes, the admin API, metrics).
+    pub name: String,
+    /// Bytes of responses it holds at most.
+    pub memory: u64,
+    /// Larger responses are not stored.
+    pub max_object_size: u64,
+    /// What the key is made of.
+    pub key: Vec<Part>,
+    /// Freshness of heuristically cacheable responses stating none (0: none).
+    pub default_ttl: Duration,
+    /// The longest heuristic freshness.
+    pub max_heuristic: Duration,
+    /// How long a miss waits for a fetch of the same key.
+    pub lock_timeout: Duration,
+}
+
+/// Validates every `[caches.NAME]`.
+pub(super) fn check(
+    raw: &std::collections::BTreeMap<Spanned<String>, RawCache>,
+    problems: &mut Problems<'_>,
+) -> Vec<CacheConfig> {
+    raw.iter()
+        .map(|(name, c)| check_one(name.get_ref(), c, problems))
+        .collect()
+}
+
+fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConfig {
+    let size =
+        |v: &Option<Spanned<RawSize>>, key: &str, default: u64, problems: &mut Problems<'_>| {
+            let Some(v) = v else { return default };
+            let bytes = match v.get_ref() {
+                RawSize::Bytes(n) => u64::try_from(*n).ok(),
+                RawSize::Text(t) => parse_size(t),
+            };
+            match bytes {
+                Some(n) if n > 0 => n,
+                _ => {
+                    problems.add(
+                        v.span(),
+                        format!("`caches.{name}.{key}` is not a size"),
+                        Some("write bytes or a size with a unit: \"256m\", \"1g\"".into()),
+                    );
+                    default
+                }
+            }
+        };
+    let memory = size(&c.memory, "memory", 256 << 20, problems);
+    let max_object_size = size(&c.max_object_size, "max_object_size", 8 << 20, problems);
+    if let Some(m) = &c.max_object_size
+        && max_object_size > memory
+    {
+        problems.add(
+            m.span(),
+            format!("`caches.{name}.max_object_size` is larger than its `memory`"),
+            Some("an object must fit in the cache".into()),
+        );
+    }
+    let key = match &c.key {
+        None => crate::content::cache::key::default_parts(),
+        Some(parts) => parts
+            .get_ref()
+            .iter()
+            .filter_map(|p| {
+                let parsed = Part::parse(p.get_ref().trim());
+                if parsed.is_none() {
+                    problems.add(
+                        p.span(),
+                        format!("`{}` is not a cache key part", p.get_ref()),
+                        Some("parts: \"host\", \"path\", \"query\", \"header:NAME\"".into()),
+                    );
+                }
+                parsed
+            })
+            .collect(),
+    };
+    CacheConfig {
+        name: name.to_owned(),
+        memory,
+        max_object_size,
+        key,
+        default_ttl: super::fields::duration_or_zero(
+            &c.default_ttl,
+            &format!("caches.{name}.default_ttl"),
+            problems,
+        ),
+        max_heuristic: match &c.max_heuristic {
+            None => Duration::from_secs(86_400),
+            some => super::fields::duration(
+                some,
+                &format!("caches.{name}.max_heuristic"),
+                Duration::from_secs(86_400),
+                problems,
+            ),
+        },
+        lock_timeout: super::fields::duration(
+            &c.lock_timeout,
+            &format!("caches.{name}.lock_timeout"),
+            Duration::from_secs(5),
+            problems,
+        ),
+    }
+}

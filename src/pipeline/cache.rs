@@ -1,0 +1,381 @@
+//! The cache phase (see `content::cache`): for a request of a route with a `cache`,
+//! after admission, either an answer from the cache ([`Lookup::Hit`]) or a fetch whose
+//! response is stored when it may be ([`Lookup::Miss`] carrying a [`Fill`]). Concurrent
+//! misses of one key wait for the first one's fetch (up to the cache's `lock_timeout`),
+//! then look again: N misses, one backend request. Requests with other methods pass by
+//! (and invalidate what is stored for their URL, RFC 9111 4.4), as do ranges.
+//!
+//! The engines write hits ([`Hit::head`]) and, on a miss, hand the response head they
+//! send and the body bytes they send to a [`Capture`], which stores the entry at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::content::cache::directives::{Directives, delta_seconds};
+use crate::content::cache::freshness::{self, RequestFacts, ResponseFacts, Timing, Use};
+use crate::content::cache::store::{Entry, Filling, Turn};
+use crate::content::cache::{Cache, key, now};
+use crate::content::files::conditional::{self, Conditions, Precondition};
+use crate::routing::RequestView;
+
+/// What the cache phase found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Not for the cache.
+    Bypass,
+    /// Answered from the cache.
+    Hit(Box<Hit>),
+    /// Fetched from the backend, stored if it may be.
+    Miss(Box<Fill>),
+}
+
+/// An answer from the cache.
+#[derive(Debug)]
+pub struct Hit {
+    /// The stored response.
+    pub entry: Arc<Entry>,
+    /// Its age now.
+    pub age: u64,
+    /// The status sent: the entry's, or 304 for a conditional request it satisfies.
+    pub status: u16,
+    /// The cache's name, for `Cache-Status`.
+    pub cache: Arc<Cache>,
+}
+
+/// A miss on its way to the backend.
+#[derive(Debug)]
+pub struct Fill {
+    cache: Arc<Cache>,
+    hash: u64,
+    key: Vec<u8>,
+    request: RequestFacts,
+    request_time: u64,
+    /// The request's headers (names in lower case), for the variant's `Vary` values.
+    headers: Vec<(Box<str>, Box<[u8]>)>,
+    /// Other requests for the key wait on this one.
+    _filling: Option<Filling>,
+}
+
+/// The cache phase for a request to a route storing in `cache`.
+pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Lookup {
+    let method = req.method();
+    let get = method == b"GET";
+    let mut key = Vec::with_capacity(128);
+    key::build(&cache.config.key, req, &mut key);
+    if !get && method != b"HEAD" {
+        if !matches!(method, b"OPTIONS" | b"TRACE") {
+            // A change through this URL: what is stored for it is out of date.
+            cache.store.remove(cache.hash(&key), &key);
+        }
+        return bypass(cache);
+    }
+    if req.header_values("range").next().is_some() {
+        return bypass(cache);
+    }
+    let directives = Directives::parse(req.header_values("cache-control"));
+    let request = RequestFacts {
+        get,
+        authorization: req.header_values("authorization").next().is_some(),
+        directives,
+    };
+    if directives.no_store {
+        return bypass(cache);
+    }
+    let hash = cache.hash(&key);
+    let mut waited = false;
+    loop {
+        let stored = cache.store.get(hash, &key, |name, stored| {
+            req.header_values(name).next() == stored
+        });
+        if let Some(entry) = stored {
+            let now = now();
+            if freshness::usable(&directives, &entry.directives, &entry.timing, now) == Use::Fresh {
+                cache.counts.hits.fetch_add(1, Ordering::Relaxed);
+                let status = conditional_status(&entry, req);
+                return Lookup::Hit(Box::new(Hit {
+                    age: entry.timing.age(now),
+                    entry,
+                    status,
+                    cache: Arc::clone(cache),
+                }));
+            }
+        }
+        if !get {
+            return bypass(cache);
+        }
+        let filling = match cache.store.fill(hash) {
+            Turn::Fetch(f) => Some(f),
+            Turn::Wait(fill) if !waited => {
+                cache.counts.coalesced.fetch_add(1, Ordering::Relaxed);
+                waited = true;
+                fill.wait(cache.config.lock_timeout).await;
+                continue;
+            }
+            // Waited once already (the fetch was not stored, or took too long).
+            Turn::Wait(_) => None,
+        };
+        cache.counts.misses.fetch_add(1, Ordering::Relaxed);
+        let headers = req_headers(req);
+        return Lookup::Miss(Box::new(Fill {
+            cache: Arc::clone(cache),
+            hash,
+            key,
+            request,
+            request_time: now(),
+            headers,
+            _filling: filling,
+        }));
+    }
+}
+
+fn bypass(cache: &Cache) -> Lookup {
+    cache.counts.bypassed.fetch_add(1, Ordering::Relaxed);
+    Lookup::Bypass
+}
+
+/// The request's headers that a `Vary` may name (all but the few no response varies on).
+fn req_headers<V: RequestView + ?Sized>(req: &V) -> Vec<(Box<str>, Box<[u8]>)> {
+    const NAMES: [&str; 12] = [
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "origin",
+        "user-agent",
+        "cookie",
+        "authorization",
+        "x-requested-with",
+        "accept-charset",
+        "sec-ch-ua-mobile",
+        "x-forwarded-proto",
+        "device-memory",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|n| req.header_values(n).next().map(|v| ((*n).into(), v.into())))
+        .collect()
+}
+
+/// 304 when the request's own conditions are met by `entry` (a 200), else its status.
+fn conditional_status<V: RequestView + ?Sized>(entry: &Entry, req: &V) -> u16 {
+    if entry.status != 200 {
+        return entry.status;
+    }
+    let header = |name: &'static str| req.header_values(name).next();
+    let conditions = Conditions {
+        if_none_match: header("if-none-match"),
+        if_modified_since: header("if-modified-since"),
+        ..Conditions::default()
+    };
+    if conditions.if_none_match.is_none() && conditions.if_modified_since.is_none() {
+        return 200;
+    }
+    let etag = entry
+        .header("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("\"\"");
+    let modified = entry
+        .header("last-modified")
+        .and_then(|v| conditional::parse_date(v.as_bytes()))
+        .unwrap_or(u64::MAX);
+    match conditional::evaluate(&conditions, etag, modified) {
+        Precondition::NotModified => 304,
+        _ => 200,
+    }
+}
+
+impl Hit {
+    /// The head of the answer: the stored headers, `Age` and `Cache-Status`, each given
+    /// to `put` (the length is the engine's).
+    pub fn head(&self, mut put: impl FnMut(&str, &[u8])) {
+        for (name, value) in self.entry.headers.iter() {
+            put(name.as_str(), value.as_bytes());
+        }
+        put("age", crate::digits::Digits::decimal(self.age).as_bytes());
+        let ttl = self.entry.timing.lifetime.saturating_sub(self.age);
+        let status = format!("{}; hit; ttl={ttl}", self.cache.config.name);
+        put("cache-status", status.as_bytes());
+    }
+
+    /// Whether a body is sent (not for 304s, nor HEAD requests: `head_only`).
+    pub fn body(&self, head_only: bool) -> Option<&Bytes> {
+        (!head_only && self.status != 304 && self.status != 204).then_some(&self.entry.body)
+    }
+}
+
+/// A response being sent to the client on a miss, its body kept to be stored.
+#[derive(Debug)]
+pub struct Capture {
+    fill: Box<Fill>,
+    facts: ResponseFacts,
+    lifetime: u64,
+    response_time: u64,
+    status: u16,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    vary: Vec<Box<str>>,
+    body: Vec<u8>,
+    max: usize,
+    /// Past `max`: nothing is stored.
+    over: bool,
+}
+
+impl Fill {
+    /// The `Cache-Status` of a response fetched on this miss.
+    pub fn status_line(&self, stored: bool) -> String {
+        let name = &self.cache.config.name;
+        if stored {
+            format!("{name}; fwd=miss; stored")
+        } else {
+            format!("{name}; fwd=miss")
+        }
+    }
+
+    /// Begins keeping a response whose status and headers (as sent to the client) are
+    /// given, if it may be stored; else gives the fill back (dropped at the end of the
+    /// exchange, which wakes the requests waiting for it).
+    pub fn capture<'h>(
+        self: Box<Self>,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    ) -> Result<Box<Capture>, Box<Fill>> {
+        let mut facts = ResponseFacts {
+            status,
+            ..ResponseFacts::default()
+        };
+        let mut kept = Vec::new();
+        let mut vary = Vec::new();
+        let mut cache_control = Vec::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            match lower.as_slice() {
+                b"cache-control" => cache_control.push(value.to_vec()),
+                b"date" => facts.date = conditional::parse_date(value),
+                b"expires" => facts.expires = Some(conditional::parse_date(value)),
+                b"last-modified" => {
+                    facts.last_modified = conditional::parse_date(value);
+                    facts.validator = true;
+                }
+                b"etag" => facts.validator = true,
+                b"age" => facts.age = delta_seconds(value.trim_ascii()),
+                b"set-cookie" => facts.sets_cookie = true,
+                b"vary" => {
+                    for v in value.split(|&b| b == b',') {
+                        let v = v.trim_ascii();
+                        if v == b"*" {
+                            facts.vary_any = true;
+                        } else if !v.is_empty() {
+                            vary.push(String::from_utf8_lossy(v).to_ascii_lowercase().into());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if matches!(
+                lower.as_slice(),
+                b"age"
+                    | b"connection"
+                    | b"keep-alive"
+                    | b"transfer-encoding"
+                    | b"content-length"
+                    | b"cache-status"
+            ) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(&lower),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                kept.push((n, v));
+            }
+        }
+        facts.directives = Directives::parse(cache_control.iter().map(Vec::as_slice));
+        let lifetime = match freshness::storable(&self.request, &facts, &self.cache.limits()) {
+            Ok(l) => l,
+            Err(_) => return Err(self),
+        };
+        let max = self.cache.max_object();
+        Ok(Box::new(Capture {
+            response_time: now(),
+            max,
+            fill: self,
+            facts,
+            lifetime,
+            status,
+            headers: kept,
+            vary,
+            body: Vec::new(),
+            over: false,
+        }))
+    }
+}
+
+impl Capture {
+    /// The `Cache-Status` of the response being kept.
+    pub fn status_line(&self) -> String {
+        self.fill.status_line(true)
+    }
+
+    /// Keeps `bytes` of the body (as sent: decoded from the backend's framing).
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.over {
+            return;
+        }
+        if self.body.len() + bytes.len() > self.max {
+            self.over = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+    }
+
+    /// Runs `f` on the body kept so far.
+    pub fn with_body<T>(&self, f: impl FnOnce(&[u8]) -> T) -> T {
+        f(&self.body)
+    }
+
+    /// Replaces the body kept (the same bytes, de-framed).
+    pub fn replace_body(&mut self, body: Vec<u8>) {
+        self.body = body;
+    }
+
+    /// Stores the response, whose body ended where its framing said.
+    pub fn store(self: Box<Self>) -> bool {
+        if self.over {
+            return false;
+        }
+        let fill = &self.fill;
+        let vary = self
+            .vary
+            .iter()
+            .map(|name| {
+                let value = fill
+                    .headers
+                    .iter()
+                    .find(|(n, _)| **n == **name)
+                    .map(|(_, v)| v.clone());
+                (name.clone(), value)
+            })
+            .collect();
+        let timing = Timing::new(
+            &self.facts,
+            fill.request_time,
+            self.response_time,
+            self.lifetime,
+        );
+        let entry = Entry::new(
+            fill.key.clone().into_boxed_slice(),
+            vary,
+            self.status,
+            self.headers.into_boxed_slice(),
+            Bytes::from(self.body),
+            self.facts.directives,
+            timing,
+        );
+        let stored = fill.cache.store.insert(fill.hash, entry);
+        if stored {
+            fill.cache.counts.stored.fetch_add(1, Ordering::Relaxed);
+        }
+        stored
+    }
+}

@@ -1,0 +1,156 @@
+//! The response cache (`[caches.NAME]`, route `cache`) with curl and reqwest over
+//! HTTP/1.1 and HTTP/2 against a real backend: what is stored and what is not
+//! (Cache-Control, Set-Cookie, Authorization, Vary), hits with `Age` and `Cache-Status`,
+//! HEAD and conditional requests answered from the cache, invalidation by an unsafe
+//! method, 100 concurrent misses making one backend request, and config errors.
+
+mod common;
+
+use common::{Backend, Fulcrum};
+
+fn start(a: &Backend) -> Fulcrum {
+    Fulcrum::start(&format!(
+        "threads = 1\naccess_log = true\n[caches.main]\nmemory = \"4m\"\nmax_object_size = \"1m\"\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        a.addr
+    ))
+}
+
+/// curl `args`: (head, body).
+fn get(args: &[&str]) -> (String, String) {
+    let mut all = vec!["-s", "-D", "/dev/stderr"];
+    all.extend_from_slice(args);
+    let (_, body, head) = common::curl(&all);
+    (head, body)
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    common::header_of(head, name)
+}
+
+fn status(head: &str) -> String {
+    header(head, "cache-status").unwrap_or_default()
+}
+
+#[test]
+fn responses_are_stored_and_served_as_cache_control_says() {
+    let a = Backend::start("a");
+    let f = start(&a);
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let url = f.url(&format!(
+            "/text/3000?cc=max-age%3D60&etag=%22v1%22&v={version}"
+        ));
+        let (head, first) = get(&[version, &url]);
+        assert_eq!(status(&head), "main; fwd=miss; stored", "{head}");
+        let (head, second) = get(&[version, &url]);
+        assert_eq!(status(&head), "main; hit; ttl=60", "{head}");
+        assert_eq!(header(&head, "age").as_deref(), Some("0"));
+        assert_eq!(header(&head, "content-length").as_deref(), Some("3000"));
+        assert_eq!(first, second);
+        assert!(first.as_bytes() == common::text(0, 3000));
+        // HEAD and conditional requests are answered from the cache too.
+        let (head, body) = get(&[version, "-I", &url]);
+        assert!(
+            status(&head).contains("hit") && body.contains("3000"),
+            "{head}"
+        );
+        let (head, body) = get(&[version, "-H", "If-None-Match: \"v1\"", &url]);
+        assert!(head.contains(" 304"), "{head}");
+        assert!(body.is_empty());
+    }
+    let before = a.requests();
+    assert_eq!(before, 2, "one backend request per protocol");
+
+    // Not stored: each request goes to the backend.
+    for (query, why) in [
+        ("cc=no-store", "no-store"),
+        ("cc=private%2C%20max-age%3D60", "private"),
+        ("cc=max-age%3D60&sc=s%3D1", "a cookie set"),
+        ("x=1", "no freshness, no validator"),
+    ] {
+        let url = f.url(&format!("/text/100?{query}"));
+        let n = a.requests();
+        let (head, _) = get(&[&url]);
+        assert_eq!(status(&head), "main; fwd=miss", "{why}: {head}");
+        get(&[&url]);
+        assert_eq!(a.requests(), n + 2, "{why}");
+    }
+    // A request with credentials, or that says no-store, passes by.
+    let url = f.url("/text/100?cc=max-age%3D60&k=auth");
+    get(&["-H", "Authorization: Bearer x", &url]);
+    let (head, _) = get(&[&url]);
+    assert_eq!(status(&head), "main; fwd=miss; stored", "{head}");
+    let n = a.requests();
+    let (head, _) = get(&["-H", "Cache-Control: no-store", &url]);
+    assert!(
+        header(&head, "cache-status").is_none() || status(&head).contains("fwd"),
+        "{head}"
+    );
+    assert_eq!(a.requests(), n + 1);
+
+    // Vary: one variant per value.
+    let url = f.url("/text/100?cc=max-age%3D60&vary=Accept-Language");
+    for (lang, expected) in [
+        ("en", "main; fwd=miss; stored"),
+        ("en", "main; hit; ttl=60"),
+        ("fr", "main; fwd=miss; stored"),
+        ("fr", "main; hit; ttl=60"),
+        ("en", "main; hit; ttl=60"),
+    ] {
+        let (head, _) = get(&["-H", &format!("Accept-Language: {lang}"), &url]);
+        assert_eq!(status(&head), expected, "{lang}: {head}");
+    }
+
+    // An unsafe method through the URL drops what is stored for it.
+    let url = f.url("/text/100?cc=max-age%3D60&k=post");
+    get(&[&url]);
+    let (head, _) = get(&[&url]);
+    assert!(status(&head).contains("hit"));
+    get(&["-X", "POST", "--data-binary", "x", &url]);
+    let (head, _) = get(&[&url]);
+    assert_eq!(status(&head), "main; fwd=miss; stored", "{head}");
+}
+
+#[test]
+fn concurrent_misses_make_one_backend_request() {
+    let a = Backend::start("a");
+    let f = start(&a);
+    let url = f.url("/text/5000?cc=max-age%3D60&delay=300");
+    let rt = common::rt();
+    let bodies = rt.block_on(async {
+        let client = common::client();
+        let all = (0..100).map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap()
+            }
+        });
+        futures_util::future::join_all(all).await
+    });
+    assert_eq!(
+        a.requests(),
+        1,
+        "100 concurrent misses, one backend request"
+    );
+    assert!(bodies.iter().all(|b| b[..] == common::text(0, 5000)[..]));
+}
+
+#[test]
+fn bad_cache_settings_are_config_errors_at_their_position() {
+    let err = common::config_error(
+        "[caches.main]\nkey = [\"host\", \"cookie\"]\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[[listeners.routes]]\npath = \"/\"\npool = \"app\"\ncache = \"other\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:9\" }]\n",
+    );
+    assert!(
+        err.contains("fulcrum.toml:2:16") && err.contains("`cookie` is not a cache key part"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fulcrum.toml:9:9") && err.contains("there is no cache `other`"),
+        "{err}"
+    );
+}

@@ -10,7 +10,7 @@ use common::{Backend, Fulcrum};
 
 fn start(a: &Backend) -> Fulcrum {
     Fulcrum::start(&format!(
-        "threads = 1\naccess_log = true\n[caches.main]\nmemory = \"4m\"\nmax_object_size = \"1m\"\n\
+        "threads = 1\naccess_log = true\n[admin]\nbind = \"127.0.0.1:0\"\n[caches.main]\nmemory = \"4m\"\nmax_object_size = \"1m\"\n\
          [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
          [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
          [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
@@ -138,6 +138,26 @@ fn concurrent_misses_make_one_backend_request() {
         "100 concurrent misses, one backend request"
     );
     assert!(bodies.iter().all(|b| b[..] == common::text(0, 5000)[..]));
+    let m = common::scrape(f.admin_addr());
+    let series = |outcome: &str| {
+        common::value(
+            &m,
+            &format!("fulcrum_cache_requests_total{{cache=\"main\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(series("stored"), 1.0);
+    assert_eq!(series("miss"), 1.0);
+    assert_eq!(series("hit"), 99.0, "{m}");
+    assert!(series("coalesced") >= 90.0, "{m}");
+    assert_eq!(
+        common::value(&m, "fulcrum_cache_entries{cache=\"main\"}"),
+        1.0
+    );
+    assert!(
+        f.wait_log("cache=hit") && f.wait_log("cache=miss"),
+        "{}",
+        f.log()
+    );
 }
 
 #[test]

@@ -80,6 +80,10 @@ pub(super) fn text(out: &mut String, time: &str, f: &Fields<'_>) {
             out.push_str(" compressed=");
             out.push_str(coding);
         }
+        if let Some(cache) = t.cache {
+            out.push_str(" cache=");
+            out.push_str(cache);
+        }
     }
     out.push_str(" ms=");
     millis(out, f.took);
@@ -147,6 +151,7 @@ const STICKY: usize = 21;
 const LIMITED: usize = 22;
 const DENIED: usize = 23;
 const COMPRESSED: usize = 24;
+const CACHE: usize = 25;
 
 /// Fields that do not apply to this kind of line (relay vs HTTP), or to this request
 /// (it did not queue, a kept connection was used, nothing was retried), are left out.
@@ -162,6 +167,7 @@ fn is_absent(i: usize, f: &Fields<'_>) -> bool {
         STICKY => f.trail.is_none_or(|t| t.sticky.is_none()),
         LIMITED | DENIED => refused(i, f).is_none(),
         COMPRESSED => f.trail.is_none_or(|t| t.compressed.is_none()),
+        CACHE => f.trail.is_none_or(|t| t.cache.is_none()),
         _ => false,
     }
 }
@@ -227,6 +233,7 @@ pub(super) fn value(out: &mut String, i: usize, time: &str, f: &Fields<'_>, as_j
         STICKY => text(out, f.trail.and_then(|t| t.sticky)),
         LIMITED | DENIED => text(out, refused(i, f)),
         COMPRESSED => text(out, f.trail.and_then(|t| t.compressed)),
+        CACHE => text(out, f.trail.and_then(|t| t.cache)),
         _ => millis(out, f.took),
     }
 }
@@ -357,6 +364,7 @@ mod tests {
             (LIMITED, "limited"),
             (DENIED, "denied"),
             (COMPRESSED, "compressed"),
+            (CACHE, "cache"),
         ];
         for (i, name) in named {
             assert_eq!(VARIABLES[i], name);

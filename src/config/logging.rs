@@ -35,6 +35,7 @@ pub const LOG_VARIABLES: &[&str] = &[
     "limited",
     "denied",
     "compressed",
+    "cache",
     "ms",
 ];
 

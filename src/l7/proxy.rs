@@ -257,13 +257,16 @@ impl Conn {
         self.http10 = head.http10;
         let result = match decision {
             Decision::Forward(mut fwd) => {
+                let outcome = fwd.cache_outcome(&self.frontend);
                 let fill = fwd.fill.take();
                 self.pool = Some(Arc::clone(&fwd.pool));
                 if let Some(wait) = admitted.delay {
                     // Boxed: a rare path.
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
-                self.exchange(head, &fwd, fill).await
+                let result = self.exchange(head, &fwd, fill).await;
+                self.trail.cache = outcome;
+                result
             }
             other => self.answer(head, other).await,
         };
@@ -520,6 +523,7 @@ impl Conn {
             return Ok(keep);
         }
         if let Decision::Cached { hit, .. } = &decision {
+            self.trail.cache = Some("hit");
             self.send_cached(hit, head.is_head, keep).await?;
             return Ok(keep);
         }

@@ -1,13 +1,14 @@
 //! The content families of the exposition: responses compressed by coding, with the
-//! body bytes that went into the coder and came out of it (their ratio is the saving).
-//! Counted once per compressed response, process-wide, in relaxed atomics.
+//! body bytes that went into the coder and came out of it (their ratio is the saving),
+//! counted once per compressed response, process-wide, in relaxed atomics; and each
+//! response cache's requests by outcome, entries and bytes.
 
 use std::fmt::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::expose::{Labels, counter};
+use super::expose::{Labels, counter, gauge};
 use crate::content::coding::Coding;
 
 /// Per coding (in `Coding::ALL` order): responses, bytes in, bytes out.
@@ -25,6 +26,52 @@ pub fn compressed(coding: Coding, bytes_in: u64, bytes_out: u64) {
     s[0].fetch_add(1, Ordering::Relaxed);
     s[1].fetch_add(bytes_in, Ordering::Relaxed);
     s[2].fetch_add(bytes_out, Ordering::Relaxed);
+}
+
+/// Writes the cache families of `snapshot`.
+pub(super) fn caches(
+    e: &mut DescriptorEncoder<'_>,
+    snapshot: &crate::runtime::Snapshot,
+) -> Result<(), Error> {
+    let mut outcomes = Vec::new();
+    let mut entries = Vec::new();
+    let mut bytes = Vec::new();
+    for cache in snapshot.caches.iter() {
+        let name = cache.config.name.as_str();
+        let c = &cache.counts;
+        for (outcome, n) in [
+            ("hit", &c.hits),
+            ("miss", &c.misses),
+            ("bypass", &c.bypassed),
+            ("coalesced", &c.coalesced),
+            ("stored", &c.stored),
+        ] {
+            outcomes.push((
+                vec![("cache", name), ("outcome", outcome)],
+                n.load(Ordering::Relaxed),
+            ));
+        }
+        entries.push((vec![("cache", name)], cache.store.entries() as u64));
+        bytes.push((vec![("cache", name)], cache.store.bytes() as u64));
+    }
+    counter(
+        e,
+        "cache_requests",
+        "Requests of routes with a cache, by outcome: `hit` (answered from it), `miss` (fetched), `bypass` (not for the cache), `coalesced` (waited for another request's fetch of the same key), `stored` (misses whose response was stored)",
+        &outcomes,
+    )?;
+    gauge(
+        e,
+        "cache_entries",
+        "Responses the cache holds now",
+        &entries,
+    )?;
+    gauge(
+        e,
+        "cache_bytes",
+        "Bytes the cache holds now (bodies, headers, keys), at most its `memory`",
+        &bytes,
+    )
 }
 
 /// Writes the content families.

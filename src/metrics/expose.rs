@@ -91,6 +91,7 @@ impl Collector for Scrape {
         super::connections::encode(&mut e, &snapshot)?;
         super::limits::encode(&mut e, &snapshot)?;
         super::content::encode(&mut e)?;
+        super::content::caches(&mut e, &snapshot)?;
 
         let now = now_us();
         let gauges: [(&str, &str, BackendGauge); 6] = [

@@ -256,6 +256,16 @@ impl Forward {
         })
     }
 
+    /// What the cache phase did with it, for the log: `miss` (fetched, stored if it may
+    /// be), `bypass` (the route caches, this request passes by), or nothing.
+    pub fn cache_outcome(&self, frontend: &Frontend) -> Option<&'static str> {
+        if self.fill.is_some() {
+            Some("miss")
+        } else {
+            self.route(frontend)?.cache.map(|_| "bypass")
+        }
+    }
+
     /// The coding of a request body the route decodes, and the most it may decode to.
     pub fn decoding(&self, frontend: &Frontend) -> Option<(crate::content::coding::Coding, u64)> {
         Some((self.decode?, self.route(frontend)?.decompress_requests?))

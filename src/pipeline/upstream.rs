@@ -94,6 +94,8 @@ pub struct Trail {
     pub refused: Option<(&'static str, &'static str)>,
     /// The content coding the response was compressed with (`compressed=br`).
     pub compressed: Option<&'static str>,
+    /// What the cache did (`cache=hit|miss|bypass`).
+    pub cache: Option<&'static str>,
 }
 
 /// What a sticky cookie did: the request went where its cookie said (`hit`), had no
@@ -111,6 +113,7 @@ impl Trail {
         self.sticky = None;
         self.refused = None;
         self.compressed = None;
+        self.cache = None;
         if self.retried[0].is_some() {
             self.retried = Default::default();
         }

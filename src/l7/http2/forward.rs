@@ -198,6 +198,7 @@ async fn handle(
         }
         Decision::Cached { route, hit } => {
             trace.route = Some(route);
+            trace.trail.cache = Some("hit");
             return Ok(cached(&hit, req.method() == hyper::Method::HEAD));
         }
         Decision::Files { route, answer } => {
@@ -230,6 +231,7 @@ async fn handle(
     }
     trace.route = fwd.route;
     trace.pool = Some(Arc::clone(&fwd.pool));
+    let outcome = fwd.cache_outcome(frontend);
     let mut fill = fwd.fill.take();
     let rewrites = Rewrites {
         path: fwd.rewrite(frontend),
@@ -278,6 +280,7 @@ async fn handle(
         trace.parked = oversize.and_then(|o| o.parked.lock().ok()?.take());
     }
     trace.trail = std::mem::take(&mut attempts.trail);
+    trace.trail.cache = outcome;
     // Its places under concurrency limits are given back with the response head.
     drop(admitted);
     result

@@ -174,3 +174,57 @@ fn bad_cache_settings_are_config_errors_at_their_position() {
         "{err}"
     );
 }
+
+#[test]
+fn stale_responses_are_revalidated_and_served_when_the_backend_fails() {
+    let a = Backend::start("a");
+    let f = Fulcrum::start(&format!(
+        "threads = 1\naccess_log = true\n[caches.main]\nstale_if_error = \"1h\"\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        a.addr
+    ));
+    let versions = ["--http1.1", "--http2-prior-knowledge"];
+    let url = |v: &str, extra: &str| {
+        f.url(&format!(
+            "/text/2000?cc=max-age%3D1{extra}&etag=%22v1%22&v={v}"
+        ))
+    };
+    // Revalidation: stale after a second, the backend says 304, the stored body is
+    // served (200) and fresh again.
+    for v in versions {
+        let (head, first) = get(&[v, &url(v, "")]);
+        assert_eq!(status(&head), "main; fwd=miss; stored", "{head}");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let (head, again) = get(&[v, &url(v, "")]);
+        assert!(head.contains(" 200"), "{head}");
+        assert_eq!(
+            status(&head),
+            "main; fwd=stale; fwd-status=304; stored",
+            "{head}"
+        );
+        assert_eq!(first, again);
+        let (head, _) = get(&[v, &url(v, "")]);
+        assert!(status(&head).contains("hit"), "{head}");
+    }
+    assert!(f.wait_log("cache=revalidated"), "{}", f.log());
+    // Also stored with must-revalidate, which forbids serving it stale.
+    for v in versions {
+        get(&[v, &url(v, "%2C%20must-revalidate")]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    drop(a);
+    for v in versions {
+        let (head, body) = get(&[v, &url(v, "")]);
+        assert!(head.contains(" 200"), "{v}: {head}");
+        assert!(
+            status(&head).contains("fwd=stale; fwd-status=502"),
+            "{v}: {head}"
+        );
+        assert!(body.as_bytes() == common::text(0, 2000));
+        let (head, _) = get(&[v, &url(v, "%2C%20must-revalidate")]);
+        assert!(head.contains(" 502"), "{v}: {head}");
+    }
+    assert!(f.wait_log("cache=stale"), "{}", f.log());
+}

@@ -10,6 +10,7 @@
 //! default_ttl = "0s"         # for heuristically cacheable responses without freshness
 //! max_heuristic = "1d"       # cap of the 10%-of-age heuristic
 //! lock_timeout = "5s"        # how long a miss waits for the same key's fetch
+//! stale_if_error = "0s"      # serve this stale when the backends fail
 //! ```
 
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub struct RawCache {
     pub default_ttl: Option<Spanned<String>>,
     pub max_heuristic: Option<Spanned<String>>,
     pub lock_timeout: Option<Spanned<String>>,
+    pub stale_if_error: Option<Spanned<String>>,
 }
 
 /// A cache, validated.
@@ -51,6 +53,9 @@ pub struct CacheConfig {
     pub max_heuristic: Duration,
     /// How long a miss waits for a fetch of the same key.
     pub lock_timeout: Duration,
+    /// How long past its freshness a stored response may be served when the backends
+    /// fail (beyond what responses say with `stale-if-error`).
+    pub stale_if_error: Duration,
 }
 
 /// Validates every `[caches.NAME]`.
@@ -135,6 +140,11 @@ fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConf
             &c.lock_timeout,
             &format!("caches.{name}.lock_timeout"),
             Duration::from_secs(5),
+            problems,
+        ),
+        stale_if_error: super::fields::duration_or_zero(
+            &c.stale_if_error,
+            &format!("caches.{name}.stale_if_error"),
             problems,
         ),
     }

@@ -47,9 +47,13 @@ impl Conn {
         &mut self,
         mut head: RequestHead,
         fwd: &Forward,
-        fill: Option<Box<crate::pipeline::cache::Fill>>,
+        mut fill: Option<Box<crate::pipeline::cache::Fill>>,
     ) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
+        if let Some(f) = &fill {
+            // A stale stored response: the backend is asked whether it is still good.
+            self.add_headers(&f.revalidation());
+        }
         if let Some((coding, max)) = fwd.decoding(&self.frontend)
             && head.body != BodyFraming::Empty
         {
@@ -133,6 +137,15 @@ impl Conn {
             // The body went past the route's max_body_size while it streamed.
             self.trail.refused = Some(("denied", "body"));
         }
+        if let Some(f) = fill.take_if(|f| {
+            let status = match &tried {
+                Ok((_, resp, ..)) => resp.status,
+                Err(e) => e.status,
+            };
+            f.wants(status)
+        }) {
+            return self.answer_from_cache(f, tried, &head).await;
+        }
         let (mut up, resp, keep_client, _in_flight) = tried?;
 
         self.status = resp.status;
@@ -172,6 +185,64 @@ impl Conn {
             upstream::put_idle(pool.conn_key(backend), up.stream);
         }
         Ok(keep_client && finished)
+    }
+
+    /// The cache phase's turn after a try: a 304 to its revalidation (the stored response
+    /// is refreshed and served), or a failure with a stale response that may be served
+    /// instead. Otherwise the failure goes to the client.
+    async fn answer_from_cache(
+        &mut self,
+        fill: Box<crate::pipeline::cache::Fill>,
+        tried: Result<(Upstream, ResponseHead, bool, Option<InFlight>), Error>,
+        head: &RequestHead,
+    ) -> Result<bool, Error> {
+        let keep = head.keep_alive && !head.http10 && !self.live.is_stopping();
+        let hit = match &tried {
+            Ok((_, resp, ..)) if resp.status == 304 && fill.revalidating() => {
+                let mut slots = [httparse::EMPTY_HEADER; super::request::HEADER_SLOTS];
+                let mut parsed = httparse::Response::new(&mut slots);
+                let _ = parsed.parse(&self.ubuf[..resp.head_len]);
+                let headers: Vec<(Vec<u8>, Vec<u8>)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
+                    .collect();
+                self.trail.cache = Some("revalidated");
+                fill.refreshed(headers.iter().map(|(n, v)| (&n[..], &v[..])))
+            }
+            Ok((_, resp, ..)) => {
+                self.trail.cache = Some("stale");
+                fill.stale_on_error(resp.status)
+            }
+            Err(e) => {
+                self.trail.cache = Some("stale");
+                fill.stale_on_error(e.status)
+            }
+        };
+        let Some(hit) = hit else {
+            self.trail.cache = None;
+            return match tried {
+                Err(e) => Err(e),
+                // A 5xx without a usable stale response: sent as it came.
+                Ok(_) => Err(Error::bad_gateway(
+                    "the backend failed and nothing stale may be served",
+                )),
+            };
+        };
+        if let Ok((up, resp, ..)) = tried {
+            // A 304 has no body: its connection may serve another request.
+            self.ubuf.advance(resp.head_len);
+            if resp.status == 304
+                && resp.reusable
+                && self.ubuf.is_empty()
+                && let (Some(backend), Some(pool)) = (&self.backend, &self.pool)
+            {
+                upstream::put_idle(pool.conn_key(backend), up.stream);
+            }
+        }
+        self.ubuf.clear();
+        self.send_cached(&hit, head.is_head, keep).await?;
+        Ok(keep)
     }
 
     /// The tries of one request: the first backend, then others while a failed try may

@@ -62,7 +62,7 @@ pub(super) struct Conn {
     target: String,
     pub(super) status: u16,
     /// The pool and backend of the current (or last) try.
-    pool: Option<Arc<Pool>>,
+    pub(super) pool: Option<Arc<Pool>>,
     pub(super) backend: Option<Arc<Backend>>,
     pub(super) route: Option<usize>,
     /// Retries made for the current request.
@@ -265,7 +265,7 @@ impl Conn {
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
                 let result = self.exchange(head, &fwd, fill).await;
-                self.trail.cache = outcome;
+                self.trail.cache = self.trail.cache.or(outcome);
                 result
             }
             other => self.answer(head, other).await,
@@ -473,7 +473,10 @@ impl Conn {
     /// Sets `headers` (from a route's auth service) in the backend head in `out` (which
     /// ends with the blank line): the client's own lines of those names are removed,
     /// then the service's values added.
-    fn add_headers(&mut self, headers: &[(http::HeaderName, Option<http::HeaderValue>)]) {
+    pub(super) fn add_headers(
+        &mut self,
+        headers: &[(http::HeaderName, Option<http::HeaderValue>)],
+    ) {
         if headers.is_empty() || !self.out.ends_with(b"\r\n\r\n") {
             return;
         }

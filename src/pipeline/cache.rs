@@ -40,8 +40,8 @@ pub struct Hit {
     pub age: u64,
     /// The status sent: the entry's, or 304 for a conditional request it satisfies.
     pub status: u16,
-    /// The cache's name, for `Cache-Status`.
-    pub cache: Arc<Cache>,
+    /// Its `Cache-Status`.
+    pub cache_status: String,
 }
 
 /// A miss on its way to the backend.
@@ -54,6 +54,11 @@ pub struct Fill {
     request_time: u64,
     /// The request's headers (names in lower case), for the variant's `Vary` values.
     headers: Vec<(Box<str>, Box<[u8]>)>,
+    /// The stored response, stale (or `no-cache`), if any: revalidated, or served when
+    /// the backends fail.
+    stale: Option<Arc<Entry>>,
+    /// The backend is asked whether `stale` is still good (its validators are sent).
+    revalidating: bool,
     /// Other requests for the key wait on this one.
     _filling: Option<Filling>,
 }
@@ -85,20 +90,25 @@ pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Loo
     }
     let hash = cache.hash(&key);
     let mut waited = false;
+    let conditional = req.header_values("if-none-match").next().is_some()
+        || req.header_values("if-modified-since").next().is_some();
     loop {
         let stored = cache.store.get(hash, &key, |name, stored| {
             req.header_values(name).next() == stored
         });
+        let stale = stored.clone();
         if let Some(entry) = stored {
             let now = now();
             if freshness::usable(&directives, &entry.directives, &entry.timing, now) == Use::Fresh {
                 cache.counts.hits.fetch_add(1, Ordering::Relaxed);
                 let status = conditional_status(&entry, req);
+                let age = entry.timing.age(now);
+                let ttl = entry.timing.lifetime.saturating_sub(age);
                 return Lookup::Hit(Box::new(Hit {
-                    age: entry.timing.age(now),
+                    cache_status: format!("{}; hit; ttl={ttl}", cache.config.name),
+                    age,
                     entry,
                     status,
-                    cache: Arc::clone(cache),
                 }));
             }
         }
@@ -125,6 +135,10 @@ pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Loo
             request,
             request_time: now(),
             headers,
+            revalidating: stale.as_ref().is_some_and(|e| {
+                !conditional && (e.header("etag").is_some() || e.header("last-modified").is_some())
+            }),
+            stale,
             _filling: filling,
         }));
     }
@@ -193,9 +207,7 @@ impl Hit {
             put(name.as_str(), value.as_bytes());
         }
         put("age", crate::digits::Digits::decimal(self.age).as_bytes());
-        let ttl = self.entry.timing.lifetime.saturating_sub(self.age);
-        let status = format!("{}; hit; ttl={ttl}", self.cache.config.name);
-        put("cache-status", status.as_bytes());
+        put("cache-status", self.cache_status.as_bytes());
     }
 
     /// Whether a body is sent (not for 304s, nor HEAD requests: `head_only`).
@@ -221,6 +233,126 @@ pub struct Capture {
 }
 
 impl Fill {
+    /// The headers that ask the backend whether the stale response is still good
+    /// (`If-None-Match`, `If-Modified-Since`), in the form the engines add headers.
+    pub fn revalidation(&self) -> Vec<(http::HeaderName, Option<http::HeaderValue>)> {
+        let Some(entry) = self.stale.as_ref().filter(|_| self.revalidating) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(tag) = entry.header("etag") {
+            out.push((http::header::IF_NONE_MATCH, Some(tag.clone())));
+        }
+        if let Some(date) = entry.header("last-modified") {
+            out.push((http::header::IF_MODIFIED_SINCE, Some(date.clone())));
+        }
+        out
+    }
+
+    /// Whether a response of `status` is for the cache phase rather than the client: a
+    /// 304 to a revalidation, or a failure with a stale response at hand.
+    pub fn wants(&self, status: u16) -> bool {
+        (status == 304 && self.revalidating) || (status >= 500 && self.stale.is_some())
+    }
+
+    /// Whether the backend is asked to revalidate a stored response.
+    pub fn revalidating(&self) -> bool {
+        self.revalidating
+    }
+
+    /// After a 304 to a revalidation: the stored response refreshed with the 304's
+    /// headers (`headers`, as received), stored again, and served.
+    pub fn refreshed<'h>(
+        self: Box<Self>,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    ) -> Option<Hit> {
+        let old = self.stale.clone()?;
+        let mut merged: Vec<(http::HeaderName, http::HeaderValue)> = old.headers.to_vec();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if matches!(
+                lower.as_slice(),
+                b"content-length" | b"transfer-encoding" | b"connection" | b"keep-alive" | b"age"
+            ) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(&lower),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                merged.retain(|(m, _)| *m != n);
+                merged.push((n, v));
+            }
+        }
+        let status = old.status;
+        let name = self.cache.config.name.clone();
+        let cache = Arc::clone(&self.cache);
+        let list: Vec<(&[u8], &[u8])> = merged
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            .collect();
+        let mut capture = match self.capture(status, list.into_iter()) {
+            Ok(c) => c,
+            // No longer storable: served once as it is now.
+            Err(_) => {
+                return Some(Hit {
+                    entry: old,
+                    age: 0,
+                    status,
+                    cache_status: format!("{name}; fwd=stale; fwd-status=304"),
+                });
+            }
+        };
+        capture.replace_body(old.body.to_vec());
+        capture.store();
+        let entry = cache
+            .store
+            .get(cache.hash(&old.key), &old.key, |n, value| {
+                old.vary
+                    .iter()
+                    .find(|(m, _)| **m == *n)
+                    .is_some_and(|(_, v)| v.as_deref() == value)
+            })?;
+        Some(Hit {
+            age: entry.timing.age(now()),
+            entry,
+            status,
+            cache_status: format!("{name}; fwd=stale; fwd-status=304; stored"),
+        })
+    }
+
+    /// When the fetch failed with `status` (an error of Fulcrum's or the backend's
+    /// 5xx): the stale response to serve instead, if it may be (`stale-if-error` of the
+    /// response or the request, or the cache's `stale_if_error`; never past
+    /// `must-revalidate`).
+    pub fn stale_on_error(&self, status: u16) -> Option<Hit> {
+        let entry = self.stale.as_ref()?;
+        let d = &entry.directives;
+        if d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache {
+            return None;
+        }
+        let age = entry.timing.age(now());
+        let stale_by = age.saturating_sub(entry.timing.lifetime);
+        let window = d
+            .stale_if_error
+            .unwrap_or(0)
+            .max(self.request.directives.stale_if_error.unwrap_or(0))
+            .max(self.cache.config.stale_if_error.as_secs());
+        if window == 0 || stale_by > window {
+            return None;
+        }
+        self.cache.counts.stale.fetch_add(1, Ordering::Relaxed);
+        Some(Hit {
+            entry: Arc::clone(entry),
+            age,
+            status: entry.status,
+            cache_status: format!(
+                "{}; hit; fwd=stale; fwd-status={status}; detail=stale-if-error",
+                self.cache.config.name
+            ),
+        })
+    }
+
     /// The `Cache-Status` of a response fetched on this miss.
     pub fn status_line(&self, stored: bool) -> String {
         let name = &self.cache.config.name;

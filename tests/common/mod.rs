@@ -234,7 +234,22 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Response<Body>, 
         {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+        let if_none_match = req
+            .headers()
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut r = text_response(n.parse().unwrap_or(0), &query);
+        // Revalidation: the stored tag is still the one.
+        if let Some(tag) = if_none_match
+            && r.headers()
+                .get("etag")
+                .is_some_and(|e| e.to_str().ok() == Some(&tag))
+        {
+            *r.body_mut() = full(Bytes::new());
+            *r.status_mut() = hyper::StatusCode::NOT_MODIFIED;
+            r.headers_mut().remove("content-length");
+        }
         // Which request of this backend answered (the count so far).
         let n = state.requests.load(Ordering::SeqCst);
         r.headers_mut()

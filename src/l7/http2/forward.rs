@@ -238,6 +238,15 @@ async fn handle(
         headers: fwd.request_headers(frontend),
     };
     prepare::prepare(&mut req, peer.ip(), tls, &fwd.pool, &rewrites)?;
+    if let Some(f) = &fill {
+        // A stale stored response: the backend is asked whether it is still good.
+        for (name, value) in f.revalidation() {
+            if let Some(value) = value {
+                req.headers_mut().insert(name, value);
+            }
+        }
+    }
+    let head_only = req.method() == hyper::Method::HEAD;
     // Sticky `prefix`: the backend sees its own cookie value.
     if let Some(name) = fwd.pool.sticky.as_ref().and_then(|s| s.prefixes()) {
         crate::pipeline::sticky::strip_prefixes(req.headers_mut(), name);
@@ -281,6 +290,36 @@ async fn handle(
     }
     trace.trail = std::mem::take(&mut attempts.trail);
     trace.trail.cache = outcome;
+    // The cache phase's turn: a 304 to its revalidation, or a failure with a stale
+    // response that may be served instead.
+    if let Some(f) = fill {
+        let hit = match &result {
+            Ok(r) if r.status() == 304 && f.revalidating() => {
+                trace.trail.cache = Some("revalidated");
+                let headers: Vec<(Vec<u8>, Vec<u8>)> = r
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect();
+                f.refreshed(headers.iter().map(|(n, v)| (&n[..], &v[..])))
+            }
+            Ok(r) => f.stale_on_error(r.status().as_u16()),
+            Err(e) => f.stale_on_error(e.status),
+        };
+        if let Some(hit) = hit {
+            if trace.trail.cache != Some("revalidated") {
+                trace.trail.cache = Some("stale");
+            }
+            drop(admitted);
+            return Ok(cached(&hit, head_only));
+        }
+        if trace.trail.cache == Some("revalidated") {
+            // The client did not ask conditionally: a 304 is not its answer.
+            return Err(Error::bad_gateway(
+                "the revalidated response could not be kept",
+            ));
+        }
+    }
     // Its places under concurrency limits are given back with the response head.
     drop(admitted);
     result
@@ -451,7 +490,7 @@ async fn tries(
                         .and_then(|c| HeaderValue::from_str(c).ok()),
                     prefix_cookie: attempts.prefix_cookie(&admitted),
                     offer: fwd.offer(frontend),
-                    fill: fill.take(),
+                    fill: fill.take_if(|f| !f.wants(status.as_u16())),
                 };
                 let (response, coding) = finish.apply(response);
                 attempts.trail.compressed = coding.map(Coding::token);

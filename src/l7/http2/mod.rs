@@ -23,6 +23,7 @@ pub mod flood;
 mod forward;
 mod grpc;
 mod prepare;
+mod respond;
 mod senders;
 mod upload;
 

@@ -228,3 +228,57 @@ fn stale_responses_are_revalidated_and_served_when_the_backend_fails() {
     }
     assert!(f.wait_log("cache=stale"), "{}", f.log());
 }
+
+#[test]
+fn the_admin_api_purges_by_path_prefix_or_all() {
+    let a = Backend::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "purge-token\n").unwrap();
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {:?}\n[caches.main]\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        token, a.addr
+    ));
+    let host = format!("127.0.0.1:{}", f.addr.port());
+    let paths = ["/text/100", "/text/200", "/text/300"];
+    for p in paths {
+        get(&[&f.url(&format!("{p}?cc=max-age%3D60"))]);
+    }
+    let purge = |body: &str| {
+        let (code, out, err) = common::curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Bearer purge-token",
+            "--data",
+            body,
+            &format!("http://{}/api/caches/main/purge", f.admin_addr()),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["purged"].as_u64().unwrap_or_else(|| panic!("{out}"))
+    };
+    let cached = |p: &str| {
+        let (head, _) = get(&[&f.url(&format!("{p}?cc=max-age%3D60"))]);
+        status(&head).contains("hit")
+    };
+    assert!(paths.iter().all(|p| cached(p)));
+    assert_eq!(
+        purge(&format!(
+            "{{\"host\": \"{host}\", \"path\": \"/text/100\"}}"
+        )),
+        1
+    );
+    assert!(!cached("/text/100") && cached("/text/200"));
+    assert_eq!(
+        purge(&format!("{{\"host\": \"{host}\", \"prefix\": \"/text/\"}}")),
+        3
+    );
+    // Asking again stores it again: one entry left for `all`.
+    assert!(!cached("/text/200"));
+    assert_eq!(purge("{\"all\": true}"), 1);
+    assert_eq!(purge("{\"all\": true}"), 0);
+}

@@ -235,3 +235,45 @@ fn backend_config<'c>(
         .iter_mut()
         .find(|b| b.name == backend)
 }
+
+/// `POST /api/caches/NAME/purge` with `{"host": H, "path": P}` (every stored response
+/// of that path, any query), `{"host": H, "prefix": P}` (of every path starting with
+/// P) or `{"all": true}`: drops them; how many.
+pub(super) fn purge(admin: &Admin, name: &str, body: &Value) -> Result<Value, Refused> {
+    use crate::content::cache::key::{self, Part};
+    let snapshot = admin.live.snapshot();
+    let cache = snapshot
+        .caches
+        .iter()
+        .find(|c| c.config.name == name)
+        .ok_or_else(|| Refused::not_found(format!("no cache `{name}`")))?;
+    if body.get("all").and_then(Value::as_bool) == Some(true) {
+        let purged = cache.store.purge_prefix(b"");
+        return Ok(json!({ "cache": name, "purged": purged }));
+    }
+    let host = body
+        .get("host")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Refused::bad("give `host` and `path` or `prefix`, or `all`: true"))?;
+    if cache.config.key.get(..2) != Some(&[Part::Host, Part::Path][..]) {
+        return Err(Refused::bad(format!(
+            "cache `{name}`'s key does not start with host and path: purge it with `all`"
+        )));
+    }
+    let mut prefix = match (
+        body.get("path").and_then(Value::as_str),
+        body.get("prefix").and_then(Value::as_str),
+    ) {
+        (Some(path), None) => {
+            let mut k = key::of_url(host, path);
+            // The whole path: its end is the part's end.
+            k.push(0);
+            k
+        }
+        (None, Some(prefix)) => key::of_url(host, prefix),
+        _ => return Err(Refused::bad("give one of `path` and `prefix`")),
+    };
+    prefix.shrink_to_fit();
+    let purged = cache.store.purge_prefix(&prefix);
+    Ok(json!({ "cache": name, "purged": purged }))
+}

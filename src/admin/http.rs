@@ -83,6 +83,7 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
         (&Method::DELETE, ["api", "backends", pool, backend]) => {
             actions::remove(admin, pool, backend).await
         }
+        (&Method::POST, ["api", "caches", name, "purge"]) => actions::purge(admin, name, &body),
         _ => Err(Refused::not_found(format!(
             "no {method} {path}: see docs/admin.md for the endpoints"
         ))),

@@ -282,3 +282,22 @@ fn the_admin_api_purges_by_path_prefix_or_all() {
     assert_eq!(purge("{\"all\": true}"), 1);
     assert_eq!(purge("{\"all\": true}"), 0);
 }
+
+#[test]
+fn memory_stays_within_the_budget() {
+    let a = Backend::start("a");
+    let f = start(&a);
+    // 60 objects of 100 KB: 6 MB through a 4 MiB cache.
+    for i in 0..60 {
+        let (head, body) = get(&[&f.url(&format!("/text/100000?cc=max-age%3D60&i={i}"))]);
+        assert_eq!(body.len(), 100_000, "{head}");
+    }
+    let m = common::scrape(f.admin_addr());
+    let bytes = common::value(&m, "fulcrum_cache_bytes{cache=\"main\"}");
+    let entries = common::value(&m, "fulcrum_cache_entries{cache=\"main\"}");
+    assert!(bytes <= (4 << 20) as f64, "{bytes} bytes held");
+    assert!((30.0..60.0).contains(&entries), "{entries} entries");
+    // The most recent ones are still there.
+    let (head, _) = get(&[&f.url("/text/100000?cc=max-age%3D60&i=59")]);
+    assert!(status(&head).contains("hit"), "{head}");
+}

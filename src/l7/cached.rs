@@ -9,6 +9,9 @@ use super::proxy::Conn;
 use crate::pipeline::cache::{Capture, Fill, Hit};
 use crate::pipeline::error::{Error, status_title};
 
+/// Stored bodies up to this size are copied after the head and sent in one write.
+const INLINE: usize = 16 * 1024;
+
 /// The response being kept on a miss.
 pub(super) struct Keeping {
     capture: Box<Capture>,
@@ -48,13 +51,21 @@ impl Conn {
             self.out.extend_from_slice(b"Connection: close\r\n");
         }
         self.out.extend_from_slice(b"\r\n");
-        if let Some(body) = hit.body(head_only) {
+        let body = hit.body(head_only);
+        // A small body goes with the head in one write; a large one is written from
+        // the stored bytes themselves, not copied.
+        let inline = body.filter(|b| b.len() <= INLINE);
+        if let Some(body) = inline {
             self.out.extend_from_slice(body);
         }
         let out = std::mem::take(&mut self.out);
         let written = self.write_client(&out).await;
         self.out = out;
-        written
+        written?;
+        match body {
+            Some(body) if inline.is_none() => self.write_client(body).await,
+            _ => Ok(()),
+        }
     }
 
     /// On a miss: keeps the response whose client head is in `rhead` if it may be

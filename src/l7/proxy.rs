@@ -254,6 +254,10 @@ impl Conn {
                 Verified::Refused(refused) => decision = refused,
             }
         }
+        if let Some(lookup) = pipeline::cache_lookup(&mut decision) {
+            // Boxed: only requests of routes with a cache wait here.
+            Box::pin(lookup).await;
+        }
         self.http10 = head.http10;
         let result = match decision {
             Decision::Forward(mut fwd) => {
@@ -336,12 +340,7 @@ impl Conn {
                             tls,
                         );
                         pipeline::files(&self.frontend, &mut decision, &parsed);
-                        if let Some(lookup) =
-                            pipeline::cache(&self.frontend, &mut decision, &parsed)
-                        {
-                            // Boxed: only requests of routes with a cache wait here.
-                            Box::pin(lookup).await;
-                        }
+                        pipeline::cache(&self.frontend, &mut decision, &parsed);
                         if self.out.capacity() == 0 {
                             self.out = super::buffers::take_vec();
                         }

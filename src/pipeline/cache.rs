@@ -63,8 +63,24 @@ pub struct Fill {
     _filling: Option<Filling>,
 }
 
-/// The cache phase for a request to a route storing in `cache`.
-pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Lookup {
+/// What the cache phase needs of a request, read from it at once: the lookup may
+/// wait for another request's fetch, and the request's bytes are not kept meanwhile.
+#[derive(Debug)]
+pub struct Asking {
+    cache: Arc<Cache>,
+    key: Vec<u8>,
+    hash: u64,
+    request: RequestFacts,
+    if_none_match: Option<Box<[u8]>>,
+    if_modified_since: Option<Box<[u8]>>,
+    /// The request's headers (names in lower case) a `Vary` may name.
+    headers: Vec<(Box<str>, Box<[u8]>)>,
+}
+
+/// The first half of the cache phase, for a request to a route storing in `cache`: what
+/// the lookup needs, or `None` when the request is not for the cache (another method,
+/// a range, `no-store`).
+pub fn ask<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Option<Box<Asking>> {
     let method = req.method();
     let get = method == b"GET";
     let mut key = Vec::with_capacity(128);
@@ -80,28 +96,58 @@ pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Loo
         return bypass(cache);
     }
     let directives = Directives::parse(req.header_values("cache-control"));
-    let request = RequestFacts {
-        get,
-        authorization: req.header_values("authorization").next().is_some(),
-        directives,
-    };
     if directives.no_store {
         return bypass(cache);
     }
-    let hash = cache.hash(&key);
+    let first = |name: &'static str| req.header_values(name).next().map(Box::<[u8]>::from);
+    Some(Box::new(Asking {
+        cache: Arc::clone(cache),
+        hash: cache.hash(&key),
+        key,
+        request: RequestFacts {
+            get,
+            authorization: req.header_values("authorization").next().is_some(),
+            directives,
+        },
+        if_none_match: first("if-none-match"),
+        if_modified_since: first("if-modified-since"),
+        headers: req_headers(req),
+    }))
+}
+
+/// The second half: a hit, or a miss (after waiting for the fetch of the same key by
+/// another request, if there is one).
+pub async fn lookup(asking: Box<Asking>) -> Lookup {
+    let Asking {
+        cache,
+        key,
+        hash,
+        request,
+        if_none_match,
+        if_modified_since,
+        headers,
+    } = *asking;
+    let directives = request.directives;
+    let conditional = if_none_match.is_some() || if_modified_since.is_some();
     let mut waited = false;
-    let conditional = req.header_values("if-none-match").next().is_some()
-        || req.header_values("if-modified-since").next().is_some();
     loop {
         let stored = cache.store.get(hash, &key, |name, stored| {
-            req.header_values(name).next() == stored
+            headers
+                .iter()
+                .find(|(n, _)| **n == *name)
+                .map(|(_, v)| &v[..])
+                == stored
         });
         let stale = stored.clone();
         if let Some(entry) = stored {
             let now = now();
             if freshness::usable(&directives, &entry.directives, &entry.timing, now) == Use::Fresh {
                 cache.counts.hits.fetch_add(1, Ordering::Relaxed);
-                let status = conditional_status(&entry, req);
+                let status = conditional_status(
+                    &entry,
+                    if_none_match.as_deref(),
+                    if_modified_since.as_deref(),
+                );
                 let age = entry.timing.age(now);
                 let ttl = entry.timing.lifetime.saturating_sub(age);
                 return Lookup::Hit(Box::new(Hit {
@@ -112,8 +158,9 @@ pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Loo
                 }));
             }
         }
-        if !get {
-            return bypass(cache);
+        if !request.get {
+            cache.counts.bypassed.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Bypass;
         }
         let filling = match cache.store.fill(hash) {
             Turn::Fetch(f) => Some(f),
@@ -127,26 +174,25 @@ pub async fn lookup<V: RequestView + ?Sized>(cache: &Arc<Cache>, req: &V) -> Loo
             Turn::Wait(_) => None,
         };
         cache.counts.misses.fetch_add(1, Ordering::Relaxed);
-        let headers = req_headers(req);
         return Lookup::Miss(Box::new(Fill {
-            cache: Arc::clone(cache),
+            revalidating: stale.as_ref().is_some_and(|e| {
+                !conditional && (e.header("etag").is_some() || e.header("last-modified").is_some())
+            }),
+            stale,
+            cache,
             hash,
             key,
             request,
             request_time: now(),
             headers,
-            revalidating: stale.as_ref().is_some_and(|e| {
-                !conditional && (e.header("etag").is_some() || e.header("last-modified").is_some())
-            }),
-            stale,
             _filling: filling,
         }));
     }
 }
 
-fn bypass(cache: &Cache) -> Lookup {
+fn bypass(cache: &Cache) -> Option<Box<Asking>> {
     cache.counts.bypassed.fetch_add(1, Ordering::Relaxed);
-    Lookup::Bypass
+    None
 }
 
 /// The request's headers that a `Vary` may name (all but the few no response varies on).
@@ -172,14 +218,17 @@ fn req_headers<V: RequestView + ?Sized>(req: &V) -> Vec<(Box<str>, Box<[u8]>)> {
 }
 
 /// 304 when the request's own conditions are met by `entry` (a 200), else its status.
-fn conditional_status<V: RequestView + ?Sized>(entry: &Entry, req: &V) -> u16 {
+fn conditional_status(
+    entry: &Entry,
+    if_none_match: Option<&[u8]>,
+    if_modified_since: Option<&[u8]>,
+) -> u16 {
     if entry.status != 200 {
         return entry.status;
     }
-    let header = |name: &'static str| req.header_values(name).next();
     let conditions = Conditions {
-        if_none_match: header("if-none-match"),
-        if_modified_since: header("if-modified-since"),
+        if_none_match,
+        if_modified_since,
         ..Conditions::default()
     };
     if conditions.if_none_match.is_none() && conditions.if_modified_since.is_none() {

@@ -128,6 +128,8 @@ pub struct Forward {
     /// The request body is compressed with this coding and the route decodes it
     /// (`decompress_requests`; see [`Forward::decoding`]).
     pub decode: Option<crate::content::coding::Coding>,
+    /// What the cache phase read of the request, until it looks it up ([`cache`]).
+    pub asking: Option<Box<cache::Asking>>,
     /// A miss of the route's cache: the response is stored if it may be ([`cache`]).
     pub fill: Option<Box<cache::Fill>>,
 }
@@ -142,22 +144,35 @@ pub fn files<V: RequestView + ?Sized>(frontend: &Frontend, decision: &mut Decisi
     }
 }
 
-/// The cache phase, after admission: a request forwarded on a route with a `cache` is
-/// answered from it, or marked as a miss whose response is stored (see [`cache`]).
-/// `None` when the route has no cache (nothing to wait for).
-pub fn cache<'a, V: RequestView + ?Sized>(
-    frontend: &Frontend,
-    decision: &'a mut Decision,
-    req: &'a V,
-) -> Option<impl Future<Output = ()> + 'a> {
-    let Decision::Forward(fwd) = &*decision else {
+/// The cache phase's first half, after admission: a request forwarded on a route with
+/// a `cache` is read for it (see [`cache::ask`]); the lookup itself is
+/// [`cache_lookup`]'s.
+pub fn cache<V: RequestView + ?Sized>(frontend: &Frontend, decision: &mut Decision, req: &V) {
+    let Decision::Forward(fwd) = decision else {
+        return;
+    };
+    let Some(route) = fwd.route else {
+        return;
+    };
+    let Some(cache) = frontend.routes.routes()[route]
+        .cache
+        .and_then(|i| frontend.caches.get(i))
+    else {
+        return;
+    };
+    fwd.asking = cache::ask(cache, req);
+}
+
+/// The cache phase's second half: the request is answered from the cache, or marked as
+/// a miss whose response is stored. `None` when there is nothing to look up.
+pub fn cache_lookup(decision: &mut Decision) -> Option<impl Future<Output = ()> + '_> {
+    let Decision::Forward(fwd) = decision else {
         return None;
     };
+    let asking = fwd.asking.take()?;
     let route = fwd.route?;
-    let index = frontend.routes.routes()[route].cache?;
-    let cache = Arc::clone(frontend.caches.get(index)?);
     Some(async move {
-        match cache::lookup(&cache, req).await {
+        match cache::lookup(asking).await {
             cache::Lookup::Bypass => {}
             cache::Lookup::Hit(hit) => *decision = Decision::Cached { route, hit },
             cache::Lookup::Miss(fill) => {
@@ -203,6 +218,7 @@ pub fn route<V: RequestView + ?Sized>(frontend: &Frontend, req: &V, tls: bool) -
                 decode: route
                     .and_then(|r| r.decompress_requests)
                     .and_then(|_| compress::request_coding(req)),
+                asking: None,
                 fill: None,
             })
         }

@@ -153,10 +153,7 @@ async fn handle(
     let (mut decision, mut admitted) =
         pipeline::admit::admit(frontend, decision, &view, declared_length(&req), tls);
     pipeline::files(frontend, &mut decision, &view);
-    if let Some(lookup) = pipeline::cache(frontend, &mut decision, &view) {
-        // Boxed: only requests of routes with a cache wait here.
-        Box::pin(lookup).await;
-    }
+    pipeline::cache(frontend, &mut decision, &view);
     // Credentials the cache did not know are verified off the worker thread, or the
     // route's auth service is asked.
     if admitted.must_verify() {
@@ -174,6 +171,10 @@ async fn handle(
         }
     }
     frontend.begin(decision.route());
+    if let Some(lookup) = pipeline::cache_lookup(&mut decision) {
+        // Boxed: only requests of routes with a cache wait here.
+        Box::pin(lookup).await;
+    }
     let mut fwd = match decision {
         Decision::Forward(fwd) => fwd,
         Decision::Redirect {

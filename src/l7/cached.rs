@@ -7,7 +7,7 @@ use std::io::Write as _;
 use super::chunked::ChunkedDecoder;
 use super::proxy::Conn;
 use crate::pipeline::cache::{Capture, Fill, Hit};
-use crate::pipeline::error::{Error, status_title};
+use crate::pipeline::error::Error;
 
 /// Stored bodies up to this size are copied after the head and sent in one write.
 const INLINE: usize = 16 * 1024;
@@ -30,27 +30,8 @@ impl Conn {
         head_only: bool,
         keep: bool,
     ) -> Result<(), Error> {
-        self.status = hit.status;
-        self.out.clear();
-        let _ = write!(
-            self.out,
-            "HTTP/1.1 {} {}\r\n",
-            hit.status,
-            status_title(hit.status)
-        );
-        hit.head(|name, value| {
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.extend_from_slice(b": ");
-            self.out.extend_from_slice(value);
-            self.out.extend_from_slice(b"\r\n");
-        });
-        if hit.status != 304 {
-            let _ = write!(self.out, "Content-Length: {}\r\n", hit.entry.body.len());
-        }
-        if !keep {
-            self.out.extend_from_slice(b"Connection: close\r\n");
-        }
-        self.out.extend_from_slice(b"\r\n");
+        let length = (hit.status != 304).then_some(hit.entry.body.len() as u64);
+        self.own_head(hit.status, length, keep, |put| hit.head(put));
         let body = hit.body(head_only);
         // A small body goes with the head in one write; a large one is written from
         // the stored bytes themselves, not copied.

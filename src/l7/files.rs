@@ -29,24 +29,11 @@ impl Conn {
         head_only: bool,
         keep: bool,
     ) -> Result<(), Error> {
-        self.status = answer.status;
-        self.out.clear();
-        let _ = write!(
-            self.out,
-            "HTTP/1.1 {} {}\r\n",
-            answer.status,
-            status_title(answer.status)
-        );
-        for (name, value) in &answer.headers {
-            let _ = write!(self.out, "{name}: {value}\r\n");
-        }
-        if let Some(n) = answer.length {
-            let _ = write!(self.out, "Content-Length: {n}\r\n");
-        }
-        if !keep {
-            self.out.extend_from_slice(b"Connection: close\r\n");
-        }
-        self.out.extend_from_slice(b"\r\n");
+        self.own_head(answer.status, answer.length, keep, |put| {
+            for (name, value) in &answer.headers {
+                put(name, value.as_bytes());
+            }
+        });
         // A small body goes with the head, in one write (one packet).
         let small = !head_only && answer.length.is_some_and(|n| n <= SMALL);
         if small && !self.inline_body(answer) {
@@ -77,6 +64,35 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Writes in `out` the head of an answer of Fulcrum's own (a file, a stored
+    /// response): the status line, the headers `headers` gives to its `put`, the length
+    /// if any, and `Connection: close` unless `keep`.
+    pub(super) fn own_head(
+        &mut self,
+        status: u16,
+        length: Option<u64>,
+        keep: bool,
+        headers: impl FnOnce(&mut dyn FnMut(&str, &[u8])),
+    ) {
+        self.status = status;
+        self.out.clear();
+        let _ = write!(self.out, "HTTP/1.1 {status} {}\r\n", status_title(status));
+        let out = &mut self.out;
+        headers(&mut |name, value| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        });
+        if let Some(n) = length {
+            let _ = write!(self.out, "Content-Length: {n}\r\n");
+        }
+        if !keep {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
     }
 
     /// Appends the whole body of `answer` to `out`; false if the file came up short.

@@ -50,6 +50,8 @@ pub struct Entry {
     pub timing: Timing,
     /// CLOCK's bit: used since the hand last passed.
     used: AtomicBool,
+    /// What it costs the budget (see [`Entry::size`]).
+    bytes: usize,
 }
 
 impl Entry {
@@ -63,6 +65,17 @@ impl Entry {
         directives: Directives,
         timing: Timing,
     ) -> Entry {
+        let bytes = OVERHEAD
+            + key.len()
+            + headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+            + vary
+                .iter()
+                .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len()) + 32)
+                .sum::<usize>()
+            + body.len();
         Entry {
             key,
             vary,
@@ -72,22 +85,14 @@ impl Entry {
             directives,
             timing,
             used: AtomicBool::new(false),
+            bytes,
         }
     }
 
-    /// What it costs the budget.
+    /// What it costs the budget: its key, headers, `Vary` values and body, and
+    /// [`OVERHEAD`].
     pub fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
-        let vary: usize = self
-            .vary
-            .iter()
-            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len()) + 32)
-            .sum();
-        OVERHEAD + self.key.len() + headers + vary + self.body.len()
+        self.bytes
     }
 
     /// The value of its header `name` (lower case), if any.

@@ -80,6 +80,23 @@ enum Action {
     Diff,
     /// What the running Fulcrum does with a request: routes, pool, the backend it picks.
     Explain(crate::explain::RequestArgs),
+    /// Drop stored responses from a cache: those of a path (any query), of every path
+    /// under a prefix, or all.
+    Purge {
+        cache: String,
+        /// The host of the requests (as their `Host` header names it).
+        #[arg(long, required_unless_present = "all")]
+        host: Option<String>,
+        /// One path.
+        #[arg(long, conflicts_with_all = ["prefix", "all"])]
+        path: Option<String>,
+        /// Every path starting with this.
+        #[arg(long, conflicts_with = "all")]
+        prefix: Option<String>,
+        /// Everything.
+        #[arg(long)]
+        all: bool,
+    },
     /// Wait until a backend has no request in flight (after `drain`).
     Wait {
         pool: String,
@@ -153,6 +170,24 @@ pub fn main(args: CtlArgs) -> i32 {
             None,
         ),
         Action::Reload => target.call("POST", "/api/reload", None),
+        Action::Purge {
+            cache,
+            host,
+            path,
+            prefix,
+            all,
+        } => {
+            let body = if *all {
+                json!({ "all": true })
+            } else {
+                json!({ "host": host, "path": path, "prefix": prefix })
+            };
+            target.call(
+                "POST",
+                &format!("/api/caches/{}/purge", encode(cache)),
+                Some(body),
+            )
+        }
         Action::Explain(request) => match request.probe() {
             Ok(p) => target.call(
                 "POST",
@@ -194,6 +229,7 @@ pub fn main(args: CtlArgs) -> i32 {
             Action::State => print_state(&body),
             Action::Diff => print_lines(&body["differences"], "the running config is the file's"),
             Action::Explain(_) => print_lines(&body["explanation"], ""),
+            Action::Purge { .. } => println!("purged {}", body["purged"]),
             _ => print_lines(&body["changed"], "nothing changed"),
         }
     }

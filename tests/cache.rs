@@ -281,6 +281,29 @@ fn the_admin_api_purges_by_path_prefix_or_all() {
     assert!(!cached("/text/200"));
     assert_eq!(purge("{\"all\": true}"), 1);
     assert_eq!(purge("{\"all\": true}"), 0);
+    // The same through `fulcrum ctl`.
+    get(&[&f.url("/text/100?cc=max-age%3D60")]);
+    let admin = f.admin_addr().to_string();
+    let token = token.to_str().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "ctl",
+            "--admin",
+            &admin,
+            "--token-file",
+            token,
+            "purge",
+            "main",
+        ])
+        .args(["--host", &host, "--path", "/text/100"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "purged 1");
 }
 
 #[test]

@@ -264,6 +264,7 @@ pub(super) fn purge(admin: &Admin, name: &str, body: &Value) -> Result<Value, Re
         body.get("path").and_then(Value::as_str),
         body.get("prefix").and_then(Value::as_str),
     ) {
+        (Some(_), Some(_)) => return Err(Refused::bad("give one of `path` and `prefix`")),
         (Some(path), None) => {
             let mut k = key::of_url(host, path);
             // The whole path: its end is the part's end.

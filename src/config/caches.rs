@@ -20,7 +20,6 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::raw::RawSize;
-use super::units::parse_size;
 use crate::content::cache::key::Part;
 
 /// One `[caches.NAME]` as written.
@@ -72,10 +71,7 @@ fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConf
     let size =
         |v: &Option<Spanned<RawSize>>, key: &str, default: u64, problems: &mut Problems<'_>| {
             let Some(v) = v else { return default };
-            let bytes = match v.get_ref() {
-                RawSize::Bytes(n) => u64::try_from(*n).ok(),
-                RawSize::Text(t) => parse_size(t),
-            };
+            let bytes = v.get_ref().bytes();
             match bytes {
                 Some(n) if n > 0 => n,
                 _ => {

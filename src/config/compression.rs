@@ -18,7 +18,6 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::raw::RawSize;
-use super::units::parse_size;
 use crate::content::coding::Coding;
 
 /// `compression` as written.
@@ -180,10 +179,7 @@ pub(super) fn check(
         }
     }
     if let Some(v) = &raw.min_size {
-        let bytes = match v.get_ref() {
-            RawSize::Bytes(n) => u64::try_from(*n).ok(),
-            RawSize::Text(t) => parse_size(t),
-        };
+        let bytes = v.get_ref().bytes();
         match bytes {
             Some(n) => out.min_size = n,
             None => problems.add(

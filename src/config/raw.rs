@@ -67,6 +67,16 @@ pub enum RawSize {
     Text(String),
 }
 
+impl RawSize {
+    /// The bytes it says, if it is a size (not negative, a known unit).
+    pub fn bytes(&self) -> Option<u64> {
+        match self {
+            RawSize::Bytes(n) => u64::try_from(*n).ok(),
+            RawSize::Text(t) => super::units::parse_size(t),
+        }
+    }
+}
+
 /// One `[[listeners]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

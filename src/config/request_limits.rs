@@ -8,7 +8,6 @@ use toml::Spanned;
 use super::error::Problems;
 use super::raw::RawSize;
 use super::routes::{RawRoute, RequestLimits};
-use super::units::parse_size;
 
 /// Validates a route's request limits (`base`: the config file's directory).
 pub(super) fn check(
@@ -87,10 +86,7 @@ pub(super) fn check(
 }
 
 fn size(v: &Spanned<RawSize>, problems: &mut Problems<'_>) -> Option<u64> {
-    let bytes = match v.get_ref() {
-        RawSize::Bytes(n) => u64::try_from(*n).ok(),
-        RawSize::Text(t) => parse_size(t),
-    };
+    let bytes = v.get_ref().bytes();
     if bytes.is_none() {
         problems.add(
             v.span(),

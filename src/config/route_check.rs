@@ -142,10 +142,7 @@ pub(super) fn check_routes(
                     RawDecompress::On(false) => None,
                     RawDecompress::On(true) => Some(super::routes::DEFAULT_DECOMPRESSED_MAX),
                     RawDecompress::Bounded { max_size } => {
-                        let bytes = match max_size {
-                            super::raw::RawSize::Bytes(n) => u64::try_from(*n).ok(),
-                            super::raw::RawSize::Text(t) => super::units::parse_size(t),
-                        };
+                        let bytes = max_size.bytes();
                         if bytes.is_none_or(|b| b == 0) {
                             problems.add(
                                 d.span(),

@@ -9,9 +9,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Problems, closest};
 use super::fields::{duration, duration_or_zero, integer};
-use super::raw::{RawBackend, RawConfig, RawPool, RawSize};
+use super::raw::{RawBackend, RawConfig, RawPool};
 use super::resilience;
-use super::units::parse_size;
 use super::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion};
 use super::{BackendConfig, Config, HttpVersion, Limits, PoolConfig, Timeouts};
 use crate::discovery::Discovered;
@@ -169,10 +168,7 @@ fn check_limits(raw: &RawConfig, problems: &mut Problems<'_>) -> Limits {
     let max_header_size = match &l.max_header_size {
         None => d.max_header_size,
         Some(v) => {
-            let bytes = match v.get_ref() {
-                RawSize::Bytes(n) => u64::try_from(*n).ok(),
-                RawSize::Text(t) => parse_size(t),
-            };
+            let bytes = v.get_ref().bytes();
             match bytes {
                 Some(b @ 1024..=1_048_576) => b as usize,
                 _ => {

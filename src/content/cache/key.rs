@@ -29,15 +29,11 @@ impl Part {
             "query" => Some(Part::Query),
             _ => {
                 let name = text.strip_prefix("header:")?.trim();
-                (!name.is_empty() && name.bytes().all(is_token_byte))
+                (!name.is_empty() && name.bytes().all(crate::config::is_token_byte))
                     .then(|| Part::Header(name.to_ascii_lowercase()))
             }
         }
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The default key: host, path and query.

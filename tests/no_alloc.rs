@@ -218,10 +218,12 @@ fn admitting_a_request_under_rate_and_concurrency_limits_allocates_nothing() {
     // A listener limit by client address and a route limit by API key, with a rate, a
     // concurrency and request bounds: checking keys, taking and giving back places,
     // and making room in a full key table all run in memory allocated at start.
+    // The address limit has a burst larger than the loop: without one, two requests less
+    // than a microsecond apart (a fast machine) are over its rate.
     let text = "[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\nrate_limits = [\"ip\"]\n\
         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\nrate_limits = [\"keys\"]\nallowed_methods = [\"GET\"]\nmax_uri_length = 100\n\
         [pools.app]\nbackends = [{ address = \"127.0.0.1:9001\" }]\n\
-        [rate_limits.ip]\nrate = \"1000000/s\"\nconcurrency = 10\n\
+        [rate_limits.ip]\nrate = \"1000000/s\"\nburst = 100000\nconcurrency = 10\n\
         [rate_limits.keys]\nkey = \"header:x-api-key\"\nrate = \"1/m\"\nmax_keys = 1000\n";
     let config = fulcrum::config::Config::parse(std::path::Path::new("t.toml"), text).unwrap();
     let snapshot = fulcrum::runtime::Snapshot::build(config, None).unwrap();

@@ -1,8 +1,9 @@
 //! The response cache (`[caches.NAME]`, route `cache`) with curl and reqwest over
 //! HTTP/1.1 and HTTP/2 against a real backend: what is stored and what is not
 //! (Cache-Control, Set-Cookie, Authorization, Vary), hits with `Age` and `Cache-Status`,
-//! HEAD and conditional requests answered from the cache, invalidation by an unsafe
-//! method, 100 concurrent misses making one backend request, and config errors.
+//! HEAD and conditional requests answered from the cache, stale-while-revalidate with
+//! background refreshes, invalidation by an unsafe method, 100 concurrent misses making
+//! one backend request, and config errors.
 
 mod common;
 
@@ -226,6 +227,102 @@ fn stale_responses_are_revalidated_and_served_when_the_backend_fails() {
         let (head, _) = get(&[v, &url(v, "%2C%20must-revalidate")]);
         assert!(head.contains(" 502"), "{v}: {head}");
     }
+    assert!(f.wait_log("cache=stale"), "{}", f.log());
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_behind() {
+    let a = Backend::start("a");
+    let f = Fulcrum::start(&format!(
+        "threads = 1\naccess_log = true\n[admin]\nbind = \"127.0.0.1:0\"\n\
+         [caches.main]\nstale_while_revalidate = \"30s\"\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        a.addr
+    ));
+    // Stale after two seconds (less the second the backend takes, counted in its age).
+    // The backend takes 800 ms to answer each request: a stale answer that comes back
+    // while the refresh is still waiting for it was not waited for.
+    let cases = [
+        // The response's own window; no validator: the refresh fetches it whole.
+        (
+            "max-age%3D2%2C%20stale-while-revalidate%3D30&delay=800",
+            "whole",
+        ),
+        // The cache's window; a validator: the refresh is a conditional request (304).
+        ("max-age%3D2&etag=%22v1%22&delay=800", "304"),
+    ];
+    for v in ["--http1.1", "--http2-prior-knowledge"] {
+        for (query, how) in cases {
+            let url = f.url(&format!("/text/2000?cc={query}&v={v}"));
+            let (head, first) = get(&[v, &url]);
+            assert_eq!(status(&head), "main; fwd=miss; stored", "{head}");
+            let stored = header(&head, "x-request").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            let before = a.requests();
+            let (head, stale) = get(&[v, &url]);
+            let cache_status = status(&head);
+            assert!(head.contains(" 200"), "{head}");
+            assert!(
+                cache_status.starts_with("main; hit; ttl=-")
+                    && cache_status.ends_with("detail=stale-while-revalidate"),
+                "{v} {how}: {head}"
+            );
+            assert_eq!(header(&head, "x-request").as_deref(), Some(&*stored));
+            assert_eq!(first, stale);
+            // Again while the refresh waits for the backend: stale, and no second one.
+            let (head, _) = get(&[v, "-I", &url]);
+            assert!(
+                status(&head).ends_with("detail=stale-while-revalidate"),
+                "{v} {how}: {head}"
+            );
+            // Then the refreshed response is served fresh.
+            let mut fresh = None;
+            for _ in 0..50 {
+                let (head, body) = get(&[v, &url]);
+                if !status(&head).contains("stale") {
+                    fresh = Some((head, body));
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let (head, body) = fresh
+                .unwrap_or_else(|| panic!("{v} {how}: the refresh was not stored: {}", f.log()));
+            assert!(status(&head).starts_with("main; hit; ttl="), "{head}");
+            assert_ne!(
+                header(&head, "x-request"),
+                Some(stored),
+                "{v} {how}: {head}"
+            );
+            assert!(body.as_bytes() == common::text(0, 2000));
+            assert_eq!(
+                a.requests(),
+                before + 1,
+                "{v} {how}: one refresh: {}",
+                f.log()
+            );
+        }
+    }
+    // must-revalidate forbids serving it stale, the cache's window or not.
+    let url = f.url("/text/100?cc=max-age%3D1%2C%20must-revalidate&etag=%22m%22");
+    get(&[&url]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (head, _) = get(&[&url]);
+    assert_eq!(
+        status(&head),
+        "main; fwd=stale; fwd-status=304; stored",
+        "{head}"
+    );
+    let m = common::scrape(f.admin_addr());
+    let series = |outcome: &str| {
+        common::value(
+            &m,
+            &format!("fulcrum_cache_requests_total{{cache=\"main\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(series("refresh"), 4.0, "{m}");
+    assert!(series("stale") >= 8.0, "{m}");
     assert!(f.wait_log("cache=stale"), "{}", f.log());
 }
 

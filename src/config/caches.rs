@@ -11,6 +11,7 @@
 //! max_heuristic = "1d"       # cap of the 10%-of-age heuristic
 //! lock_timeout = "5s"        # how long a miss waits for the same key's fetch
 //! stale_if_error = "0s"      # serve this stale when the backends fail
+//! stale_while_revalidate = "0s"  # serve this stale while it is refreshed behind
 //! ```
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub struct RawCache {
     pub max_heuristic: Option<Spanned<String>>,
     pub lock_timeout: Option<Spanned<String>>,
     pub stale_if_error: Option<Spanned<String>>,
+    pub stale_while_revalidate: Option<Spanned<String>>,
 }
 
 /// A cache, validated.
@@ -55,6 +57,10 @@ pub struct CacheConfig {
     /// How long past its freshness a stored response may be served when the backends
     /// fail (beyond what responses say with `stale-if-error`).
     pub stale_if_error: Duration,
+    /// How long past its freshness a stored response is served while a fetch in the
+    /// background refreshes it (for responses that do not say, with
+    /// `stale-while-revalidate`).
+    pub stale_while_revalidate: Duration,
 }
 
 /// Validates every `[caches.NAME]`.
@@ -141,6 +147,11 @@ fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConf
         stale_if_error: super::fields::duration_or_zero(
             &c.stale_if_error,
             &format!("caches.{name}.stale_if_error"),
+            problems,
+        ),
+        stale_while_revalidate: super::fields::duration_or_zero(
+            &c.stale_while_revalidate,
+            &format!("caches.{name}.stale_while_revalidate"),
             problems,
         ),
     }

@@ -1,12 +1,13 @@
 //! The HTTP/1.1 engine's side of the cache phase (`pipeline::cache`): writing an answer
 //! from the cache, and on a miss keeping what is sent to the client (the body after the
-//! head, de-chunked at the end) for the cache to store.
+//! head, de-chunked at the end) for the cache to store; background refreshes of stale
+//! answers start here (`http2::refresh`).
 
 use std::io::Write as _;
 
 use super::chunked::ChunkedDecoder;
 use super::proxy::Conn;
-use crate::pipeline::cache::{Capture, Fill, Hit};
+use crate::pipeline::cache::{Capture, Fill, Hit, Refresh};
 use crate::pipeline::error::Error;
 
 /// Stored bodies up to this size are copied after the head and sent in one write.
@@ -22,6 +23,14 @@ pub(super) struct Keeping {
 }
 
 impl Conn {
+    /// Starts the background refresh of a stale answer, with the head this request
+    /// would have sent its backend (still in `out`).
+    pub(super) fn refresh(&self, refresh: Box<Refresh>) {
+        if let Some(req) = super::http2::refresh::from_h1_head(&self.out, &refresh) {
+            super::http2::refresh::spawn(std::sync::Arc::clone(&self.frontend), refresh, req);
+        }
+    }
+
     /// Sends `hit` (a head only for HEAD requests and 304s), with `Connection: close`
     /// unless `keep`.
     pub(super) async fn send_cached(

@@ -497,7 +497,7 @@ impl Conn {
     /// Answers a request that routing does not forward: a redirect, a route's fixed
     /// response, or 404. The connection stays open unless the request has a body (which
     /// is not read) or the client asked to close.
-    async fn answer(&mut self, head: RequestHead, decision: Decision) -> Result<bool, Error> {
+    async fn answer(&mut self, head: RequestHead, mut decision: Decision) -> Result<bool, Error> {
         self.cbuf.advance(head.head_len);
         let keep = head.keep_alive
             && head.body == BodyFraming::Empty
@@ -524,8 +524,11 @@ impl Conn {
             self.send_file(answer, head.is_head, keep).await?;
             return Ok(keep);
         }
-        if let Decision::Cached { hit, .. } = &decision {
-            self.trail.cache = Some("hit");
+        if let Decision::Cached { hit, .. } = &mut decision {
+            self.trail.cache = Some(if hit.stale { "stale" } else { "hit" });
+            if let Some(refresh) = hit.refresh.take() {
+                self.refresh(refresh);
+            }
             self.send_cached(hit, head.is_head, keep).await?;
             return Ok(keep);
         }

@@ -41,10 +41,12 @@ pub(super) fn caches(
         let c = &cache.counts;
         for (outcome, n) in [
             ("hit", &c.hits),
+            ("stale", &c.stale),
             ("miss", &c.misses),
             ("bypass", &c.bypassed),
             ("coalesced", &c.coalesced),
             ("stored", &c.stored),
+            ("refresh", &c.refreshes),
         ] {
             outcomes.push((
                 vec![("cache", name), ("outcome", outcome)],
@@ -57,7 +59,7 @@ pub(super) fn caches(
     counter(
         e,
         "cache_requests",
-        "Requests of routes with a cache, by outcome: `hit` (answered from it), `miss` (fetched), `bypass` (not for the cache), `coalesced` (waited for another request's fetch of the same key), `stored` (misses whose response was stored)",
+        "Requests of routes with a cache, by outcome: `hit` (answered from it, fresh), `stale` (answered from it, stale: while it is refreshed, or when the backends fail), `miss` (fetched), `bypass` (not for the cache), `coalesced` (waited for another request's fetch of the same key), `stored` (fetches whose response was stored), `refresh` (background refreshes started for stale responses served)",
         &outcomes,
     )?;
     gauge(

@@ -29,6 +29,9 @@ pub enum Lookup {
     Hit(Box<Hit>),
     /// Fetched from the backend, stored if it may be.
     Miss(Box<Fill>),
+    /// Answered from the cache, stale, within `stale-while-revalidate`; with the fetch
+    /// that refreshes it (none when another fetch of the key is under way).
+    Stale(Box<Hit>, Option<Box<Fill>>),
 }
 
 /// An answer from the cache.
@@ -42,6 +45,20 @@ pub struct Hit {
     pub status: u16,
     /// Its `Cache-Status`.
     pub cache_status: String,
+    /// Served stale (the log's `cache=stale`).
+    pub stale: bool,
+    /// The fetch that refreshes it in the background, for the engine to start.
+    pub refresh: Option<Box<Refresh>>,
+}
+
+/// A stale response served under `stale-while-revalidate`, and the fetch that refreshes
+/// it off the request's path (started by the engine: `l7::http2::refresh`).
+#[derive(Debug)]
+pub struct Refresh {
+    /// The fetch: its response is stored, or a 304 to it refreshes the stored one.
+    pub fill: Box<Fill>,
+    /// Where it goes: the request's pool, as routed.
+    pub fwd: super::Forward,
 }
 
 /// A miss on its way to the backend.
@@ -141,21 +158,61 @@ pub async fn lookup(asking: Box<Asking>) -> Lookup {
         let stale = stored.clone();
         if let Some(entry) = stored {
             let now = now();
-            if freshness::usable(&directives, &entry.directives, &entry.timing, now) == Use::Fresh {
-                cache.counts.hits.fetch_add(1, Ordering::Relaxed);
+            // The cache's own window for responses that name none.
+            let mut said = entry.directives;
+            let window = cache.config.stale_while_revalidate.as_secs();
+            if said.stale_while_revalidate.is_none() && window > 0 {
+                said.stale_while_revalidate = Some(window);
+            }
+            let usable = freshness::usable(&directives, &said, &entry.timing, now);
+            if usable == Use::Fresh || usable == Use::StaleRevalidating {
                 let status = conditional_status(
                     &entry,
                     if_none_match.as_deref(),
                     if_modified_since.as_deref(),
                 );
                 let age = entry.timing.age(now);
-                let ttl = entry.timing.lifetime.saturating_sub(age);
-                return Lookup::Hit(Box::new(Hit {
+                let ttl = entry.timing.lifetime as i64 - age as i64;
+                let fresh = usable == Use::Fresh;
+                let mut hit = Box::new(Hit {
                     cache_status: format!("{}; hit; ttl={ttl}", cache.config.name),
                     age,
                     entry,
                     status,
-                }));
+                    stale: !fresh,
+                    refresh: None,
+                });
+                if fresh {
+                    cache.counts.hits.fetch_add(1, Ordering::Relaxed);
+                    return Lookup::Hit(hit);
+                }
+                cache.counts.stale.fetch_add(1, Ordering::Relaxed);
+                hit.cache_status.push_str("; detail=stale-while-revalidate");
+                // One refresh at a time: none when the key is being fetched already.
+                let refresh = match cache.store.fill(hash) {
+                    Turn::Fetch(filling) => {
+                        cache.counts.refreshes.fetch_add(1, Ordering::Relaxed);
+                        let entry = &hit.entry;
+                        Some(Box::new(Fill {
+                            revalidating: entry.header("etag").is_some()
+                                || entry.header("last-modified").is_some(),
+                            stale: Some(Arc::clone(entry)),
+                            cache: Arc::clone(&cache),
+                            hash,
+                            key: key.clone(),
+                            // The refresh is a GET, whatever the request was.
+                            request: RequestFacts {
+                                get: true,
+                                ..request
+                            },
+                            request_time: now,
+                            headers: headers.clone(),
+                            _filling: Some(filling),
+                        }))
+                    }
+                    Turn::Wait(_) => None,
+                };
+                return Lookup::Stale(hit, refresh);
             }
         }
         if !request.get {
@@ -349,6 +406,8 @@ impl Fill {
                     age: 0,
                     status,
                     cache_status: format!("{name}; fwd=stale; fwd-status=304"),
+                    stale: false,
+                    refresh: None,
                 });
             }
         };
@@ -367,6 +426,8 @@ impl Fill {
             entry,
             status,
             cache_status: format!("{name}; fwd=stale; fwd-status=304; stored"),
+            stale: false,
+            refresh: None,
         })
     }
 
@@ -399,6 +460,8 @@ impl Fill {
                 "{}; hit; fwd=stale; fwd-status={status}; detail=stale-if-error",
                 self.cache.config.name
             ),
+            stale: true,
+            refresh: None,
         })
     }
 

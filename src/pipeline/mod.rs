@@ -175,6 +175,16 @@ pub fn cache_lookup(decision: &mut Decision) -> Option<impl Future<Output = ()> 
         match cache::lookup(asking).await {
             cache::Lookup::Bypass => {}
             cache::Lookup::Hit(hit) => *decision = Decision::Cached { route, hit },
+            cache::Lookup::Stale(mut hit, fill) => {
+                // The refresh goes where the request would have gone.
+                let forward = std::mem::replace(decision, Decision::NotFound);
+                if let (Some(fill), Decision::Forward(mut fwd)) = (fill, forward) {
+                    // Its response sets no split cookie: it is for the cache.
+                    fwd.new_side = None;
+                    hit.refresh = Some(Box::new(cache::Refresh { fill, fwd }));
+                }
+                *decision = Decision::Cached { route, hit };
+            }
             cache::Lookup::Miss(fill) => {
                 if let Decision::Forward(fwd) = decision {
                     fwd.fill = Some(fill);

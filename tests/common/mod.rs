@@ -367,7 +367,10 @@ impl Fulcrum {
             .args(["run", "-c"])
             .arg(&path)
             .args(extra)
-            .env("RUST_LOG", "info,fulcrum::pipeline=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("FULCRUM_TEST_LOG").unwrap_or("info,fulcrum::pipeline=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -32,8 +32,10 @@ pub struct Cache {
 pub struct Counts {
     /// Served fresh from the cache.
     pub hits: AtomicU64,
-    /// Served stale from the cache (the backend failing).
+    /// Served stale from the cache (while it is refreshed, or the backend failing).
     pub stale: AtomicU64,
+    /// Background refreshes started (`stale-while-revalidate`).
+    pub refreshes: AtomicU64,
     /// Fetched from a backend.
     pub misses: AtomicU64,
     /// Fetched and stored.

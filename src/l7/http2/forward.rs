@@ -44,7 +44,7 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// What the access log says about a request.
 #[derive(Default)]
-struct Trace {
+pub(super) struct Trace {
     /// A request stream to keep until the answer is sent (see `upload`).
     parked: Option<Incoming>,
     route: Option<usize>,
@@ -135,7 +135,7 @@ async fn handle(
     mut req: Request<Incoming>,
     (peer, client): (SocketAddr, std::net::IpAddr),
     tls: bool,
-    frontend: &Frontend,
+    frontend: &Arc<Frontend>,
     trace: &mut Trace,
     busy: Busy,
 ) -> Result<Response<Body>, Error> {
@@ -192,9 +192,15 @@ async fn handle(
                 None => reply(&Reply::error(&NO_ROUTE, None)),
             });
         }
-        Decision::Cached { route, hit } => {
+        Decision::Cached { route, mut hit } => {
             trace.route = Some(route);
-            trace.trail.cache = Some("hit");
+            trace.trail.cache = Some(if hit.stale { "stale" } else { "hit" });
+            if let Some(refresh) = hit.refresh.take()
+                && let Some(fetch) =
+                    super::refresh::from_request(&req, &refresh, frontend, peer.ip(), tls)
+            {
+                super::refresh::spawn(Arc::clone(frontend), refresh, fetch);
+            }
             return Ok(cached(&hit, req.method() == hyper::Method::HEAD));
         }
         Decision::Files { route, answer } => {
@@ -379,18 +385,18 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 }
 
 /// Where a request goes and under which limits.
-struct Upstream<'a> {
-    fwd: &'a Forward,
-    frontend: &'a Frontend,
-    tls: bool,
+pub(super) struct Upstream<'a> {
+    pub(super) fwd: &'a Forward,
+    pub(super) frontend: &'a Frontend,
+    pub(super) tls: bool,
     /// Connect, and the whole request.
-    timeouts: (std::time::Duration, std::time::Duration),
+    pub(super) timeouts: (std::time::Duration, std::time::Duration),
     /// Set when the request's body went past the route's `max_body_size`.
-    oversize: Option<&'a std::sync::atomic::AtomicBool>,
+    pub(super) oversize: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// The tries of one request: the first backend, then others while nothing was sent.
-async fn tries(
+pub(super) async fn tries(
     mut req: Request<Upload>,
     attempts: &mut Attempts<'_>,
     trace: &mut Trace,

@@ -23,6 +23,7 @@ pub mod flood;
 mod forward;
 mod grpc;
 mod prepare;
+pub(super) mod refresh;
 mod respond;
 mod senders;
 mod upload;

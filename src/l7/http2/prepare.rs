@@ -120,8 +120,8 @@ pub struct Rewrites<'a> {
 /// Rewrites the request for a backend of `pool`: hop-by-hop headers out, forwarding
 /// headers in, the route's rewrites, the target in the form the backend's HTTP version
 /// needs, and `Host` (HTTP/1.1 backends) from the authority the request was routed on.
-pub fn prepare(
-    req: &mut Request<Incoming>,
+pub fn prepare<B>(
+    req: &mut Request<B>,
     ip: IpAddr,
     tls: bool,
     pool: &Pool,
@@ -177,15 +177,27 @@ pub fn prepare(
         PathRewrite::None => target.to_owned(),
         rewrite => rewrite.rewrite(target),
     };
+    set_target(req, authority.as_deref(), path, pool)
+}
+
+/// Sets the request's target (`path`, with the query) and authority in the form a
+/// backend of `pool` takes: the URI's for HTTP/2, `Host` for HTTP/1.1.
+pub fn set_target<B>(
+    req: &mut Request<B>,
+    authority: Option<&str>,
+    path: String,
+    pool: &Pool,
+) -> Result<(), Error> {
+    let h2_backend = pool.http_version == HttpVersion::Http2;
     let uri = if h2_backend {
         // HTTP/2 carries the authority in its own field.
         req.headers_mut().remove(header::HOST);
         let scheme = if pool.tls.is_some() { "https" } else { "http" };
-        let authority = authority.as_deref().unwrap_or("backend");
+        let authority = authority.unwrap_or("backend");
         *req.version_mut() = Version::HTTP_2;
         format!("{scheme}://{authority}{path}")
     } else {
-        if let Some(a) = &authority {
+        if let Some(a) = authority {
             let host =
                 HeaderValue::from_str(a).map_err(|_| Error::bad_request("invalid authority"))?;
             req.headers_mut().insert(header::HOST, host);

@@ -421,3 +421,102 @@ fn memory_stays_within_the_budget() {
     let (head, _) = get(&[&f.url("/text/100000?cc=max-age%3D60&i=59")]);
     assert!(status(&head).contains("hit"), "{head}");
 }
+
+#[test]
+fn a_disk_tier_keeps_what_memory_evicts_within_its_cap_and_across_restarts() {
+    let a = Backend::start("a");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "purge-token\n").unwrap();
+    let disk = dir.path().join("disk");
+    let config = format!(
+        "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {token:?}\n\
+         [caches.main]\nmemory = \"1m\"\nmax_object_size = \"200k\"\ndisk = {disk:?}\ndisk_size = \"1m\"\n\
+         [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\ncache = \"main\"\n\
+         [pools.app]\nbackends = [{{ name = \"a\", address = \"{}\" }}]\n",
+        a.addr
+    );
+    let files = || -> Vec<u64> {
+        std::fs::read_dir(&disk)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "entry"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect()
+    };
+    let wait_files = |n: usize| {
+        for _ in 0..100 {
+            if files().len() == n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{} files on disk, not {n}", files().len());
+    };
+    let object = |f: &Fulcrum, i: usize| {
+        // One host whatever the port (the key has the host).
+        let url = f.url(&format!("/text/150000?cc=max-age%3D600&i={i}"));
+        let (head, body) = get(&["-H", "Host: cache.test", &url]);
+        assert!(body.as_bytes() == common::text(0, 150_000), "{head}");
+        status(&head)
+    };
+    let f = Fulcrum::start(&config);
+    // 20 objects of 150 KB through 1 MiB of memory: memory keeps the last 6; the 14 it
+    // evicts go on to disk, whose 1 MiB cap keeps the last 6 of those (8 to 13).
+    for i in 0..20 {
+        assert_eq!(object(&f, i), "main; fwd=miss; stored");
+    }
+    wait_files(6);
+    let sizes = files();
+    assert!(sizes.iter().sum::<u64>() <= 1 << 20, "{sizes:?}");
+    let before = a.requests();
+    let s = object(&f, 10);
+    assert!(s.ends_with("; detail=disk"), "{s}");
+    assert_eq!(object(&f, 19), "main; hit; ttl=600");
+    assert_eq!(a.requests(), before, "answered from disk and memory");
+    assert_eq!(object(&f, 0), "main; fwd=miss; stored", "dropped from disk");
+    let m = common::scrape(f.admin_addr());
+    assert_eq!(
+        common::value(
+            &m,
+            "fulcrum_cache_requests_total{cache=\"main\",outcome=\"disk\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(common::value(&m, "fulcrum_cache_disk_bytes{cache=\"main\"}") <= (1 << 20) as f64);
+    drop(f);
+
+    // A new process finds what the disk holds.
+    let f = Fulcrum::start(&config);
+    let before = a.requests();
+    let found = object(&f, 12);
+    assert!(
+        found.starts_with("main; hit; ttl=") && found.ends_with("; detail=disk"),
+        "{found}"
+    );
+    assert_eq!(a.requests(), before);
+    // Purging drops the files too.
+    let (code, out, err) = common::curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer purge-token",
+        "--data",
+        "{\"all\": true}",
+        &format!("http://{}/api/caches/main/purge", f.admin_addr()),
+    ]);
+    assert_eq!(code, 0, "{err}{out}");
+    wait_files(0);
+    assert_eq!(object(&f, 12), "main; fwd=miss; stored");
+
+    // A directory Fulcrum cannot write is a config error at its position.
+    let err = common::config_error(
+        "[caches.main]\ndisk = \"/proc/fulcrum-cache\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{ address = \"127.0.0.1:9\" }]\n",
+    );
+    assert!(
+        err.contains("fulcrum.toml:2:8") && err.contains("`caches.main.disk`"),
+        "{err}"
+    );
+}

@@ -248,7 +248,7 @@ pub(super) fn purge(admin: &Admin, name: &str, body: &Value) -> Result<Value, Re
         .find(|c| c.config.name == name)
         .ok_or_else(|| Refused::not_found(format!("no cache `{name}`")))?;
     if body.get("all").and_then(Value::as_bool) == Some(true) {
-        let purged = cache.store.purge_prefix(b"");
+        let purged = cache.purge_prefix(b"");
         return Ok(json!({ "cache": name, "purged": purged }));
     }
     let host = body
@@ -275,6 +275,6 @@ pub(super) fn purge(admin: &Admin, name: &str, body: &Value) -> Result<Value, Re
         _ => return Err(Refused::bad("give one of `path` and `prefix`")),
     };
     prefix.shrink_to_fit();
-    let purged = cache.store.purge_prefix(&prefix);
+    let purged = cache.purge_prefix(&prefix);
     Ok(json!({ "cache": name, "purged": purged }))
 }

@@ -12,6 +12,8 @@
 //! lock_timeout = "5s"        # how long a miss waits for the same key's fetch
 //! stale_if_error = "0s"      # serve this stale when the backends fail
 //! stale_while_revalidate = "0s"  # serve this stale while it is refreshed behind
+//! disk = "/var/cache/fulcrum/pages" # evicted responses go on to disk (none by default)
+//! disk_size = "1g"           # the disk tier's cap
 //! ```
 
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub struct RawCache {
     pub lock_timeout: Option<Spanned<String>>,
     pub stale_if_error: Option<Spanned<String>>,
     pub stale_while_revalidate: Option<Spanned<String>>,
+    pub disk: Option<Spanned<String>>,
+    pub disk_size: Option<Spanned<RawSize>>,
 }
 
 /// A cache, validated.
@@ -61,19 +65,28 @@ pub struct CacheConfig {
     /// background refreshes it (for responses that do not say, with
     /// `stale-while-revalidate`).
     pub stale_while_revalidate: Duration,
+    /// The disk tier: its directory and its cap in bytes.
+    pub disk: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Validates every `[caches.NAME]`.
+/// Validates every `[caches.NAME]` (`base`: the config file's directory).
 pub(super) fn check(
     raw: &std::collections::BTreeMap<Spanned<String>, RawCache>,
+    base: &std::path::Path,
     problems: &mut Problems<'_>,
 ) -> Vec<CacheConfig> {
     raw.iter()
-        .map(|(name, c)| check_one(name.get_ref(), c, problems))
+        .map(|(name, c)| check_one(name.get_ref(), c, base, problems))
         .collect()
 }
 
-fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConfig {
+fn check_one(
+    name: &str,
+    c: &RawCache,
+    base: &std::path::Path,
+    problems: &mut Problems<'_>,
+) -> CacheConfig {
     let size =
         |v: &Option<Spanned<RawSize>>, key: &str, default: u64, problems: &mut Problems<'_>| {
             let Some(v) = v else { return default };
@@ -119,8 +132,31 @@ fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConf
             })
             .collect(),
     };
+    let disk_size = size(&c.disk_size, "disk_size", 1 << 30, problems);
+    let disk = c.disk.as_ref().and_then(|d| {
+        let dir = base.join(d.get_ref());
+        match std::fs::create_dir_all(&dir).and_then(|()| writable(&dir)) {
+            Ok(()) => Some((dir, disk_size)),
+            Err(e) => {
+                problems.add(
+                    d.span(),
+                    format!("`caches.{name}.disk`: {} cannot be used: {e}", dir.display()),
+                    Some("name a directory Fulcrum may create and write (relative paths start at the config file's directory)".into()),
+                );
+                None
+            }
+        }
+    });
+    if let (None, Some(s)) = (&c.disk, &c.disk_size) {
+        problems.add(
+            s.span(),
+            format!("`caches.{name}.disk_size` without `disk`"),
+            Some("add `disk = \"DIRECTORY\"` for a disk tier".into()),
+        );
+    }
     CacheConfig {
         name: name.to_owned(),
+        disk,
         memory,
         max_object_size,
         key,
@@ -155,4 +191,11 @@ fn check_one(name: &str, c: &RawCache, problems: &mut Problems<'_>) -> CacheConf
             problems,
         ),
     }
+}
+
+/// Whether files can be made in `dir`.
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".fulcrum-check-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }

@@ -77,7 +77,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         .map(|(name, pool)| check_pool(name, pool, base, &resolver, problems))
         .collect();
     let rate_limits = super::rate_limits::check(&raw.rate_limits, problems);
-    let caches = super::caches::check(&raw.caches, problems);
+    let caches = super::caches::check(&raw.caches, base, problems);
     let listeners = super::listeners::check_listeners(
         raw,
         &pools,

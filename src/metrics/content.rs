@@ -36,6 +36,8 @@ pub(super) fn caches(
     let mut outcomes = Vec::new();
     let mut entries = Vec::new();
     let mut bytes = Vec::new();
+    let mut disk_entries = Vec::new();
+    let mut disk_bytes = Vec::new();
     for cache in snapshot.caches.iter() {
         let name = cache.config.name.as_str();
         let c = &cache.counts;
@@ -55,11 +57,19 @@ pub(super) fn caches(
         }
         entries.push((vec![("cache", name)], cache.store.entries() as u64));
         bytes.push((vec![("cache", name)], cache.store.bytes() as u64));
+        if let Some(disk) = &cache.disk {
+            outcomes.push((
+                vec![("cache", name), ("outcome", "disk")],
+                disk.hits.load(Ordering::Relaxed),
+            ));
+            disk_entries.push((vec![("cache", name)], disk.entries() as u64));
+            disk_bytes.push((vec![("cache", name)], disk.bytes()));
+        }
     }
     counter(
         e,
         "cache_requests",
-        "Requests of routes with a cache, by outcome: `hit` (answered from it, fresh), `stale` (answered from it, stale: while it is refreshed, or when the backends fail), `miss` (fetched), `bypass` (not for the cache), `coalesced` (waited for another request's fetch of the same key), `stored` (fetches whose response was stored), `refresh` (background refreshes started for stale responses served)",
+        "Requests of routes with a cache, by outcome: `hit` (answered from it, fresh), `stale` (answered from it, stale: while it is refreshed, or when the backends fail), `miss` (fetched), `bypass` (not for the cache), `coalesced` (waited for another request's fetch of the same key), `stored` (fetches whose response was stored), `refresh` (background refreshes started for stale responses served), `disk` (responses read back from the disk tier)",
         &outcomes,
     )?;
     gauge(
@@ -73,6 +83,18 @@ pub(super) fn caches(
         "cache_bytes",
         "Bytes the cache holds now (bodies, headers, keys), at most its `memory`",
         &bytes,
+    )?;
+    gauge(
+        e,
+        "cache_disk_entries",
+        "Responses the cache's disk tier holds now",
+        &disk_entries,
+    )?;
+    gauge(
+        e,
+        "cache_disk_bytes",
+        "Bytes of files the cache's disk tier holds now, at most its `disk_size`",
+        &disk_bytes,
     )
 }
 

@@ -1,8 +1,10 @@
 //! The response cache (RFC 9111, a shared cache): what may be stored and for how long
-//! ([`freshness`]), read from `Cache-Control` ([`directives`]). The store, request
-//! coalescing and the pipeline phase that serves hits build on these.
+//! ([`freshness`]), read from `Cache-Control` ([`directives`]); the memory it is kept
+//! in with request coalescing ([`store`]) and the optional disk tier evicted entries go
+//! on to ([`disk`]). The pipeline phase that serves hits builds on these.
 
 pub mod directives;
+pub mod disk;
 pub mod freshness;
 pub mod key;
 pub mod store;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::config::caches::CacheConfig;
+use store::Entry;
 
 /// A cache of the running config: its settings, its store, its counts. Carried over
 /// reloads (with what it holds) while its settings stay the same.
@@ -25,6 +28,8 @@ pub struct Cache {
     hasher: std::collections::hash_map::RandomState,
     /// What happened to requests: served from it, fetched (and stored or not).
     pub counts: Counts,
+    /// Where evicted entries go on to, if it has a disk tier.
+    pub disk: Option<disk::Disk>,
 }
 
 /// A cache's counters.
@@ -47,14 +52,53 @@ pub struct Counts {
 }
 
 impl Cache {
-    /// A new, empty cache.
+    /// A new cache: empty memory, and what its disk tier holds (a disk tier that
+    /// cannot be opened is left out, with an error in the log).
     pub fn new(config: CacheConfig) -> Cache {
-        Cache {
+        let mut cache = Cache {
             store: Arc::new(store::Store::new(config.memory as usize)),
             config,
             hasher: Default::default(),
             counts: Counts::default(),
+            disk: None,
+        };
+        if let Some((dir, cap)) = &cache.config.disk {
+            match disk::Disk::open(dir, *cap, |key| cache.hash(key)) {
+                Ok(d) => cache.disk = Some(d),
+                Err(e) => {
+                    tracing::error!(cache = %cache.config.name, dir = %dir.display(), error = %e, "the cache's disk tier cannot be used")
+                }
+            }
         }
+        cache
+    }
+
+    /// Stores `entry` in memory; what memory evicts goes on to the disk tier.
+    pub fn insert(&self, hash: u64, entry: Arc<Entry>) -> bool {
+        let mut evicted = Vec::new();
+        let stored = self.store.insert_evicting(hash, entry, &mut evicted);
+        if let Some(disk) = &self.disk {
+            for (hash, entry) in evicted {
+                disk.spill(hash, entry);
+            }
+        }
+        stored
+    }
+
+    /// Drops every variant of `key` (hashed `hash`), in memory and on disk; how many.
+    pub fn remove(&self, hash: u64, key: &[u8]) -> usize {
+        let on_disk = self.disk.as_ref().map_or(0, |d| d.remove(|k| k == key));
+        self.store.remove(hash, key).max(on_disk)
+    }
+
+    /// Drops every entry whose key starts with `prefix`, in memory and on disk; how
+    /// many (those on disk counted once).
+    pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        let on_disk = self
+            .disk
+            .as_ref()
+            .map_or(0, |d| d.remove(|k| k.starts_with(prefix)));
+        self.store.purge_prefix(prefix).max(on_disk)
     }
 
     /// The hash of a primary key.

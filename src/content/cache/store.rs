@@ -251,11 +251,20 @@ impl Store {
     /// request values), evicting others if its shard is over its share. False when the
     /// entry is larger than a shard's share.
     pub fn insert(&self, hash: u64, entry: Entry) -> bool {
+        self.insert_evicting(hash, Arc::new(entry), &mut Vec::new())
+    }
+
+    /// [`Store::insert`], giving the entries it evicts to `evicted` (with their hash).
+    pub fn insert_evicting(
+        &self,
+        hash: u64,
+        entry: Arc<Entry>,
+        evicted: &mut Vec<(u64, Arc<Entry>)>,
+    ) -> bool {
         let size = entry.size();
         if size > self.share {
             return false;
         }
-        let entry = Arc::new(entry);
         let mut shard = self.shard(hash);
         let variants = shard.map.entry(hash).or_default();
         let mut freed = 0;
@@ -275,12 +284,12 @@ impl Store {
         self.bytes.fetch_sub(freed, Ordering::Relaxed);
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.entries.fetch_sub(dropped, Ordering::Relaxed);
-        self.evict(&mut shard);
+        self.evict(&mut shard, evicted);
         true
     }
 
     /// CLOCK: drops entries until the shard is within its share.
-    fn evict(&self, shard: &mut Shard) {
+    fn evict(&self, shard: &mut Shard, evicted: &mut Vec<(u64, Arc<Entry>)>) {
         let mut passes = shard.clock.len() * 2 + 1;
         while shard.bytes > self.share && passes > 0 {
             passes -= 1;
@@ -302,6 +311,7 @@ impl Store {
                 continue;
             }
             self.unlink(shard, hash, &entry);
+            evicted.push((hash, entry));
         }
     }
 

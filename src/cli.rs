@@ -412,6 +412,16 @@ pub fn run(config: &Config, file: Option<(&Path, bool)>) -> i32 {
             }
         }
     }
+    let delay = running.live.snapshot().config.shutdown_delay;
+    if !delay.is_zero() {
+        // Still serving, with the health saying draining, while traffic moves away.
+        running.live.node.leaving(true);
+        tracing::info!(
+            delay_s = delay.as_secs_f64(),
+            "stopping: health says draining; listeners close after shutdown_delay"
+        );
+        std::thread::sleep(delay);
+    }
     let grace = running.live.snapshot().config.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
@@ -436,11 +446,16 @@ fn reload_running(running: &mut listener::Running, path: &Path) -> (bool, Vec<St
                 tracing::error!("reload refused: {l}");
             }
             tracing::error!("reload refused: the running configuration is unchanged");
+            running
+                .live
+                .node
+                .reloaded(Some(lines.first().cloned().unwrap_or_default()));
             return (false, lines);
         }
     };
     match running.reload(config) {
         Ok(changes) => {
+            running.live.node.reloaded(None);
             tracing::info!(changes = changes.len(), "configuration reloaded");
             for c in &changes {
                 tracing::info!("reload: {c}");
@@ -449,6 +464,7 @@ fn reload_running(running: &mut listener::Running, path: &Path) -> (bool, Vec<St
         }
         Err(e) => {
             tracing::error!(error = %e, "reload failed: the running configuration is unchanged");
+            running.live.node.reloaded(Some(e.to_string()));
             (false, vec![format!("error: {e}")])
         }
     }
@@ -582,6 +598,7 @@ pub fn single_pool_config(
             ..Default::default()
         },
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
+        shutdown_delay: std::time::Duration::ZERO,
         control_socket: None,
         admin: None,
         resolver: crate::config::ResolverConfig::default(),

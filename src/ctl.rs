@@ -1,7 +1,7 @@
 //! `fulcrum ctl`: the command-line client of a running Fulcrum's admin API
 //! ([`crate::admin`]), for people and for deploy scripts (state as a table, drain,
-//! enable, weight, add and remove backends, reload, diff, and `wait` for a drained
-//! backend to finish its requests).
+//! enable, weight, add and remove backends, reload, diff, purge a cache, `wait` for a
+//! drained backend to finish its requests, and the node's `health` and drain for HA).
 //!
 //! It finds the admin address and the token in the config file the running Fulcrum was
 //! started with (`-c FILE`), or takes them from `--admin` and `--token-file`. Exit
@@ -96,6 +96,19 @@ enum Action {
         /// Everything.
         #[arg(long)]
         all: bool,
+    },
+    /// Whether this node should take traffic: prints ready, draining or unhealthy (with
+    /// the reasons); exit 0 only when ready. For keepalived's `track_script`.
+    Health {
+        /// Give up after this many seconds (exit 2).
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
+    /// Drain this node (its health says draining, so a standby takes the address) or
+    /// make it ready again.
+    Node {
+        #[arg(value_parser = ["drain", "ready"])]
+        action: String,
     },
     /// Wait until a backend has no request in flight (after `drain`).
     Wait {
@@ -206,6 +219,8 @@ pub fn main(args: CtlArgs) -> i32 {
             }
         },
         Action::Diff => target.call("GET", "/api/diff", None),
+        Action::Health { timeout } => return health(&target, Duration::from_secs(*timeout)),
+        Action::Node { action } => target.call("POST", &format!("/api/node/{action}"), None),
         Action::Wait {
             pool,
             backend,
@@ -286,8 +301,19 @@ impl Target {
 
     /// One HTTP/1.1 request; the status and the JSON answer.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> std::io::Result<(u16, Value)> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+        self.call_within(method, path, body, Duration::from_secs(90))
+    }
+
+    /// [`Target::call`], connecting and waiting for the answer at most `limit` each.
+    fn call_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        limit: Duration,
+    ) -> std::io::Result<(u16, Value)> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, limit.min(Duration::from_secs(5)))?;
+        stream.set_read_timeout(Some(limit))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -311,6 +337,30 @@ impl Target {
             .unwrap_or(0);
         let body = serde_json::from_str(body).unwrap_or(Value::Null);
         Ok((status, body))
+    }
+}
+
+/// `health`: prints the node's readiness and reasons; 0 ready, 1 not, 2 no answer.
+fn health(target: &Target, limit: Duration) -> i32 {
+    match target.call_within("GET", "/health", None, limit) {
+        Ok((status, body)) if status == 200 || status == 503 => {
+            println!("{}", body["status"].as_str().unwrap_or("unknown"));
+            for r in body["reasons"].as_array().into_iter().flatten() {
+                println!("  {}", r.as_str().unwrap_or_default());
+            }
+            i32::from(status != 200)
+        }
+        Ok((status, _)) => {
+            eprintln!("error: GET /health answered HTTP {status}");
+            2
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no answer from the admin API at {}: {e}",
+                target.addr
+            );
+            2
+        }
     }
 }
 

@@ -52,6 +52,15 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
             )),
         };
     }
+    if path == "/health" {
+        return match method {
+            Method::GET | Method::HEAD => health(admin),
+            _ => error(Refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use GET /health".into(),
+            )),
+        };
+    }
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -84,6 +93,15 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
             actions::remove(admin, pool, backend).await
         }
         (&Method::POST, ["api", "caches", name, "purge"]) => actions::purge(admin, name, &body),
+        (&Method::POST, ["api", "node", action @ ("drain" | "ready")]) => {
+            let drain = *action == "drain";
+            let changed = admin.live.node.drain(drain);
+            tracing::info!(action, changed, "node {action} (admin API)");
+            Ok(json!({
+                "ok": true,
+                "changed": if changed { vec![format!("node: {}", if drain { "draining" } else { "ready" })] } else { Vec::new() },
+            }))
+        }
         _ => Err(Refused::not_found(format!(
             "no {method} {path}: see docs/admin.md for the endpoints"
         ))),
@@ -92,6 +110,22 @@ pub(super) async fn answer(req: Request<Incoming>, admin: &Admin) -> Response<Fu
         Ok(value) => reply(StatusCode::OK, "application/json", format!("{value:#}\n")),
         Err(refused) => error(refused),
     }
+}
+
+/// `GET /health`: whether this node should take traffic (200 `ready`; 503 `draining`
+/// or `unhealthy`, with the reasons), for VRRP daemons and other load balancers.
+fn health(admin: &Admin) -> Response<Full<Bytes>> {
+    let (readiness, reasons) = admin.live.node.readiness(&admin.live);
+    let status = match readiness {
+        crate::runtime::node::Readiness::Ready => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = json!({
+        "status": readiness.name(),
+        "reasons": reasons,
+        "generation": admin.live.generation(),
+    });
+    reply(status, "application/json", format!("{body:#}\n"))
 }
 
 /// `POST /api/explain` with `{"method", "url", "headers": [[name, value]...], "client",

@@ -262,6 +262,7 @@ pub(super) fn check_listeners(
                 max_connections,
                 accept_proxy: l.accept_proxy,
                 splice,
+                freebind: l.freebind,
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
                 access,

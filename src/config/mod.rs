@@ -53,6 +53,10 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     /// How long a graceful stop waits for requests in flight and tunnels.
     pub shutdown_grace: Duration,
+    /// How long a graceful stop keeps accepting, with its health saying draining, before
+    /// it closes its listeners (time for a VRRP daemon or a load balancer in front to
+    /// move traffic away).
+    pub shutdown_delay: Duration,
     /// The control socket `fulcrum reload` talks to (default: derived from the config
     /// file's path, see `cli`).
     pub control_socket: Option<std::path::PathBuf>,
@@ -163,6 +167,9 @@ pub struct ListenerConfig {
     pub accept_proxy: bool,
     /// Relay TCP with splice(2), zero-copy (TCP listeners, Linux).
     pub splice: bool,
+    /// Bind the address even if it is not on this host yet (IP_FREEBIND): a standby
+    /// of an HA pair listens on the floating address before it arrives.
+    pub freebind: bool,
     /// TLS passthrough routing (TCP listeners): server-name patterns and the index of the
     /// pool each sends to, exact names first; unmatched connections use `pool`.
     pub sni_routes: Vec<(String, usize)>,

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub threads: Option<Spanned<i64>>,
     pub access_log: Option<super::logging::RawAccessLog>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub shutdown_delay: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub admin: Option<RawAdmin>,
     pub resolver: Option<RawResolver>,
@@ -91,6 +92,9 @@ pub struct RawListener {
     #[serde(default)]
     pub accept_proxy: bool,
     pub splice: Option<Spanned<bool>>,
+    /// Bind even if the address is not on this host yet (a floating address).
+    #[serde(default)]
+    pub freebind: bool,
     pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub tls: Option<super::tls::RawListenerTls>,
     /// Client addresses accepted (CIDR blocks); none: all.

@@ -97,6 +97,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
                 super::DEFAULT_SHUTDOWN_GRACE
             },
         ),
+        shutdown_delay: duration_or_zero(&raw.shutdown_delay, "shutdown_delay", problems),
         control_socket: raw.control_socket.as_ref().map(|s| base.join(s.get_ref())),
         admin: raw
             .admin

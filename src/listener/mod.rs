@@ -122,11 +122,12 @@ pub fn start_with(
 }
 
 fn bind(l: &ListenerConfig) -> Result<Listening, ListenError> {
-    let socket = socket::bind(l.bind, l.protocol).map_err(|source| ListenError::Bind {
-        name: l.name.clone(),
-        addr: l.bind,
-        source,
-    })?;
+    let socket =
+        socket::bind(l.bind, l.protocol, l.freebind).map_err(|source| ListenError::Bind {
+            name: l.name.clone(),
+            addr: l.bind,
+            source,
+        })?;
     let addr = socket.local_addr().unwrap_or(l.bind);
     Ok(Listening::new(l, addr, socket))
 }
@@ -358,6 +359,7 @@ impl ListenerConfig {
             max_connections,
             accept_proxy: false,
             splice: false,
+            freebind: false,
             sni_routes: Vec::new(),
             tls: None,
             access: crate::policy::Access::default(),

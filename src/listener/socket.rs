@@ -47,8 +47,9 @@ impl Bound {
     }
 }
 
-/// Binds `addr` for `protocol` (and listens, for TCP).
-pub fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Bound> {
+/// Binds `addr` for `protocol` (and listens, for TCP); with `freebind`, even if the
+/// address is not on this host (yet).
+pub fn bind(addr: SocketAddr, protocol: Protocol, freebind: bool) -> io::Result<Bound> {
     let kind = match protocol {
         Protocol::Udp => Type::DGRAM,
         Protocol::Http | Protocol::Tcp => Type::STREAM,
@@ -57,6 +58,13 @@ pub fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Bound> {
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    if freebind {
+        if addr.is_ipv6() {
+            socket.set_freebind_v6(true)?;
+        } else {
+            socket.set_freebind_v4(true)?;
+        }
     }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;

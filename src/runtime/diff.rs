@@ -55,6 +55,12 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
             old.shutdown_grace, new.shutdown_grace
         ));
     }
+    if old.shutdown_delay != new.shutdown_delay {
+        lines.push(format!(
+            "~ shutdown_delay: {:?} -> {:?}",
+            old.shutdown_delay, new.shutdown_delay
+        ));
+    }
     if old.threads != new.threads {
         lines.push(format!(
             "! threads: {} -> {} takes effect at the next start",

@@ -13,6 +13,7 @@
 
 pub mod diff;
 pub mod frontend;
+pub mod node;
 pub mod parking;
 pub mod pool;
 
@@ -155,6 +156,8 @@ pub struct Live {
     stop_signal: Notify,
     connections: AtomicUsize,
     idle_signal: Notify,
+    /// This process as a node of an HA pair or fleet: whether it should take traffic.
+    pub node: node::Node,
 }
 
 /// One open client connection: counted, and holding its place under its listener's
@@ -214,6 +217,7 @@ impl Live {
             stop_signal: Notify::new(),
             connections: AtomicUsize::new(0),
             idle_signal: Notify::new(),
+            node: node::Node::default(),
         }
     }
 

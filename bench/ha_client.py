@@ -65,6 +65,7 @@ def main():
             event = float(f.read().strip())
     except (OSError, ValueError):
         event = None
+    results.sort()
     lost = [r for r in results if not r[2]]
     outage = 0.0
     if lost and event is not None:
@@ -77,6 +78,7 @@ def main():
         "lost": len(lost),
         "outage_s": round(outage, 3),
         "first_lost_after_event_s": round(min(r[0] for r in lost) - event, 3) if lost and event else None,
+        "lost_after_event_s": [round(r[0] - event, 2) for r in lost][-10:] if event else None,
     }))
 
 

@@ -20,6 +20,7 @@ pub mod ctl;
 pub mod demo;
 pub mod digits;
 pub mod discovery;
+pub mod etcd;
 pub mod explain;
 pub mod headers;
 pub mod health;

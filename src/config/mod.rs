@@ -27,7 +27,7 @@ pub mod routes;
 mod shadow;
 mod sticky;
 pub mod tls;
-mod units;
+pub mod units;
 mod validate;
 
 use std::net::SocketAddr;

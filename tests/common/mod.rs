@@ -355,6 +355,17 @@ impl Fulcrum {
         f
     }
 
+    /// Starts `fulcrum run` on `config` with more arguments (`args`).
+    #[allow(dead_code)]
+    pub fn start_args(config: &str, args: &[&str]) -> Fulcrum {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut f = Fulcrum::spawn(&path, args);
+        f._dir = Some(dir);
+        f
+    }
+
     /// Starts `fulcrum run --takeover` on this one's config file: the new process takes
     /// the listening sockets over, and this one stops.
     pub fn take_over(&self) -> Fulcrum {

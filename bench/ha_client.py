@@ -7,6 +7,7 @@ JSON line:
   requests  requests sent
   lost      requests that got no 200 (refused, reset, timed out, another status)
   outage_s  time from the event to the first 200 after the last failure (0: no failure)
+  gap_s     the longest time after the event without a 200 arriving
   last_ok   the body of the last 200 (which node answered, when the backend says)
 
 Usage: ha_client.py URL DURATION EVENT_FILE [THREADS] [PACE] [TIMEOUT]
@@ -73,7 +74,16 @@ def main():
         after = [r[1] for r in results if r[2] and r[0] > last_fail]
         recovered = min(after) if after else end
         outage = max(0.0, recovered - event)
+    # The longest time after the event without a 200 arriving.
+    gap = 0.0
+    if event is not None:
+        last = event
+        for done in sorted(r[1] for r in results if r[2] and r[1] > event):
+            gap = max(gap, done - last)
+            last = done
+        gap = max(gap, end - last) if last > event else gap
     print(json.dumps({
+        "gap_s": round(gap, 3),
         "requests": len(results),
         "lost": len(lost),
         "outage_s": round(outage, 3),

@@ -35,6 +35,30 @@ fn status(head: &str) -> String {
     header(head, "cache-status").unwrap_or_default()
 }
 
+/// A temp dir holding the admin token [`purge`] sends.
+fn token() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "purge-token\n").unwrap();
+    (dir, token)
+}
+
+/// `POST /api/caches/main/purge` with `body`: how many responses were dropped.
+fn purge(f: &Fulcrum, body: &str) -> u64 {
+    let (code, out, err) = common::curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer purge-token",
+        "--data",
+        body,
+        &format!("http://{}/api/caches/main/purge", f.admin_addr()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["purged"].as_u64().unwrap_or_else(|| panic!("{out}"))
+}
+
 #[test]
 fn responses_are_stored_and_served_as_cache_control_says() {
     let a = Backend::start("a");
@@ -329,9 +353,7 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_behind() {
 #[test]
 fn the_admin_api_purges_by_path_prefix_or_all() {
     let a = Backend::start("a");
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "purge-token\n").unwrap();
+    let (_dir, token) = token();
     let f = Fulcrum::start(&format!(
         "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {:?}\n[caches.main]\n\
          [[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
@@ -344,20 +366,7 @@ fn the_admin_api_purges_by_path_prefix_or_all() {
     for p in paths {
         get(&[&f.url(&format!("{p}?cc=max-age%3D60"))]);
     }
-    let purge = |body: &str| {
-        let (code, out, err) = common::curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "Authorization: Bearer purge-token",
-            "--data",
-            body,
-            &format!("http://{}/api/caches/main/purge", f.admin_addr()),
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["purged"].as_u64().unwrap_or_else(|| panic!("{out}"))
-    };
+    let purge = |body: &str| purge(&f, body);
     let cached = |p: &str| {
         let (head, _) = get(&[&f.url(&format!("{p}?cc=max-age%3D60"))]);
         status(&head).contains("hit")
@@ -425,9 +434,7 @@ fn memory_stays_within_the_budget() {
 #[test]
 fn a_disk_tier_keeps_what_memory_evicts_within_its_cap_and_across_restarts() {
     let a = Backend::start("a");
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "purge-token\n").unwrap();
+    let (dir, token) = token();
     let disk = dir.path().join("disk");
     let config = format!(
         "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {token:?}\n\
@@ -498,16 +505,7 @@ fn a_disk_tier_keeps_what_memory_evicts_within_its_cap_and_across_restarts() {
     );
     assert_eq!(a.requests(), before);
     // Purging drops the files too.
-    let (code, out, err) = common::curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Authorization: Bearer purge-token",
-        "--data",
-        "{\"all\": true}",
-        &format!("http://{}/api/caches/main/purge", f.admin_addr()),
-    ]);
-    assert_eq!(code, 0, "{err}{out}");
+    assert!(purge(&f, "{\"all\": true}") >= 1);
     wait_files(0);
     assert_eq!(object(&f, 12), "main; fwd=miss; stored");
 

@@ -37,11 +37,14 @@ pub struct Source {
     file: PathBuf,
     /// How often the key is read.
     interval: Duration,
+    /// Why the value found at start was refused, if it was (the node's health says so
+    /// once it runs).
+    refused_at_start: Option<String>,
 }
 
 /// A value of the key: its text and the revision it was last changed in.
 #[derive(Debug, PartialEq, Eq)]
-struct Value_ {
+struct Stored {
     text: String,
     revision: u64,
 }
@@ -61,13 +64,14 @@ impl Source {
             key: key.to_owned(),
             file: file.to_owned(),
             interval,
+            refused_at_start: None,
         }
     }
 
     /// Before the start: the key's value, if etcd has a valid one, is written to the
     /// file. Says why not otherwise (the file's config is then the one run). The
     /// revision read, to follow from.
-    pub fn bootstrap(&self) -> u64 {
+    pub fn bootstrap(&mut self) -> u64 {
         match self.get() {
             Ok(Some(v)) => match Config::parse(&self.file, &v.text) {
                 Ok(_) => match self.keep(&v.text) {
@@ -81,6 +85,10 @@ impl Source {
                 },
                 Err(e) => {
                     self.refused(&e.to_string());
+                    self.refused_at_start = Some(format!(
+                        "etcd key {} (revision {}) is invalid",
+                        self.key, v.revision
+                    ));
                     return v.revision;
                 }
             },
@@ -116,6 +124,9 @@ impl Source {
         mut seen: u64,
         changes: &tokio::sync::mpsc::UnboundedSender<crate::admin::Change>,
     ) {
+        if let Some(why) = &self.refused_at_start {
+            live.node.reloaded(Some(why.clone()));
+        }
         let mut reachable = true;
         while !live.is_stopping() {
             std::thread::sleep(self.interval);
@@ -194,7 +205,7 @@ impl Source {
 
     /// The key's value now (`None`: the key has none), from the first endpoint that
     /// answers.
-    fn get(&self) -> Result<Option<Value_>, String> {
+    fn get(&self) -> Result<Option<Stored>, String> {
         let body = json!({ "key": B64.encode(self.key.as_bytes()) });
         let mut last = String::from("no endpoint");
         for endpoint in &self.endpoints {
@@ -208,7 +219,7 @@ impl Source {
 }
 
 /// The value in a `/v3/kv/range` answer.
-fn parse_range(answer: &Value) -> Result<Option<Value_>, String> {
+fn parse_range(answer: &Value) -> Result<Option<Stored>, String> {
     let Some(kv) = answer["kvs"].as_array().and_then(|kvs| kvs.first()) else {
         return Ok(None);
     };
@@ -222,7 +233,7 @@ fn parse_range(answer: &Value) -> Result<Option<Value_>, String> {
         .and_then(|r| r.parse().ok())
         .or_else(|| kv["mod_revision"].as_u64())
         .unwrap_or(0);
-    Ok(Some(Value_ { text, revision }))
+    Ok(Some(Stored { text, revision }))
 }
 
 /// One JSON request to `endpoint` (`host:port`), with short timeouts.
@@ -287,7 +298,7 @@ mod tests {
         });
         assert_eq!(
             parse_range(&answer),
-            Ok(Some(Value_ {
+            Ok(Some(Stored {
                 text: "threads = 1\n".into(),
                 revision: 7
             }))

@@ -2,7 +2,8 @@
 //! with `--etcd URL --etcd-key KEY` and follow the key. A new valid value is put in
 //! force by both; an invalid one is refused by both with its errors at line and column,
 //! and they keep the last good config (their health says config stale) until a valid
-//! value comes; the file holds the last good value; etcd stopped changes nothing.
+//! value comes; an instance started meanwhile runs its file and says the same; the file
+//! holds the last good value; etcd stopped changes nothing.
 
 mod common;
 
@@ -171,6 +172,21 @@ fn instances_follow_the_etcd_key_and_refuse_a_bad_value_alike() {
         );
         assert_eq!(std::fs::read_to_string(&f.path).unwrap(), config(&b));
     }
+
+    // An instance started now runs its own file, and says its config is stale.
+    let late = Fulcrum::start_args(&config(&b), &args);
+    assert_eq!(served_by(&late, "b"), "b");
+    assert!(late.log().contains("etcd value refused"), "{}", late.log());
+    let mut h = health(&late);
+    for _ in 0..50 {
+        if h["status"] == "unhealthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        h = health(&late);
+    }
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    drop(late);
 
     // Then a good one again: in force, ready.
     etcd.put(&config(&a));

@@ -162,7 +162,7 @@ pub fn main(cli: Cli) -> i32 {
         } => {
             // With etcd, a valid value of the key becomes the file before it is loaded.
             let source = etcd_key.map(|key| {
-                let source = crate::etcd::Source::new(&etcd, &key, &path, etcd_interval);
+                let mut source = crate::etcd::Source::new(&etcd, &key, &path, etcd_interval);
                 let revision = source.bootstrap();
                 (source, revision)
             });

@@ -202,13 +202,8 @@ impl Conn {
                 let mut slots = [httparse::EMPTY_HEADER; super::request::HEADER_SLOTS];
                 let mut parsed = httparse::Response::new(&mut slots);
                 let _ = parsed.parse(&self.ubuf[..resp.head_len]);
-                let headers: Vec<(Vec<u8>, Vec<u8>)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
-                    .collect();
                 self.trail.cache = Some("revalidated");
-                fill.refreshed(headers.iter().map(|(n, v)| (&n[..], &v[..])))
+                fill.refreshed(parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
             }
             Ok((_, resp, ..)) => {
                 self.trail.cache = Some("stale");

@@ -133,34 +133,34 @@ impl Disk {
         }
     }
 
-    /// The file of the variant of `key` a request gets (`same` as in the store's get).
+    /// The file (its id) of the variant of `key` a request gets (`same` as in the
+    /// store's get).
     pub fn find(
         &self,
         hash: u64,
         key: &[u8],
         same: impl Fn(&str, Option<&[u8]>) -> bool,
-    ) -> Option<PathBuf> {
+    ) -> Option<u64> {
         let index = self.index();
         let meta = index
             .map
             .get(&hash)?
             .iter()
             .find(|m| &*m.key == key && m.vary.iter().all(|(n, v)| same(n, v.as_deref())))?;
-        Some(file(&self.dir, meta.id))
+        Some(meta.id)
     }
 
-    /// Reads the entry in `path` (on tokio's blocking pool); a file that cannot be read
-    /// is dropped from the index.
-    pub async fn read(&self, hash: u64, path: PathBuf) -> Option<Entry> {
-        let p = path.clone();
-        let read = tokio::task::spawn_blocking(move || read_entry(&p)).await;
+    /// Reads the entry in file `id` (on tokio's blocking pool); a file that cannot be
+    /// read is dropped from the index.
+    pub async fn read(&self, hash: u64, id: u64) -> Option<Entry> {
+        let path = file(&self.dir, id);
+        let read = tokio::task::spawn_blocking(move || read_entry(&path)).await;
         match read {
             Ok(Ok(entry)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(entry)
             }
             _ => {
-                let id = id_of(&path)?;
                 let mut index = self.index();
                 forget(&mut index, hash, id);
                 drop(index);
@@ -220,11 +220,6 @@ fn forget(index: &mut Index, hash: u64, id: u64) {
 
 fn file(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}.entry"))
-}
-
-fn id_of(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?.strip_suffix(".entry")?;
-    u64::from_str_radix(name, 16).ok()
 }
 
 /// The writer thread: writes, and deletes, files.

@@ -103,6 +103,11 @@ impl Entry {
             .map(|(_, v)| v)
     }
 
+    /// Whether it has a validator (`ETag` or `Last-Modified`) to be revalidated with.
+    pub fn has_validator(&self) -> bool {
+        self.header("etag").is_some() || self.header("last-modified").is_some()
+    }
+
     /// Whether a request is served by it: `same(name, value)` says whether the
     /// request's header `name` has the value stored (`None`: absent).
     pub fn matches(&self, same: impl Fn(&str, Option<&[u8]>) -> bool) -> bool {

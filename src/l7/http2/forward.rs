@@ -298,12 +298,7 @@ async fn handle(
         let hit = match &result {
             Ok(r) if r.status() == 304 && f.revalidating() => {
                 trace.trail.cache = Some("revalidated");
-                let headers: Vec<(Vec<u8>, Vec<u8>)> = r
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                f.refreshed(headers.iter().map(|(n, v)| (&n[..], &v[..])))
+                f.refreshed_by(r.headers())
             }
             Ok(r) => f.stale_on_error(r.status().as_u16()),
             Err(e) => f.stale_on_error(e.status),

@@ -121,12 +121,7 @@ async fn run(frontend: Arc<Frontend>, refresh: Box<Refresh>, mut req: Request<()
     match (result, fill) {
         // The stored response is still good: refreshed with the 304's headers.
         (Ok(resp), Some(fill)) if resp.status() == 304 && fill.revalidating() => {
-            let headers: Vec<(Vec<u8>, Vec<u8>)> = resp
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
-                .collect();
-            let refreshed = fill.refreshed(headers.iter().map(|(n, v)| (&n[..], &v[..])));
+            let refreshed = fill.refreshed_by(resp.headers());
             tracing::debug!(
                 pool = target,
                 kept = refreshed.is_some(),

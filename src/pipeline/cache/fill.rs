@@ -124,6 +124,15 @@ impl Fill {
         })
     }
 
+    /// [`Fill::refreshed`] with the headers of a 304 received by hyper.
+    pub fn refreshed_by(self: Box<Self>, headers: &http::HeaderMap) -> Option<Hit> {
+        self.refreshed(
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        )
+    }
+
     /// When the fetch failed with `status` (an error of Fulcrum's or the backend's
     /// 5xx): the stale response to serve instead, if it may be (`stale-if-error` of the
     /// response or the request, or the cache's `stale_if_error`; never past

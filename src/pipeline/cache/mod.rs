@@ -163,8 +163,8 @@ pub async fn lookup(asking: Box<Asking>) -> Lookup {
         let mut from_disk = false;
         if stored.is_none()
             && let Some(disk) = &cache.disk
-            && let Some(path) = disk.find(hash, &key, same)
-            && let Some(entry) = Box::pin(disk.read(hash, path)).await
+            && let Some(id) = disk.find(hash, &key, same)
+            && let Some(entry) = Box::pin(disk.read(hash, id)).await
         {
             // Back in memory: the next requests find it there.
             let entry = Arc::new(entry);
@@ -214,8 +214,7 @@ pub async fn lookup(asking: Box<Asking>) -> Lookup {
                         cache.counts.refreshes.fetch_add(1, Ordering::Relaxed);
                         let entry = &hit.entry;
                         Some(Box::new(Fill {
-                            revalidating: entry.header("etag").is_some()
-                                || entry.header("last-modified").is_some(),
+                            revalidating: entry.has_validator(),
                             stale: Some(Arc::clone(entry)),
                             cache: Arc::clone(&cache),
                             hash,
@@ -252,9 +251,9 @@ pub async fn lookup(asking: Box<Asking>) -> Lookup {
         };
         cache.counts.misses.fetch_add(1, Ordering::Relaxed);
         return Lookup::Miss(Box::new(Fill {
-            revalidating: stale.as_ref().is_some_and(|e| {
-                !conditional && (e.header("etag").is_some() || e.header("last-modified").is_some())
-            }),
+            revalidating: stale
+                .as_ref()
+                .is_some_and(|e| !conditional && e.has_validator()),
             stale,
             cache,
             hash,

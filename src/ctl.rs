@@ -8,8 +8,7 @@
 //! status: 0 done, 1 refused by Fulcrum (or `wait` timed out), 2 usage error or no
 //! Fulcrum answering.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -312,31 +311,20 @@ impl Target {
         body: Option<Value>,
         limit: Duration,
     ) -> std::io::Result<(u16, Value)> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, limit.min(Duration::from_secs(5)))?;
-        stream.set_read_timeout(Some(limit))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        let limits = crate::json_client::Limits {
+            connect: limit.min(Duration::from_secs(5)),
+            read: limit,
+        };
+        let (status, body) = crate::json_client::call(
             self.addr,
-            body.len()
-        );
-        if let Some(token) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
-        let text = String::from_utf8_lossy(&answer);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = serde_json::from_str(body).unwrap_or(Value::Null);
-        Ok((status, body))
+            method,
+            path,
+            self.token.as_deref(),
+            &body,
+            limits,
+        )?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 }
 

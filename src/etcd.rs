@@ -13,8 +13,7 @@
 //! etcd is spoken to through its v3 JSON gateway (`POST /v3/kv/range`) over plain HTTP,
 //! each endpoint in turn until one answers.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,47 +241,17 @@ fn post(endpoint: &str, path: &str, body: &Value) -> std::io::Result<Value> {
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other("no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let body = body.to_string();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no HTTP answer"))?;
-    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
-    let mut body = answer[split + 4..].to_vec();
-    if !head.starts_with("http/1.1 200") && !head.starts_with("http/1.0 200") {
-        let status = head.lines().next().unwrap_or("").to_owned();
-        return Err(std::io::Error::other(format!("answered {status}")));
+    let limits = crate::json_client::Limits {
+        connect: Duration::from_secs(2),
+        read: Duration::from_secs(5),
+    };
+    let (status, body) =
+        crate::json_client::call(addr, "POST", path, None, &body.to_string(), limits)?;
+    match status {
+        200 => serde_json::from_slice(&body).map_err(std::io::Error::other),
+        0 => Err(std::io::Error::other("no HTTP answer")),
+        status => Err(std::io::Error::other(format!("answered HTTP {status}"))),
     }
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    serde_json::from_slice(&body).map_err(std::io::Error::other)
-}
-
-/// A chunked body's data.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&raw[..end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 || raw.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
-        raw = &raw[(end + 4 + size).min(raw.len())..];
-    }
-    out
 }
 
 #[cfg(test)]
@@ -304,6 +273,5 @@ mod tests {
             }))
         );
         assert_eq!(parse_range(&json!({ "header": {} })), Ok(None));
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
     }
 }

@@ -24,6 +24,7 @@ pub mod etcd;
 pub mod explain;
 pub mod headers;
 pub mod health;
+pub mod json_client;
 pub mod l4;
 pub mod l7;
 pub mod listener;

@@ -34,4 +34,5 @@ pub mod policy;
 pub mod relay;
 pub mod routing;
 pub mod runtime;
+pub mod shared;
 pub mod tls;

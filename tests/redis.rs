@@ -4,56 +4,18 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::Fulcrum;
+use common::redis::Redis;
 
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed by scripts/test (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-
-    fn connections_received(&self) -> u64 {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "info", "stats"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("total_connections_received:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Connections `r` has accepted since it started.
+fn connections_received(r: &Redis) -> u64 {
+    r.cli(&["info", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 #[test]
@@ -65,7 +27,7 @@ fn redis_benchmark_through_fulcrum_across_two_servers() {
         r1.port, r2.port
     ));
     let port = f.addr.port().to_string();
-    let before = (r1.connections_received(), r2.connections_received());
+    let before = (connections_received(&r1), connections_received(&r2));
     let out = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -92,7 +54,7 @@ fn redis_benchmark_through_fulcrum_across_two_servers() {
             "{test} missing: {text}"
         );
     }
-    let after = (r1.connections_received(), r2.connections_received());
+    let after = (connections_received(&r1), connections_received(&r2));
     assert!(
         after.0 - before.0 >= 10 && after.1 - before.1 >= 10,
         "{before:?} -> {after:?}"

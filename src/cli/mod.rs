@@ -297,6 +297,7 @@ pub fn single_pool_config(
         shutdown_delay: std::time::Duration::ZERO,
         control_socket: None,
         admin: None,
+        shared: None,
         resolver: crate::config::ResolverConfig::default(),
         timeouts: Timeouts::default(),
         limits,

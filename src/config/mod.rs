@@ -25,6 +25,7 @@ mod route_actions;
 mod route_check;
 pub mod routes;
 mod shadow;
+pub mod shared;
 mod sticky;
 pub mod tls;
 pub mod units;
@@ -76,6 +77,8 @@ pub struct Config {
     pub rate_limits: Vec<rate_limits::RateLimitConfig>,
     /// The response caches (`[caches.NAME]`), by name order.
     pub caches: Vec<caches::CacheConfig>,
+    /// State shared with other instances through Redis (`[shared]`), if any.
+    pub shared: Option<shared::SharedConfig>,
 }
 
 /// `[admin]`: where the admin listener listens, and who may change things through it.

@@ -71,6 +71,9 @@ pub struct RateLimitConfig {
     pub status: u16,
     /// Most keys tracked at once (the memory bound).
     pub max_keys: usize,
+    /// Shared with other instances (`[shared]`): the seed of the key hashes they agree
+    /// on.
+    pub shared: Option<u64>,
 }
 
 impl Default for RateLimitConfig {
@@ -84,6 +87,7 @@ impl Default for RateLimitConfig {
             delay: None,
             status: 429,
             max_keys: DEFAULT_MAX_KEYS,
+            shared: None,
         }
     }
 }

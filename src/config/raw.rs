@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub rate_limits: BTreeMap<Spanned<String>, super::rate_limits::RawRateLimit>,
     #[serde(default)]
     pub caches: BTreeMap<Spanned<String>, super::caches::RawCache>,
+    pub shared: Option<Spanned<super::shared::RawShared>>,
 }
 
 /// `[admin]`: the admin listener (metrics).

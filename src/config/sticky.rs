@@ -55,6 +55,8 @@ pub struct StickyConfig {
     /// Mixed into the cookie values so that they cannot be computed from the backend
     /// names alone.
     pub secret: String,
+    /// Its stick table is shared with other instances (`[shared]`).
+    pub shared: bool,
 }
 
 /// How the client's backend is remembered.
@@ -180,6 +182,7 @@ pub(super) fn check_sticky(
             .secret
             .as_ref()
             .map_or_else(String::new, |s| s.get_ref().clone()),
+        shared: false,
     }
 }
 

@@ -87,6 +87,22 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         base,
         problems,
     );
+    let shared = raw
+        .shared
+        .as_ref()
+        .and_then(|s| super::shared::check(s, problems));
+    let mut pools = pools;
+    let mut rate_limits = rate_limits;
+    if let Some(s) = &shared {
+        for p in &mut pools {
+            if let Some(sticky) = &mut p.sticky {
+                sticky.shared = s.stick_tables && sticky.uses_table();
+            }
+        }
+        for r in &mut rate_limits {
+            r.shared = s.rate_limits.then_some(s.seed);
+        }
+    }
     Config {
         threads,
         access_log: super::logging::check(raw.access_log.as_ref(), base, problems),
@@ -110,6 +126,7 @@ fn check(raw: &RawConfig, base: &Path, problems: &mut Problems<'_>) -> Config {
         pools,
         rate_limits,
         caches,
+        shared,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Running {
     workers: Vec<Worker>,
     listening: Vec<Listening>,
     health: Checker,
+    /// The link to the other instances' state (`[shared]`).
+    shared: Option<crate::shared::link::Link>,
 }
 
 /// One bound listener.
@@ -107,11 +109,18 @@ pub fn start_with(
         workers.push(worker::spawn(index, Arc::clone(&live)).map_err(ListenError::Thread)?);
     }
     let health = Checker::start().map_err(ListenError::Thread)?;
+    let shared = config
+        .shared
+        .clone()
+        .map(|s| crate::shared::link::Link::start(s, Arc::clone(&live)))
+        .transpose()
+        .map_err(ListenError::Thread)?;
     let running = Running {
         live,
         workers,
         listening,
         health,
+        shared,
     };
     for l in &running.listening {
         running.open(l)?;
@@ -238,7 +247,16 @@ impl Running {
             crate::accesslog::writer::switch(snapshot.config.access_log.path.clone());
         }
         let new_listeners = snapshot.config.listeners.clone();
+        let shared = snapshot.config.shared.clone();
         self.live.swap(snapshot);
+        if self.shared.as_ref().map(|l| &l.config) != shared.as_ref() {
+            // Stops the old link, if any, before the new one starts.
+            self.shared = None;
+            self.shared = shared
+                .map(|s| crate::shared::link::Link::start(s, Arc::clone(&self.live)))
+                .transpose()
+                .map_err(ListenError::Thread)?;
+        }
         // Close what is gone or rebound; keep the rest, with its new connection limit.
         let mut kept = Vec::with_capacity(self.listening.len());
         for mut l in std::mem::take(&mut self.listening) {

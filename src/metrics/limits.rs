@@ -1,6 +1,7 @@
 //! The policy families of the exposition: every rate limit's decisions by outcome, the
 //! keys it tracks and the memory its tables hold, the connections listeners refused
-//! under their per-client connection limits, and the entries of pools' stick tables.
+//! under their per-client connection limits, the entries of pools' stick tables, and
+//! the link that shares them with other instances (`[shared]`).
 
 use std::fmt::Error;
 
@@ -76,5 +77,52 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, snapshot: &Snapshot) -> Resu
         "pool_stick_table_entries",
         "Clients the pool's stick table remembers now (sticky mode `table` or `learn`), at most its `size`",
         &tables,
+    )?;
+    if snapshot.config.shared.is_some() {
+        shared(e)?;
+    }
+    Ok(())
+}
+
+/// The families of the link to Redis.
+fn shared(e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
+    use crate::shared::{RATE, STATS, STICK};
+    use std::sync::atomic::Ordering;
+    let up = u64::from(STATS.up.load(Ordering::Relaxed));
+    gauge(
+        e,
+        "shared_redis_up",
+        "1 while Redis answers and state is shared; 0 while each instance serves from its own state",
+        &[(vec![], up)],
+    )?;
+    counter(
+        e,
+        "shared_redis_outages",
+        "Times Redis could not be reached (or was slower than `shared.timeout`), counting a failed first connection",
+        &[(vec![], get(&STATS.outages))],
+    )?;
+    let kinds = |counts: &'static [std::sync::atomic::AtomicU64; 2]| {
+        vec![
+            (vec![("kind", "stick")], get(&counts[STICK])),
+            (vec![("kind", "rate")], get(&counts[RATE])),
+        ]
+    };
+    counter(
+        e,
+        "shared_sent",
+        "Stick table entries and rate limit counts (one per key and batch) sent to the other instances",
+        &kinds(&STATS.sent),
+    )?;
+    counter(
+        e,
+        "shared_received",
+        "Stick table entries and rate limit counts received from the other instances and applied",
+        &kinds(&STATS.received),
+    )?;
+    counter(
+        e,
+        "shared_dropped",
+        "Changes dropped because the queue to the link was full (more than 65,536 in one interval)",
+        &[(vec![], get(&STATS.dropped))],
     )
 }

@@ -71,10 +71,15 @@ impl Sticky {
                     && p.config.cookie == config.cookie
                     && p.config.size == config.size
                     && p.config.expire == config.expire
+                    && p.config.shared == config.shared
             };
             match previous.filter(same).and_then(|p| p.table.clone()) {
                 Some(table) => table,
-                None => Arc::new(StickTable::new(config.size, config.expire)),
+                None => Arc::new(StickTable::new(
+                    config.size,
+                    config.expire,
+                    config.shared.then(|| crate::shared::id_of("stick", pool)),
+                )),
             }
         });
         Sticky {
@@ -188,6 +193,11 @@ impl Sticky {
     /// Whether the pool keeps a stick table (`table`, `learn`).
     pub fn has_table(&self) -> bool {
         self.table.is_some()
+    }
+
+    /// The stick table, if the pool keeps one.
+    pub fn table(&self) -> Option<&Arc<StickTable>> {
+        self.table.as_ref()
     }
 
     /// Entries in the stick table (0 without one).

@@ -14,6 +14,11 @@
 //! sends. When a shard is full, entries that no longer limit anything go first; if the
 //! shard is still full, the entries nearest to their allowance are forgotten (their
 //! clients get a fresh allowance, the only approximation).
+//!
+//! A shared limit (`[shared]`) hashes keys with the fleet's seed instead of a random one,
+//! so that every instance names a key alike; it counts each key's passed requests not
+//! yet sent and queues the key once per batch (see `crate::shared`); what the other
+//! instances passed advances the key's TAT here ([`Limiter::absorb`]).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -29,6 +34,8 @@ use crate::config::rate_limits::RateLimitConfig;
 struct Entry {
     tat: u64,
     in_flight: u32,
+    /// Requests passed here and not yet sent to the other instances (shared limits).
+    unsent: u32,
 }
 
 type Shard = super::shards::Shard<Entry>;
@@ -72,13 +79,22 @@ pub struct Limiter {
     pub config: RateLimitConfig,
     /// Decisions made.
     pub counts: Counts,
-    hasher: std::hash::RandomState,
+    hasher: KeyHasher,
+    /// Its identity across the fleet (shared limits).
+    id: u64,
     /// Nanoseconds between two requests of one key at the steady rate (0: no rate).
     emission: u64,
     /// How far ahead of now a key's TAT may be and its request still pass.
     tolerance: u64,
     epoch: Instant,
     keys: Shards<Entry>,
+}
+
+/// How keys are hashed: with a random seed, or the fleet's (shared limits).
+#[derive(Debug)]
+enum KeyHasher {
+    Random(std::hash::RandomState),
+    Seeded(u64),
 }
 
 /// A request (or connection) counted against its key's concurrency until dropped.
@@ -106,7 +122,11 @@ impl Limiter {
         };
         Limiter {
             counts: Counts::default(),
-            hasher: std::hash::RandomState::new(),
+            hasher: match config.shared {
+                Some(seed) => KeyHasher::Seeded(seed),
+                None => KeyHasher::Random(std::hash::RandomState::new()),
+            },
+            id: crate::shared::id_of("limit", &config.name),
             emission,
             tolerance,
             epoch: Instant::now(),
@@ -118,12 +138,22 @@ impl Limiter {
     /// The hash of a key made of `parts` (each part is hashed with its length, so that
     /// `("ab", "c")` and `("a", "bc")` differ).
     pub fn key<'p>(&self, parts: impl IntoIterator<Item = &'p [u8]>) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for p in parts {
-            h.write_usize(p.len());
-            h.write(p);
+        fn write<'p>(mut h: impl Hasher, parts: impl IntoIterator<Item = &'p [u8]>) -> u64 {
+            for p in parts {
+                h.write_u64(p.len() as u64);
+                h.write(p);
+            }
+            h.finish()
         }
-        h.finish()
+        match &self.hasher {
+            KeyHasher::Random(state) => write(state.build_hasher(), parts),
+            // SipHash-2-4, keyed by the seed every instance of the fleet shares.
+            #[allow(deprecated)]
+            KeyHasher::Seeded(seed) => write(
+                std::hash::SipHasher::new_with_keys(*seed, seed.rotate_left(32) ^ 0x5bd1_e995),
+                parts,
+            ),
+        }
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
@@ -160,6 +190,7 @@ impl Limiter {
                     Some(bound) if over <= bound.as_nanos() as u64 => {
                         entry.tat = tat + self.emission;
                         entry.in_flight += u32::from(self.config.concurrency.is_some());
+                        self.count_for_fleet(entry, key);
                         self.counts.delayed.fetch_add(1, Ordering::Relaxed);
                         Verdict::Delay(Duration::from_nanos(over))
                     }
@@ -173,10 +204,51 @@ impl Limiter {
             }
             entry.tat = tat + self.emission;
             remaining = ((self.tolerance - ahead) / self.emission) as u32;
+            self.count_for_fleet(entry, key);
         }
         entry.in_flight += u32::from(self.config.concurrency.is_some());
         self.counts.passed.fetch_add(1, Ordering::Relaxed);
         Verdict::Pass { remaining }
+    }
+
+    /// A shared limit counts a request it passed for the other instances, queueing the
+    /// key when it is the first since the last batch.
+    #[inline]
+    fn count_for_fleet(&self, entry: &mut Entry, key: u64) {
+        if self.config.shared.is_some()
+            && (entry.unsent > 0
+                || crate::shared::send(crate::shared::Change::Rate {
+                    limit: self.id,
+                    key,
+                }))
+        {
+            entry.unsent = entry.unsent.saturating_add(1);
+        }
+    }
+
+    /// Its identity across the fleet.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The requests of `key` passed since the last call (for the batch to the others).
+    pub fn take_unsent(&self, key: u64) -> u32 {
+        self.shard(key)
+            .get_mut(&key)
+            .map_or(0, |e| std::mem::take(&mut e.unsent))
+    }
+
+    /// Another instance passed `count` requests of `key`: its TAT moves on as if they
+    /// had passed here at `now`.
+    pub fn absorb(&self, key: u64, count: u64, now: Instant) {
+        if self.emission == 0 {
+            return;
+        }
+        let now = self.nanos(now);
+        let mut shard = self.shard(key);
+        if let Some(entry) = self.entry(&mut shard, key, now) {
+            entry.tat = entry.tat.max(now) + count.saturating_mul(self.emission);
+        }
     }
 
     /// A request of `key` counted in progress by [`Limiter::check`] has ended.
@@ -201,7 +273,7 @@ impl Limiter {
             if !again {
                 // Entries whose allowance is whole again and with nothing in progress
                 // are the same as absent ones.
-                shard.retain(|_, e| e.tat > now || e.in_flight > 0);
+                shard.retain(|_, e| e.tat > now || e.in_flight > 0 || e.unsent > 0);
             } else {
                 // Still full of keys being limited: forget those nearest to their
                 // allowance (below the mean time due), about half of them.
@@ -270,6 +342,34 @@ mod tests {
             }
         }
         assert!((99..=101).contains(&passed), "{passed} passed");
+    }
+
+    #[test]
+    fn a_shared_limit_counts_for_the_fleet_and_absorbs_the_others_requests() {
+        let config = RateLimitConfig {
+            rate: Some(Rate {
+                count: 10,
+                per: Duration::from_secs(1),
+            }),
+            burst: 4,
+            shared: Some(42),
+            ..RateLimitConfig::default()
+        };
+        let (here, there) = (Limiter::new(config.clone()), Limiter::new(config));
+        // The same key hashes alike on every instance of the fleet.
+        let k = here.key([&b"api-key"[..]]);
+        assert_eq!(k, there.key([&b"api-key"[..]]));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(matches!(here.check(k, t0), Verdict::Pass { .. }));
+        }
+        assert_eq!(here.take_unsent(k), 3);
+        assert_eq!(here.take_unsent(k), 0);
+        // The other instance passed 3: 2 of the allowance of 5 are left there.
+        there.absorb(k, 3, t0);
+        assert_eq!(there.check(k, t0), Verdict::Pass { remaining: 1 });
+        assert_eq!(there.check(k, t0), Verdict::Pass { remaining: 0 });
+        assert!(matches!(there.check(k, t0), Verdict::Limited { .. }));
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl<V> Shards<V> {
         shard.len() < self.per_shard
     }
 
+    /// Calls `f` on each shard in turn, locked.
+    pub fn each(&self, mut f: impl FnMut(&mut Shard<V>)) {
+        for s in &self.shards {
+            f(&mut s.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
     /// Entries held now.
     pub fn len(&self) -> usize {
         self.shards

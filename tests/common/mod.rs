@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod peers;
 pub mod pki;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};

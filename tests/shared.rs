@@ -80,7 +80,6 @@ fn alternate(
                 }
                 (user, seen)
             };
-            // SAFETY of lifetimes: the Fulcrums outlive the runtime's block_on.
             tasks.push(seen);
         }
         futures_util::future::join_all(tasks)

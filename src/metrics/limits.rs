@@ -122,7 +122,7 @@ fn shared(e: &mut DescriptorEncoder<'_>) -> Result<(), Error> {
     counter(
         e,
         "shared_dropped",
-        "Changes dropped because the queue to the link was full (more than 65,536 in one interval)",
+        "Changes dropped because the queue to the link was full (more than 16,384 in one interval)",
         &[(vec![], get(&STATS.dropped))],
     )
 }

@@ -40,6 +40,12 @@ pub fn describe(old: &Config, new: &Config) -> Vec<String> {
     if old.admin != new.admin {
         lines.push("~ [admin] changed (takes effect at the next start)".into());
     }
+    match (&old.shared, &new.shared) {
+        (None, Some(_)) => lines.push("+ [shared] (stick tables and rate limits shared through Redis; their state starts anew)".into()),
+        (Some(_), None) => lines.push("- [shared] (each instance keeps its own state; stick tables and rate limits start anew)".into()),
+        (Some(o), Some(n)) if o != n => lines.push("~ [shared] changed (reconnecting)".into()),
+        _ => {}
+    }
     if old.timeouts != new.timeouts {
         lines.push("~ timeouts".into());
     }

@@ -76,6 +76,7 @@ async fn run(
 ) {
     let me = instance_id();
     let mut first = true;
+    let mut tables = Tables::default();
     loop {
         let session = session(&config, &live, me);
         let error = tokio::select! {
@@ -94,7 +95,6 @@ async fn run(
         // Keep the outbox moving while down; retry after a while.
         let until = Instant::now() + RETRY;
         while Instant::now() < until {
-            let mut tables = Tables::default();
             tables.refresh(&live);
             super::drain(BATCH, |c| {
                 if let Change::Rate { limit, key } = c

@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{LazyLock, Mutex};
 
 /// Changes the outbox holds at most between two batches.
-const OUTBOX_SIZE: usize = 65_536;
+const OUTBOX_SIZE: usize = 16_384;
 
 /// Something the other instances should know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

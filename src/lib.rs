@@ -22,6 +22,7 @@ pub mod digits;
 pub mod discovery;
 pub mod etcd;
 pub mod explain;
+pub mod fuzzing;
 pub mod headers;
 pub mod health;
 pub mod json_client;

@@ -271,7 +271,11 @@ fn split_target<'b>(
     let rest = [("http://", 7), ("https://", 8)]
         .iter()
         .find(|(scheme, _)| {
-            target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+            // Bytes, not `str` slicing: the target may hold UTF-8 (found by fuzzing).
+            target
+                .as_bytes()
+                .get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme.as_bytes()))
         })
         .map(|(_, n)| &target[*n..])
         .ok_or(HeadError::Bad("invalid request target"))?;

@@ -172,6 +172,25 @@ pub fn parse(
                 .and_then(crate::health::agent::parse_load);
         }
     }
+    if let Some(te) = transfer_encoding {
+        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing;
+        // an empty one names no coding. Neither is passed on (found by fuzzing).
+        if minor == 0 {
+            return Err(ResponseError::Invalid(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
+        if te.trim_ascii().is_empty() {
+            return Err(ResponseError::Invalid("empty Transfer-Encoding"));
+        }
+        // A coding other than chunked would reach an HTTP/1.0 client, which cannot
+        // decode transfer codings.
+        if client.http10 && !is_chunked(te) && !client.is_head && status != 204 && status != 304 {
+            return Err(ResponseError::Invalid(
+                "a transfer coding an HTTP/1.0 client cannot read",
+            ));
+        }
+    }
     let no_body = client.is_head || status == 204 || status == 304;
     let framing = match (transfer_encoding, length) {
         (Some(_), Some(_)) => {
@@ -440,12 +459,24 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"garbage\r\n\r\n",
+            // Found by fuzzing: faulty or empty transfer codings are not passed on.
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n",
         ] {
             assert!(matches!(
                 parse(raw, client(), &mut out),
                 Err(ResponseError::Invalid(_))
             ));
         }
+        // A coding other than chunked reaches an HTTP/1.1 client until close, never an
+        // HTTP/1.0 one.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(parse(raw, client(), &mut out).is_ok());
+        let old = ClientSide {
+            http10: true,
+            ..client()
+        };
+        assert!(parse(raw, old, &mut out).is_err());
     }
 
     #[test]

@@ -1,0 +1,233 @@
+//! What the fuzz targets (fuzz/, `cargo fuzz`) run on each input, kept in the library so
+//! that the corpora they grow are replayed by an ordinary test (tests/fuzz_corpus.rs) in
+//! CI, on the stable toolchain. Each function takes arbitrary bytes, must never panic or
+//! hang, and checks properties that hold for every input:
+//!
+//! - [`http1_request`]: a head Fulcrum accepts is forwarded as bytes that a second,
+//!   independent parser ([`strict`]) reads as the same request (method, target, framing),
+//!   and when both parsers accept the client's bytes they agree on the framing: Fulcrum
+//!   never forwards something two parsers read differently (request smuggling);
+//! - [`http1_response`]: the head sent to the client parses, strictly, with the framing
+//!   Fulcrum will use;
+//! - [`chunked`]: decoding in pieces gives what decoding at once gives, and a re-encoded
+//!   body decodes to the same data;
+//! - [`proxy_protocol`], [`client_hello`], [`h2_flood`]: no panic, consistent results on
+//!   a prefix;
+//! - [`config`]: any text is a config or a list of errors with positions inside the text.
+
+pub mod strict;
+
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+
+use crate::l7::request::{self, BodyFraming, Forwarding, HEADER_SLOTS};
+use crate::l7::response::{self, ClientSide, ResponseFraming};
+use crate::routing::PathRewrite;
+
+const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+/// The HTTP/1.1 request head parser and the head written for the backend.
+pub fn http1_request(data: &[u8]) {
+    let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+    let Ok(parsed) = request::parse(data, &mut slots, 100, CLIENT) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let fwd = Forwarding {
+        client_ip: CLIENT,
+        proto: "http",
+    };
+    if parsed
+        .write(&fwd, &PathRewrite::None, None, &mut out)
+        .is_err()
+    {
+        return;
+    }
+    if parsed.head.missing_host {
+        // As the engine does for HTTP/1.0 requests without one: the address it is at.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(b"Host: 127.0.0.1:80\r\n\r\n");
+    }
+    let framing = match parsed.head.body {
+        BodyFraming::Empty => strict::Framing::Length(0),
+        BodyFraming::Length(n) => strict::Framing::Length(n),
+        BodyFraming::Chunked => strict::Framing::Chunked,
+    };
+    let forwarded = strict::request(&out).unwrap_or_else(|e| {
+        panic!(
+            "forwarded head refused by the strict parser ({e}): {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    assert_eq!(
+        forwarded.head_len,
+        out.len(),
+        "the forwarded head ends early"
+    );
+    assert_eq!(forwarded.method, parsed.method.as_bytes());
+    assert_eq!(
+        forwarded.framing,
+        framing,
+        "framing differs: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // Both parsers reading the client's bytes agree on where the body ends.
+    if let Ok(client) = strict::request(data) {
+        assert_eq!(client.head_len, parsed.head.head_len, "head lengths differ");
+        assert_eq!(
+            client.framing, framing,
+            "the client's framing is read differently"
+        );
+    }
+}
+
+/// The HTTP/1.1 response head parser and the head written for the client; the first
+/// byte picks the client's side (HEAD, HTTP/1.0, keep-alive, upgrade).
+pub fn http1_response(data: &[u8]) {
+    let Some((&flags, data)) = data.split_first() else {
+        return;
+    };
+    let client = ClientSide {
+        is_head: flags & 1 != 0,
+        http10: flags & 2 != 0,
+        keep_alive: flags & 4 != 0,
+        upgrade: flags & 8 != 0,
+        rules: None,
+        set_cookie: (flags & 16 != 0).then_some("split=b; Path=/"),
+        sticky_cookie: None,
+        load_header: (flags & 32 != 0).then_some("x-load"),
+        learn_cookie: (flags & 64 != 0).then_some("JSESSIONID"),
+        prefix_cookie: None,
+        compress: None,
+    };
+    let mut out = Vec::new();
+    let Ok((head, _)) = response::parse(data, client, &mut out) else {
+        return;
+    };
+    if out.is_empty() {
+        return;
+    }
+    let sent = strict::response(&out).unwrap_or_else(|e| {
+        panic!(
+            "client head refused by the strict parser ({e}): {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    // What the client reads as the body's end is where Fulcrum ends it.
+    if (100..200).contains(&head.status) || client.is_head {
+        return;
+    }
+    let expected = match head.framing {
+        ResponseFraming::Empty if head.status == 204 || head.status == 304 => return,
+        ResponseFraming::Empty => strict::Framing::Length(0),
+        ResponseFraming::Length(n) => strict::Framing::Length(n),
+        ResponseFraming::Chunked if client.http10 => strict::Framing::UntilClose,
+        ResponseFraming::Chunked => strict::Framing::Chunked,
+        ResponseFraming::UntilClose => strict::Framing::UntilClose,
+    };
+    // A body sent chunked to an HTTP/1.1 client whatever the backend's framing is fine.
+    if !(expected == strict::Framing::UntilClose && sent.framing == strict::Framing::Chunked) {
+        assert_eq!(
+            sent.framing,
+            expected,
+            "framing differs: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+/// The chunked decoder: the first byte sets where the input is cut in two.
+pub fn chunked(data: &[u8]) {
+    use crate::l7::chunked::ChunkedDecoder;
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
+    let decode = |pieces: &[&[u8]], reencode: bool| -> (Vec<u8>, Result<usize, String>) {
+        let mut d = ChunkedDecoder::new(reencode);
+        let mut out = Vec::new();
+        let mut used = 0;
+        for piece in pieces {
+            let mut rest = *piece;
+            while !rest.is_empty() && !d.is_done() {
+                match d.feed(rest, &mut out) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        used += n;
+                        rest = &rest[n..];
+                    }
+                    Err(e) => return (out, Err(e.to_string())),
+                }
+            }
+        }
+        (
+            out,
+            Ok(used).map(|u| if d.is_done() { u } else { usize::MAX }),
+        )
+    };
+    let at = usize::from(cut).min(data.len());
+    let whole = decode(&[data], false);
+    let split = decode(&[&data[..at], &data[at..]], false);
+    assert_eq!(whole, split, "decoding in two pieces differs");
+    if let (plain, Ok(used)) = &whole
+        && *used != usize::MAX
+    {
+        let (clean, _) = decode(&[&data[..*used]], true);
+        let (again, result) = decode(&[&clean], false);
+        assert_eq!(result, Ok(clean.len()), "a re-encoded body does not decode");
+        assert_eq!(&again, plain, "a re-encoded body decodes to other data");
+    }
+}
+
+/// The PROXY protocol reader: a complete header read from a longer input is read alike
+/// from exactly its bytes.
+pub fn proxy_protocol(data: &[u8]) {
+    use crate::l4::proxy_protocol::parse;
+    if data.is_empty() {
+        return;
+    }
+    if let Ok(Some((addr, len))) = parse(data) {
+        assert!(len <= data.len());
+        assert_eq!(parse(&data[..len]), Ok(Some((addr, len))));
+    }
+}
+
+/// The ClientHello peeker.
+pub fn client_hello(data: &[u8]) {
+    use crate::l4::sni::{Hello, parse};
+    if let Hello::Name(name) = parse(data) {
+        assert_eq!(name, name.to_ascii_lowercase());
+    }
+}
+
+/// The HTTP/2 flood guard: fed in two pieces (the first byte sets the cut) it decides as
+/// fed at once.
+pub fn h2_flood(data: &[u8]) {
+    use crate::l7::http2::flood::FrameBudget;
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
+    let at = usize::from(cut).min(data.len());
+    let whole = FrameBudget::default().feed(data).is_ok();
+    let mut b = FrameBudget::default();
+    let split = b.feed(&data[..at]).is_ok() && b.feed(&data[at..]).is_ok();
+    assert_eq!(
+        whole, split,
+        "the flood guard decides differently in pieces"
+    );
+}
+
+/// The config loader (texts naming a cache `disk`, which validation creates, are
+/// skipped: the fuzzer would make directories).
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if text.contains("disk") {
+        return;
+    }
+    let path = std::path::Path::new("/nonexistent-fuzz/fulcrum.toml");
+    if let Err(e) = crate::config::Config::parse(path, text) {
+        let shown = e.to_string();
+        assert!(!shown.is_empty());
+    }
+}

@@ -67,8 +67,8 @@ const CASES: &[(&str, &[u8], &str)] = &[
         "HTTP/1.1 400",
     ),
     (
-        "garbage request line",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n",
+        "garbage method",
+        b"\x16\x03\x01\x02\x00\x01 / HTTP/1.1\r\nHost: x\r\n\r\n",
         "HTTP/1.1 400",
     ),
 ];
@@ -82,6 +82,19 @@ fn each_hostile_request_is_refused_and_never_forwarded() {
         assert!(out.starts_with(expected), "{name}: got {out:?}");
         assert!(out.contains("Connection: close"), "{name}: {out:?}");
     }
+    // Bytes with no HTTP/1.x version (here a TLS ClientHello on a plain port) are no
+    // HTTP/1 request: the listener also speaks HTTP/2, whose preface they fail, so they
+    // get its connection error: SETTINGS, then GOAWAY(PROTOCOL_ERROR).
+    let out = raw(
+        f.addr,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        out.as_bytes(),
+        fulcrum::l7::http2::BAD_PREFACE_GOAWAY,
+        "{out:?}"
+    );
     assert_eq!(b.requests(), 0, "a hostile request reached the backend");
     // The server is still fine.
     let out = raw(
@@ -144,7 +157,9 @@ fn a_slow_or_hostile_client_does_not_affect_others() {
         .unwrap();
     // ... and one sending garbage, while a normal client keeps working.
     let garbage = raw(f.addr, b"\x00\x01\x02\r\n\r\n", Duration::from_secs(5));
-    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert_eq!(garbage.as_bytes(), fulcrum::l7::http2::BAD_PREFACE_GOAWAY);
+    let http09 = raw(f.addr, b"GET /\r\n\r\n", Duration::from_secs(5));
+    assert!(http09.starts_with("HTTP/1.1 400"), "{http09}");
     let counts = common::tally(&f.url("/"), 20, &[]);
     assert_eq!(counts.get("b1"), Some(&20));
     // The stalled client is answered 408 and closed once the header timeout passes.

@@ -1,7 +1,8 @@
 //! Hostile HTTP/2 traffic, sent by the `h2` Python package with its own validation off
 //! (tests/peers/h2_raw.py): requests that would smuggle a second request through the
 //! downgrade to HTTP/1.1 are refused before reaching a backend; floods of RST_STREAM and
-//! SETTINGS frames and a bad preface close that connection while other clients carry on.
+//! SETTINGS frames close that connection while other clients carry on; a bad preface (on a
+//! listener that speaks HTTP/2 with prior knowledge) gets GOAWAY(PROTOCOL_ERROR).
 
 mod common;
 
@@ -77,9 +78,29 @@ fn floods_and_bad_prefaces_close_only_their_connection() {
     let settings = h2_raw(&f, "settings-flood");
     assert!(settings.contains("\"closed\":true"), "{settings}");
     let before = backend.requests();
+    // A bad preface is a connection error: SETTINGS, GOAWAY(PROTOCOL_ERROR), closed
+    // (RFC 9113 3.4), as h2spec 3.5/2 expects.
     let preface = h2_raw(&f, "bad-preface");
     assert!(preface.contains("\"closed\":true"), "{preface}");
-    assert!(preface.contains("\"status\":400"), "{preface}");
+    assert!(
+        preface.contains("\"goaway\":{\"error_code\":\"PROTOCOL_ERROR\",\"last_stream_id\":0"),
+        "{preface}"
+    );
+    // h2spec's own invalid preface, and a first line with no HTTP/1.x version: the same.
+    // Malformed HTTP/1.1 still gets an HTTP/1.1 400.
+    let goaway = std::str::from_utf8(fulcrum::l7::http2::BAD_PREFACE_GOAWAY).unwrap();
+    for bytes in [
+        &b"INVALID CONNECTION PREFACE\r\n\r\n"[..],
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+    ] {
+        assert_eq!(common::raw(f.addr, bytes, Duration::from_secs(5)), goaway);
+    }
+    let http1 = common::raw(
+        f.addr,
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(http1.starts_with("HTTP/1.1 400"), "{http1}");
     assert_eq!(bystander.join().unwrap(), 40);
     assert!(backend.requests() >= before);
     assert!(h2_raw(&f, "ok").contains("\"status\":200"));

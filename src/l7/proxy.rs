@@ -386,6 +386,13 @@ impl Conn {
                         return Err(too_large());
                     }
                     Err(HeadError::Partial) => {}
+                    // Neither HTTP/1.x nor the HTTP/2 preface where HTTP/2 with prior
+                    // knowledge is spoken: answered as HTTP/2 (h2spec 3.5/2).
+                    Err(HeadError::Bad(_))
+                        if first && !tls && !super::http2::may_be_http1(&self.cbuf) =>
+                    {
+                        return Err(Error::bad_request(NOT_HTTP1));
+                    }
                     Err(e) => return Err(head_error(e)),
                 }
             }
@@ -575,7 +582,11 @@ impl Conn {
             Some(pool) if e.is_no_backend() => pool.unavailable_body.as_deref(),
             _ => None,
         };
-        Reply::error(&e, body).write_h1(&mut self.out, false);
+        if e.reason == NOT_HTTP1 {
+            self.out.extend_from_slice(super::http2::BAD_PREFACE_GOAWAY);
+        } else {
+            Reply::error(&e, body).write_h1(&mut self.out, false);
+        }
         let out = std::mem::take(&mut self.out);
         if write_timed(&mut self.client, &out, Duration::from_secs(5))
             .await
@@ -681,6 +692,10 @@ fn too_large() -> Error {
 }
 
 /// The error answering a head that was not accepted.
+/// Why a connection's first bytes were refused when they are neither HTTP/1.x nor the
+/// HTTP/2 preface (answered with an HTTP/2 GOAWAY, not an HTTP/1.1 400).
+const NOT_HTTP1: &str = "neither HTTP/1.x nor the HTTP/2 preface";
+
 fn head_error(e: HeadError) -> Error {
     match e {
         HeadError::Partial | HeadError::TooManyHeaders => too_large(),

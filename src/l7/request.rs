@@ -142,6 +142,14 @@ pub fn parse<'h, 'b>(
     if m == "CONNECT" {
         return Err(HeadError::MethodNotAllowed);
     }
+    // RFC 9112 3.2: a target is ASCII; anything else is percent-encoded by clients.
+    // Raw bytes above 0x7f would reach backends that may read them differently (found by
+    // fuzzing; HAProxy refuses them too).
+    if !target.is_ascii() {
+        return Err(HeadError::Bad(
+            "a request target with bytes that are not ASCII",
+        ));
+    }
     let (origin, authority) = split_target(m, target)?;
 
     // Framing, connection tokens, and values that are merged.

@@ -185,7 +185,9 @@ fn refuses_bad_targets_and_hosts() {
         "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
-        // Found by fuzzing: UTF-8 where a scheme would end once panicked.
+        // Found by fuzzing: UTF-8 where a scheme would end once panicked; raw UTF-8 in a
+        // target is refused.
+        "GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET http:/\u{45f}xample.com/ HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET \u{45f}ttp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
     ] {

@@ -80,8 +80,23 @@ pub struct ClientSide<'a> {
     pub compress: Option<Offer<'a>>,
 }
 
+/// Writes an interim (1xx) response's head for the client: its fields as they came, in
+/// a head written anew (CRLF line endings whatever the backend used: a client must not
+/// read it differently from Fulcrum; found by fuzzing).
+fn interim(out: &mut Vec<u8>, status: u16, reason: Option<&str>, headers: &[httparse::Header<'_>]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    crate::headers::put_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers {
+        put(out, h.name.as_bytes(), h.value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Parses the response head at the start of `buf`. A complete final response's client
-/// head is appended to `out`; an interim (1xx) response is appended verbatim for HTTP/1.1
+/// head is appended to `out`; an interim (1xx) response is appended for HTTP/1.1
 /// clients (except `100 Continue`, which Fulcrum already answered itself).
 /// Returns the head and whether the client connection stays open.
 pub fn parse(
@@ -105,9 +120,9 @@ pub fn parse(
             if !client.upgrade {
                 return Err(ResponseError::Invalid("unexpected 101 Switching Protocols"));
             }
-            // The head goes to the client as is (Upgrade, Connection, Sec-WebSocket-*);
-            // then the connection is a tunnel.
-            out.extend_from_slice(&buf[..head_len]);
+            // The head goes to the client with all its fields (Upgrade, Connection,
+            // Sec-WebSocket-*); then the connection is a tunnel.
+            interim(out, status, res.reason, res.headers);
             let head = ResponseHead {
                 head_len,
                 status,
@@ -120,7 +135,7 @@ pub fn parse(
             return Ok((head, false));
         }
         if status != 100 && !client.http10 {
-            out.extend_from_slice(&buf[..head_len]);
+            interim(out, status, res.reason, res.headers);
         }
         let head = ResponseHead {
             head_len,

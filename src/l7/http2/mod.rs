@@ -45,6 +45,36 @@ use crate::tls::TlsInfo;
 /// The first bytes of every HTTP/2 connection.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What a listener that speaks HTTP/2 with prior knowledge answers a connection whose
+/// first bytes are neither HTTP/1.x nor the HTTP/2 preface (RFC 9113 3.4: a connection
+/// error of type PROTOCOL_ERROR): its SETTINGS, then GOAWAY (last stream 0,
+/// PROTOCOL_ERROR).
+pub const BAD_PREFACE_GOAWAY: &[u8] = &[
+    0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS, empty
+    0, 0, 8, 7, 0, 0, 0, 0, 0, // GOAWAY, 8 bytes, stream 0
+    0, 0, 0, 0, 0, 0, 0, 1, // last stream 0, PROTOCOL_ERROR
+];
+
+/// Whether the first line in `buf` ends with an HTTP/1.x version (or may still: it is not
+/// complete), or is an HTTP/0.9 `GET /path` (refused as HTTP/1 is). A first line that is
+/// neither is no HTTP/1 request: on a connection that may be HTTP/2, it is a bad preface.
+pub fn may_be_http1(buf: &[u8]) -> bool {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return true;
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let mut words = line.split(|&b| b == b' ');
+    let http09 = matches!(
+        (words.next(), words.next(), words.next()),
+        (Some(m), Some(t), None) if !m.is_empty() && m.iter().all(u8::is_ascii_uppercase) && t.starts_with(b"/")
+    );
+    http09
+        || line
+            .rsplit(|&b| b == b' ')
+            .next()
+            .is_some_and(|v| v.starts_with(b"HTTP/1."))
+}
+
 /// Serves an HTTP/2 client connection until it ends; `read` are the bytes already read
 /// from it (the preface, when the HTTP/1.1 engine hands a connection over).
 pub async fn serve_h2<S>(

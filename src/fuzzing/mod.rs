@@ -65,6 +65,30 @@ pub fn http1_request(data: &[u8]) {
         "the forwarded head ends early"
     );
     assert_eq!(forwarded.method, parsed.method.as_bytes());
+    // An origin-form target goes as it came; the backend sees one Host, the one
+    // Fulcrum routed by.
+    if parsed.target.starts_with('/') {
+        assert_eq!(
+            forwarded.target,
+            parsed.target.as_bytes(),
+            "the target changed"
+        );
+    }
+    let hosts: Vec<&[u8]> = forwarded
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+        .map(|(_, v)| *v)
+        .collect();
+    if !parsed.head.missing_host {
+        use crate::routing::RequestView as _;
+        assert_eq!(hosts.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            hosts[0],
+            parsed.host().unwrap_or_default().trim_ascii(),
+            "the backend's Host differs from the one routed by"
+        );
+    }
     assert_eq!(
         forwarded.framing,
         framing,

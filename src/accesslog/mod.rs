@@ -216,6 +216,11 @@ pub fn log(settings: &Settings, f: &Fields<'_>, now: Instant) {
         }
         out.push('\n');
         b.lines += 1;
+        if b.lines == 1 {
+            // The first line of a batch: the worker's flusher hands it over in
+            // FLUSH_EVERY at the latest (an idle worker has no timer running).
+            FLUSH.with(|n| n.notify_one());
+        }
         let since = *b.since.get_or_insert(now_instant);
         if b.buf.len() >= BATCH || now_instant.saturating_duration_since(since) >= FLUSH_EVERY {
             hand_over(b);
@@ -223,8 +228,25 @@ pub fn log(settings: &Settings, f: &Fields<'_>, now: Instant) {
     });
 }
 
-/// Hands this thread's lines to the writer if any are waiting (each worker calls it
-/// every [`FLUSH_EVERY`]).
+thread_local! {
+    /// Tells this thread's flusher ([`flusher`]) that a batch has begun.
+    static FLUSH: std::sync::Arc<tokio::sync::Notify> = std::sync::Arc::new(tokio::sync::Notify::new());
+}
+
+/// Runs on a worker's event loop: hands the worker's batch over [`FLUSH_EVERY`] after
+/// its first line (so that lines wait at most that long), and sleeps while no line is
+/// logged.
+pub async fn flusher() {
+    let begun = FLUSH.with(std::sync::Arc::clone);
+    loop {
+        begun.notified().await;
+        tokio::time::sleep(FLUSH_EVERY).await;
+        flush();
+    }
+}
+
+/// Hands this thread's lines to the writer if any are waiting (each worker's [`flusher`]
+/// calls it [`FLUSH_EVERY`] after a batch begins).
 pub fn flush() {
     BATCH_BUF.with(|b| {
         let mut b = b.borrow_mut();

@@ -76,14 +76,8 @@ pub fn spawn(index: usize, live: Arc<Live>) -> std::io::Result<Worker> {
 
 async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
     let mut accepting: HashMap<Arc<str>, Task<()>> = HashMap::new();
-    // Access log lines wait in this thread's batch at most this long.
-    tokio::spawn(async {
-        let mut tick = tokio::time::interval(crate::accesslog::FLUSH_EVERY);
-        loop {
-            tick.tick().await;
-            crate::accesslog::flush();
-        }
-    });
+    // Access log lines wait in this thread's batch at most FLUSH_EVERY.
+    tokio::spawn(crate::accesslog::flusher());
     // A graceful stop wakes this worker's parked connections, which then close.
     let stopping = Arc::clone(&live);
     tokio::spawn(async move {

@@ -160,15 +160,30 @@ pub fn prepare<B>(
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    append(
-        headers,
-        HeaderName::from_static("x-forwarded-for"),
-        &ip.to_string(),
-    );
-    let forwarded = match ip {
-        IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
-        IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+    // IPv4 addresses as text without `core::fmt` (it cost 3 % of an HTTP/2 request,
+    // measured with bench/instructions).
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(crate::digits::Digits::ipv4(v4)),
+        IpAddr::V6(_) => None,
     };
+    let v6;
+    let text = match &v4 {
+        Some(d) => d.as_str(),
+        None => {
+            v6 = ip.to_string();
+            &v6
+        }
+    };
+    append(headers, HeaderName::from_static("x-forwarded-for"), text);
+    let mut forwarded = String::with_capacity(text.len() + 24);
+    forwarded.push_str(if v4.is_some() { "for=" } else { "for=\"[" });
+    forwarded.push_str(text);
+    forwarded.push_str(if v4.is_some() {
+        ";proto="
+    } else {
+        "]\";proto="
+    });
+    forwarded.push_str(proto);
     append(headers, header::FORWARDED, &forwarded);
     append(headers, header::VIA, via);
 

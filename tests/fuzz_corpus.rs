@@ -37,9 +37,13 @@ fn replay(dir: &Path, target: Target) -> usize {
 fn every_corpus_input_and_reproducer_passes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (name, target) in TARGETS {
+        let started = std::time::Instant::now();
         let corpus = replay(&root.join("corpus").join(name), target);
         let fixed = replay(&root.join("regressions").join(name), target);
         assert!(corpus > 0, "no corpus for {name}");
-        eprintln!("{name}: {corpus} corpus inputs, {fixed} reproducers");
+        eprintln!(
+            "{name}: {corpus} corpus inputs, {fixed} reproducers, {:?}",
+            started.elapsed()
+        );
     }
 }

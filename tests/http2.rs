@@ -118,7 +118,10 @@ fn http2_to_backends_in_clear_text_and_over_tls() {
         );
         assert!(first.ends_with("/headers?q=1 HTTP/2.0"), "{version}: {out}");
         assert!(out.contains("x-forwarded-for: 127.0.0.1"), "{out}");
-        assert!(out.contains("forwarded: for=127.0.0.1;proto=http\n"), "{out}");
+        assert!(
+            out.contains("forwarded: for=127.0.0.1;proto=http\n"),
+            "{out}"
+        );
     }
     let out = curl(&["--http1.1", "--data-binary", "hello", &f.url("/echo")]);
     assert_eq!(out, "hello");

@@ -41,6 +41,7 @@ pub use error::{ConfigError, Problem, closest};
 pub use resilience::{CheckKind, HealthCheck, HttpCheck, Retries};
 pub use sticky::{StickyConfig, StickyMode};
 pub use units::{parse_duration, parse_size};
+pub use validate::RESOLVE_NAMES;
 
 pub use kinds::{Algorithm, CircuitPolicy, HashKey, MAX_WEIGHT, ProxyVersion, is_token_byte};
 pub use logging::{AccessLogConfig, LOG_VARIABLES, LogFormat, template_pieces, unknown_variables};

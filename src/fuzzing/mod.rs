@@ -241,7 +241,7 @@ pub fn h2_flood(data: &[u8]) {
 }
 
 /// The config loader (texts naming a cache `disk`, which validation creates, are
-/// skipped: the fuzzer would make directories).
+/// skipped: the fuzzer would make directories; host names are not resolved).
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -249,6 +249,8 @@ pub fn config(data: &[u8]) {
     if text.contains("disk") {
         return;
     }
+    // Made-up host names are not looked up (no DNS query leaves the machine).
+    crate::config::RESOLVE_NAMES.store(false, std::sync::atomic::Ordering::Relaxed);
     let path = std::path::Path::new("/nonexistent-fuzz/fulcrum.toml");
     if let Err(e) = crate::config::Config::parse(path, text) {
         let shown = e.to_string();

@@ -115,6 +115,11 @@ pub fn parse(
     let (Some(minor), Some(status)) = (res.version, res.code) else {
         return Err(ResponseError::Invalid("malformed status line"));
     };
+    // `002` parses as a number but is no status (RFC 9110 15: 100-599 in use, three
+    // digits); written again it would not be three digits either (found by fuzzing).
+    if status < 100 {
+        return Err(ResponseError::Invalid("a status code below 100"));
+    }
     if (100..200).contains(&status) {
         if status == 101 {
             if !client.upgrade {
@@ -477,6 +482,7 @@ mod tests {
             // Found by fuzzing: faulty or empty transfer codings are not passed on.
             b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n",
+            b"HTTP/1.1 002 OK\r\nContent-Length: 0\r\n\r\n",
         ] {
             assert!(matches!(
                 parse(raw, client(), &mut out),

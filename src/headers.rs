@@ -82,6 +82,35 @@ pub fn is_chunked(value: &[u8]) -> bool {
 
 /// Appends `name: value\r\n`.
 #[inline]
+/// Appends the client's address as an X-Forwarded-For element (IPv4 without
+/// `core::fmt`, the common case on the request path).
+pub fn put_client_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            out.extend_from_slice(crate::digits::Digits::ipv4(v4).as_bytes())
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends the client's Forwarded element (RFC 7239): `for=IP;proto=PROTO`, an IPv6
+/// address quoted in brackets.
+pub fn put_forwarded_for(out: &mut Vec<u8>, ip: std::net::IpAddr, proto: &str) {
+    if ip.is_ipv4() {
+        out.extend_from_slice(b"for=");
+        put_client_ip(out, ip);
+    } else {
+        out.extend_from_slice(b"for=\"[");
+        put_client_ip(out, ip);
+        out.extend_from_slice(b"]\"");
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto.as_bytes());
+}
+
 pub fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");

@@ -7,11 +7,8 @@
 //! Everything here is synchronous and works on the bytes already read; it never
 //! allocates beyond growing the caller's reusable output buffer.
 
-use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
-
-use crate::digits::Digits;
 
 use crate::headers::{ConnectionTokens, is_chunked, is_hop_by_hop, parse_content_length, put};
 use crate::routing::{HeaderRules, PathRewrite, RequestView};
@@ -466,27 +463,12 @@ fn write_forwarding(
     via: &ListHeader<'_>,
 ) {
     xff.start(out, b"X-Forwarded-For");
-    match fwd.client_ip {
-        IpAddr::V4(ip) => out.extend_from_slice(Digits::ipv4(ip).as_bytes()),
-        IpAddr::V6(ip) => {
-            let _ = write!(out, "{ip}");
-        }
-    }
+    crate::headers::put_client_ip(out, fwd.client_ip);
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(fwd.proto.as_bytes());
     out.extend_from_slice(b"\r\n");
     forwarded.start(out, b"Forwarded");
-    match fwd.client_ip {
-        IpAddr::V4(ip) => {
-            out.extend_from_slice(b"for=");
-            out.extend_from_slice(Digits::ipv4(ip).as_bytes());
-        }
-        IpAddr::V6(ip) => {
-            let _ = write!(out, "for=\"[{ip}]\"");
-        }
-    }
-    out.extend_from_slice(b";proto=");
-    out.extend_from_slice(fwd.proto.as_bytes());
+    crate::headers::put_forwarded_for(out, fwd.client_ip, fwd.proto);
     out.extend_from_slice(b"\r\n");
     via.start(out, b"Via");
     out.extend_from_slice(b"1.1 fulcrum\r\n");

@@ -240,20 +240,7 @@ fn record(
             key,
             backend,
             expire_ms,
-        } => {
-            pipe.cmd("SET")
-                .arg(stick_key(config, table, key))
-                .arg(backend.to_le_bytes().as_slice())
-                .arg("PX")
-                .arg(expire_ms)
-                .ignore();
-            Some(Record {
-                kind: b's',
-                id: table,
-                key,
-                value: backend,
-            })
-        }
+        } => Some(store_stick(config, pipe, table, key, backend, expire_ms)),
         Change::Rate { limit, key } => {
             let count = tables.limits.get(&limit)?.take_unsent(key);
             (count > 0).then_some(Record {
@@ -356,18 +343,7 @@ async fn catch_up(
             let mut pipe = redis::pipe();
             let mut batch = Batch::new(me);
             for &(key, backend) in chunk {
-                pipe.cmd("SET")
-                    .arg(stick_key(config, id, key))
-                    .arg(backend.to_le_bytes().as_slice())
-                    .arg("PX")
-                    .arg(expire_ms)
-                    .ignore();
-                batch.push(Record {
-                    kind: b's',
-                    id,
-                    key,
-                    value: backend,
-                });
+                batch.push(store_stick(config, &mut pipe, id, key, backend, expire_ms));
             }
             // Instances that reconnected before this one learn them too.
             pipe.cmd("PUBLISH").arg(channel).arg(batch.bytes()).ignore();
@@ -381,6 +357,30 @@ async fn catch_up(
         }
     }
     Ok((loaded, sent))
+}
+
+/// Adds to `pipe` the `SET` that stores a stick entry in Redis (expiring with its
+/// table), and gives its record for the published batch.
+fn store_stick(
+    config: &SharedConfig,
+    pipe: &mut redis::Pipeline,
+    table: u64,
+    key: u64,
+    backend: u64,
+    expire_ms: u64,
+) -> Record {
+    pipe.cmd("SET")
+        .arg(stick_key(config, table, key))
+        .arg(backend.to_le_bytes().as_slice())
+        .arg("PX")
+        .arg(expire_ms)
+        .ignore();
+    Record {
+        kind: b's',
+        id: table,
+        key,
+        value: backend,
+    }
 }
 
 /// The Redis key of a stick entry.

@@ -186,6 +186,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forwarding_elements_of_both_families() {
+        let mut out = Vec::new();
+        put_forwarded_for(&mut out, "192.0.2.7".parse().unwrap(), "https");
+        assert_eq!(out, b"for=192.0.2.7;proto=https");
+        out.clear();
+        put_forwarded_for(&mut out, "2001:db8::1".parse().unwrap(), "http");
+        assert_eq!(out, b"for=\"[2001:db8::1]\";proto=http");
+        out.clear();
+        put_client_ip(&mut out, "2001:db8::1".parse().unwrap());
+        assert_eq!(out, b"2001:db8::1");
+    }
+
+    #[test]
     fn lines_of_a_header_are_rewritten() {
         let mut head = b"GET / HTTP/1.1\r\nCookie: a=1\r\nHost: x\r\ncookie: b=2\r\n\r\n".to_vec();
         map_lines(&mut head, b"cookie", |v| {

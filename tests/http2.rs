@@ -139,21 +139,6 @@ fn http2_to_backends_in_clear_text_and_over_tls() {
     assert!(out.contains("x-forwarded-proto: http\n"), "{out}");
 }
 
-/// An HTTP/2 client connection to `addr` (prior knowledge), on `rt`.
-async fn h2_client(
-    addr: std::net::SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 /// Sends a GET for each of `paths` at once, each on its own stream of `sender`'s
 /// connection; returns each response's status and body, in order.
 async fn concurrent_gets(
@@ -190,7 +175,7 @@ fn the_stream_limit_is_respected() {
     ));
     let rt = common::rt();
     let statuses = rt.block_on(async {
-        let mut sender = h2_client(f.addr).await;
+        let mut sender = common::h2_client::<Empty<Bytes>>(f.addr).await;
         // Before the server's SETTINGS arrive a client may open more streams; those are
         // refused (REFUSED_STREAM, safe to retry). One exchange first, so they have.
         let req = hyper::Request::get("http://a.test/")
@@ -248,7 +233,7 @@ fn many_streams_on_one_connection_are_balanced_and_isolated() {
     ));
     let rt = common::rt();
     let names = rt.block_on(async {
-        let sender = h2_client(f.addr).await;
+        let sender = common::h2_client::<Empty<Bytes>>(f.addr).await;
         let paths = (0..40)
             .map(|i| if i % 10 == 0 { "/status/500" } else { "/" }.to_string())
             .collect();
@@ -270,7 +255,7 @@ fn idle_http2_connections_are_closed_and_cookies_are_joined_for_http1_backends()
     ));
     let rt = common::rt();
     rt.block_on(async {
-        let mut sender = h2_client(f.addr).await;
+        let mut sender = common::h2_client::<Empty<Bytes>>(f.addr).await;
         let req = hyper::Request::get("http://a.test/headers")
             .header("cookie", "a=1")
             .header("cookie", "b=2")

@@ -13,25 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Backend, Fulcrum, raw};
+use common::{Backend, Fulcrum, raw, retry_config};
 
 /// An address nothing listens on.
 fn dead_address() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-/// One listener in front of pool `app` (round robin, in the order given), with `retries`
-/// as the body of `[pools.app.retries]`.
-fn config(backends: &[(&str, SocketAddr)], retries: &str) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|(name, addr)| format!("  {{ name = \"{name}\", address = \"{addr}\" }},"))
-        .collect();
-    format!(
-        "threads = 1\n\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\n[pools.app]\nalgorithm = \"round_robin\"\nbackends = [\n{}\n]\n\n[pools.app.retries]\n{retries}\n",
-        list.join("\n")
-    )
 }
 
 /// GETs `url` `n` times, one after the other; counts the statuses, and the `x-backend`
@@ -102,7 +89,7 @@ fn always_503(mut s: std::net::TcpStream, count: &AtomicUsize) {
 fn refused_connections_are_retried_on_another_backend() {
     let live = Backend::start("live");
     let dead = dead_address();
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 100",
     ));
@@ -119,7 +106,7 @@ fn refused_connections_are_retried_on_another_backend() {
     assert!(f.log().contains("refused"), "{}", f.log());
 
     // Without retries, the requests that land on the dead backend get its 502.
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "attempts = 0",
     ));
@@ -133,7 +120,10 @@ fn refused_connections_are_retried_on_another_backend() {
 fn a_backend_closing_without_answering_is_retried_with_the_default_settings() {
     let live = Backend::start("live");
     let (closer, closed) = raw_backend(close_without_answer);
-    let f = Fulcrum::start(&config(&[("closer", closer), ("live", live.addr)], ""));
+    let f = Fulcrum::start(&retry_config(
+        &[("closer", closer), ("live", live.addr)],
+        "",
+    ));
     // 10 requests, each meeting the closing backend first (a retry advances round robin
     // too): within the default budget's 10 retries per second.
     let (codes, names) = statuses(&f.url("/"), 10);
@@ -149,7 +139,7 @@ fn post_is_retried_only_when_nothing_reached_a_backend() {
     // proxy_next_upstream and HAProxy's conn-failure retries do.
     let live = Backend::start("live");
     let dead = dead_address();
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 100",
     ));
@@ -165,7 +155,7 @@ fn post_is_retried_only_when_nothing_reached_a_backend() {
     // A backend that took the POST and closed without answering may have acted on it:
     // the client gets the 502, and the POST is not sent again.
     let (closer, asked) = raw_backend(close_without_answer);
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("closer", closer), ("live", live.addr)],
         "budget = 100",
     ));
@@ -185,7 +175,7 @@ fn post_is_retried_only_when_nothing_reached_a_backend() {
 fn a_request_whose_body_is_streamed_is_not_retried_once_sent() {
     let live = Backend::start("live");
     let (closer, asked) = raw_backend(close_without_answer);
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("closer", closer), ("live", live.addr)],
         "budget = 100",
     ));
@@ -225,7 +215,7 @@ fn a_request_whose_body_is_streamed_is_not_retried_once_sent() {
 fn statuses_in_on_status_are_retried_and_never_reach_the_client() {
     let ok = Backend::start("ok");
     let (busy, asked) = raw_backend(always_503);
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("busy", busy), ("ok", ok.addr)],
         "on_status = [503]\nbudget = 100",
     ));
@@ -245,7 +235,7 @@ fn statuses_in_on_status_are_retried_and_never_reach_the_client() {
     assert!(f.log().contains("the backend answered 503"), "{}", f.log());
 
     // Without on_status, the backend's 503 is relayed.
-    let f = Fulcrum::start(&config(&[("busy", busy), ("ok", ok.addr)], ""));
+    let f = Fulcrum::start(&retry_config(&[("busy", busy), ("ok", ok.addr)], ""));
     let (codes, _) = statuses(&f.url("/"), 10);
     assert_eq!(codes, BTreeMap::from([(200, 5), (503, 5)]), "{}", f.log());
 }
@@ -256,7 +246,7 @@ fn an_empty_budget_allows_no_retry() {
     // work, so it draws on the budget.
     let live = Backend::start("live");
     let (dead, _) = raw_backend(close_without_answer);
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "attempts = 10\nbudget = 0\nmin_per_second = 0",
     ));
@@ -272,7 +262,7 @@ fn the_budget_limits_retries() {
     // 5 retries per second at most, and no share of the requests: the first requests
     // meet the dead backend first and are retried until the budget runs out; then the
     // requests that land on the dead backend get its 502.
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 0\nmin_per_second = 5",
     ));
@@ -325,7 +315,7 @@ fn refused_connections_are_retried_whatever_the_budget() {
     // such retries do not draw on the budget (still bounded by `attempts`).
     let live = Backend::start("live");
     let dead = dead_address();
-    let f = Fulcrum::start(&config(
+    let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 0\nmin_per_second = 0",
     ));

@@ -95,6 +95,26 @@ fn interim(out: &mut Vec<u8>, status: u16, reason: Option<&str>, headers: &[http
     out.extend_from_slice(b"\r\n");
 }
 
+impl ClientSide<'_> {
+    /// A kept-alive HTTP/1.1 client with no rule, cookie or compression offer: the head
+    /// is read for its framing and checks (the hyper path writes its own head).
+    pub fn plain(is_head: bool) -> ClientSide<'static> {
+        ClientSide {
+            is_head,
+            http10: false,
+            keep_alive: true,
+            upgrade: false,
+            rules: None,
+            set_cookie: None,
+            sticky_cookie: None,
+            load_header: None,
+            learn_cookie: None,
+            prefix_cookie: None,
+            compress: None,
+        }
+    }
+}
+
 /// Parses the response head at the start of `buf`. A complete final response's client
 /// head is appended to `out`; an interim (1xx) response is appended for HTTP/1.1
 /// clients (except `100 Continue`, which Fulcrum already answered itself).
@@ -367,19 +387,7 @@ mod tests {
     use super::*;
 
     fn client() -> ClientSide<'static> {
-        ClientSide {
-            is_head: false,
-            http10: false,
-            keep_alive: true,
-            upgrade: false,
-            rules: None,
-            set_cookie: None,
-            sticky_cookie: None,
-            load_header: None,
-            learn_cookie: None,
-            prefix_cookie: None,
-            compress: None,
-        }
+        ClientSide::plain(false)
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Each worker thread runs its own event loop and keeps its own idle connections, so
 //! taking or returning one takes no lock. Connections are kept by [`ConnKey`] (address
 //! and TLS settings), never by address alone. A kept connection is dropped when it is
-//! older than [`IDLE_TTL`] or when the backend has closed it.
+//! older than [`IDLE_TTL`] or when the backend has closed it: when it is next looked at,
+//! or by the worker's sweep ([`SWEEP`]), which runs only while the worker keeps
+//! connections, so that a quiet proxy closes them all and an idle worker has no timer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
@@ -17,6 +19,9 @@ use crate::tls::Stream;
 pub const IDLE_TTL: Duration = Duration::from_secs(15);
 /// Most idle connections kept per backend per worker thread.
 pub const MAX_IDLE_PER_BACKEND: usize = 128;
+/// How often a worker that keeps idle connections closes those past [`IDLE_TTL`] or
+/// closed by their backend.
+pub const SWEEP: Duration = Duration::from_secs(5);
 
 struct Idle {
     stream: Stream,
@@ -25,6 +30,8 @@ struct Idle {
 
 thread_local! {
     static IDLE: RefCell<HashMap<ConnKey, VecDeque<Idle>>> = RefCell::new(HashMap::new());
+    /// Whether this worker's sweep task is running.
+    static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A connection to a backend, and whether it came from the pool (so may be stale).
@@ -70,6 +77,33 @@ pub fn put_idle(key: ConnKey, stream: Stream) {
             list.push_back(Idle { stream, since: now });
         }
     });
+    if !SWEEPING.replace(true) {
+        tokio::spawn(sweep());
+    }
+}
+
+/// Closes this worker's kept connections that are past [`IDLE_TTL`] or that their
+/// backend closed, every [`SWEEP`], until it keeps none.
+async fn sweep() {
+    loop {
+        tokio::time::sleep(SWEEP).await;
+        let kept = IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            idle.retain(|_, list| {
+                list.retain(|c| c.since.elapsed() < IDLE_TTL && is_open(&c.stream));
+                !list.is_empty()
+            });
+            // The map's memory goes too once nothing is kept.
+            if idle.is_empty() {
+                idle.shrink_to_fit();
+            }
+            !idle.is_empty()
+        });
+        if !kept {
+            SWEEPING.set(false);
+            return;
+        }
+    }
 }
 
 /// Whether an idle connection still looks open: no EOF and no stray bytes pending.

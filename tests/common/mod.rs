@@ -534,6 +534,36 @@ impl Drop for Fulcrum {
     }
 }
 
+/// One listener in front of pool `app` (round robin, in the order given), one worker,
+/// with `retries` as the body of `[pools.app.retries]`.
+pub fn retry_config(backends: &[(&str, SocketAddr)], retries: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(name, addr)| format!("  {{ name = \"{name}\", address = \"{addr}\" }},"))
+        .collect();
+    format!(
+        "threads = 1\n\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\n[pools.app]\nalgorithm = \"round_robin\"\nbackends = [\n{}\n]\n\n[pools.app.retries]\n{retries}\n",
+        list.join("\n")
+    )
+}
+
+/// An HTTP/2 client connection to `addr` (prior knowledge), its connection driven by a
+/// task of the current runtime.
+pub async fn h2_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// A config with one listener in front of one pool of `backends`; `extra` is appended to
 /// the pool table (e.g. `algorithm = "..."`), `top` goes at the top of the file.
 pub fn config(top: &str, backends: &[&Backend], pool_extra: &str) -> String {

@@ -61,12 +61,12 @@ struct FileBody {
 
 impl hyper::body::Body for FileBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::forward::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::forward::BodyError>>> {
         let this = self.get_mut();
         loop {
             if let Some((offset, left)) = this.current {

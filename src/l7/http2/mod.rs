@@ -22,10 +22,13 @@ mod files;
 pub mod flood;
 mod forward;
 mod grpc;
+mod origin;
 mod prepare;
 pub(super) mod refresh;
 mod respond;
 mod senders;
+mod to_http1;
+mod tries;
 mod upload;
 
 use std::net::SocketAddr;

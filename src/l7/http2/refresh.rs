@@ -16,7 +16,8 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request};
 
 use super::activity::{Activity, Busy};
-use super::forward::{Trace, Upstream, tries};
+use super::forward::Trace;
+use super::tries::{Upstream, tries};
 use super::upload::Upload;
 use crate::pipeline::cache::Refresh;
 use crate::pipeline::upstream::Attempts;

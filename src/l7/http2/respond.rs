@@ -11,10 +11,12 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::Response;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+
+use super::origin::Origin;
 use hyper::header::{self, HeaderValue};
 
 use super::activity::Busy;
-use super::forward::Body;
+use super::forward::{Body, BodyError};
 use super::prepare;
 use crate::balance::backend::InFlight;
 use crate::content::coding::Coding;
@@ -42,7 +44,7 @@ impl Finish<'_> {
     /// The backend's response for the client: hop-by-hop headers out, the route's
     /// response rules and split cookie in, the body kept "in flight" until it has been
     /// sent; compressed when the compress phase says so (with the coding used).
-    pub(super) fn apply(self, response: Response<Incoming>) -> (Response<Body>, Option<Coding>) {
+    pub(super) fn apply(self, response: Response<Source>) -> (Response<Body>, Option<Coding>) {
         let (mut parts, body) = response.into_parts();
         prepare::strip_hop_by_hop(&mut parts.headers);
         if let Some(rules) = self.rules {
@@ -118,7 +120,7 @@ impl Finish<'_> {
 /// A backend's response body that keeps the request counted in flight (at the backend,
 /// and on the client connection) until it ends; compressed on the way when `coded`.
 struct Guarded {
-    inner: Incoming,
+    inner: Source,
     /// The body kept for the cache (a miss that may be stored), stored at its end.
     capture: Option<Box<Capture>>,
     coded: Option<Box<Coded>>,
@@ -147,9 +149,9 @@ impl Coded {
 
     fn poll(
         &mut self,
-        inner: &mut Incoming,
+        inner: &mut Source,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         loop {
             if self.done {
                 return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
@@ -203,12 +205,12 @@ impl Guarded {
 
 impl hyper::body::Body for Guarded {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = match this.coded.as_mut() {
             Some(coded) => coded.poll(&mut this.inner, cx),
@@ -241,6 +243,44 @@ impl hyper::body::Body for Guarded {
         match &self.coded {
             Some(_) => SizeHint::default(),
             None => self.inner.size_hint(),
+        }
+    }
+}
+
+/// A backend's response body: from hyper's HTTP/2 client, or read by Fulcrum from an
+/// HTTP/1.1 engine connection ([`Origin`]).
+pub(super) enum Source {
+    /// An HTTP/2 backend's stream.
+    Hyper(Incoming),
+    /// An HTTP/1.1 backend's body.
+    Origin(Origin),
+}
+
+impl hyper::body::Body for Source {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Source::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::Origin(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Hyper(b) => b.is_end_stream(),
+            Source::Origin(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Hyper(b) => b.size_hint(),
+            Source::Origin(b) => b.size_hint(),
         }
     }
 }

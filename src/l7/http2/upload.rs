@@ -71,9 +71,18 @@ impl Upload {
     pub fn ready(body: Bytes) -> Upload {
         Upload {
             inner: None,
-            ready: Some(body),
+            // An empty body ends with the request's head.
+            ready: (!body.is_empty()).then_some(body),
             bound: None,
         }
+    }
+
+    /// The body, if it is all here already (read and changed, or none at all).
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        if self.inner.is_some() {
+            return None;
+        }
+        Some(self.ready.take().unwrap_or_default())
     }
 
     /// `inner`, bounded to `max` bytes; `over` is set when it goes past.

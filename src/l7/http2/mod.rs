@@ -6,7 +6,10 @@
 //! has read. HTTP/1.1 clients of a listener that routes to a pool speaking HTTP/2 to its
 //! backends are also served here (by hyper's HTTP/1.1 server), so that every request of
 //! such a pool takes one path: [`forward`], which runs the same pipeline phases as the
-//! HTTP/1.1 engine.
+//! HTTP/1.1 engine, then [`tries`], the upstream phase with the engine's retry rules.
+//! Requests to HTTP/1.1 backends are written by Fulcrum on the HTTP/1.1 engine's own
+//! backend connections ([`to_http1`], [`origin`]); HTTP/2 backends are reached with
+//! hyper's HTTP/2 client ([`senders`]).
 //!
 //! hyper's HTTP/2 server does the framing, flow control (per stream and per connection)
 //! and the stream limit (`limits.max_concurrent_streams`). It refuses malformed requests

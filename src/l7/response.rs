@@ -124,6 +124,20 @@ pub fn parse(
     client: ClientSide<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(ResponseHead, bool), ResponseError> {
+    read_into(buf, client, Some(out))
+}
+
+/// Reads a response head as [`parse`] does (the same framing and checks), without
+/// writing a head for an HTTP/1.1 client: for the HTTP/2 path, which sends its own.
+pub fn read(buf: &[u8], client: ClientSide<'_>) -> Result<(ResponseHead, bool), ResponseError> {
+    read_into(buf, client, None)
+}
+
+fn read_into(
+    buf: &[u8],
+    client: ClientSide<'_>,
+    out: Option<&mut Vec<u8>>,
+) -> Result<(ResponseHead, bool), ResponseError> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut []);
     let config = httparse::ParserConfig::default();
@@ -147,7 +161,9 @@ pub fn parse(
             }
             // The head goes to the client with all its fields (Upgrade, Connection,
             // Sec-WebSocket-*); then the connection is a tunnel.
-            interim(out, status, res.reason, res.headers);
+            if let Some(out) = out {
+                interim(out, status, res.reason, res.headers);
+            }
             let head = ResponseHead {
                 head_len,
                 status,
@@ -159,7 +175,10 @@ pub fn parse(
             };
             return Ok((head, false));
         }
-        if status != 100 && !client.http10 {
+        if status != 100
+            && !client.http10
+            && let Some(out) = out
+        {
             interim(out, status, res.reason, res.headers);
         }
         let head = ResponseHead {
@@ -275,6 +294,18 @@ pub fn parse(
             ResponseFraming::Chunked => !client.http10,
             _ => true,
         };
+    let head = ResponseHead {
+        head_len,
+        status,
+        framing,
+        reusable,
+        load,
+        learned,
+        encode,
+    };
+    let Some(out) = out else {
+        return Ok((head, keep_client));
+    };
 
     out.extend_from_slice(if client.http10 {
         b"HTTP/1.0 "
@@ -370,15 +401,6 @@ pub fn parse(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let head = ResponseHead {
-        head_len,
-        status,
-        framing,
-        reusable,
-        load,
-        learned,
-        encode,
-    };
     Ok((head, keep_client))
 }
 

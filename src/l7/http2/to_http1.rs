@@ -122,7 +122,6 @@ pub(super) async fn attempt(
     let sent = Instant::now();
     let deadline = sent + t.timeouts.1;
     let mut ubuf = buffers::take_bytes(Side::Backend);
-    let mut scratch = buffers::take_vec();
     let client = ClientSide {
         load_header: attempts.load_header(),
         learn_cookie: attempts.learns(),
@@ -131,8 +130,7 @@ pub(super) async fn attempt(
     let mut interim_seen = false;
     let result = loop {
         if !ubuf.is_empty() {
-            scratch.clear();
-            match response::parse(&ubuf, client, &mut scratch) {
+            match response::read(&ubuf, client) {
                 Ok((resp, _)) if (100..200).contains(&resp.status) => {
                     interim_seen = true;
                     ubuf.advance(resp.head_len);
@@ -154,7 +152,6 @@ pub(super) async fn attempt(
                     *r.status_mut() =
                         http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::OK);
                     *r.headers_mut() = headers;
-                    buffers::give_vec(scratch);
                     return Ok(r);
                 }
                 Err(ResponseError::Partial) if ubuf.len() > MAX_HEAD => {
@@ -196,7 +193,6 @@ pub(super) async fn attempt(
         }
     };
     buffers::give_bytes(Side::Backend, ubuf);
-    buffers::give_vec(scratch);
     result
 }
 

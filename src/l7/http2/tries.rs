@@ -114,9 +114,9 @@ pub(super) async fn tries(
     );
     let repeatable = idempotent && matches!(body, Payload::Whole(_));
     let pool = attempts.pool();
-    let mut out = Vec::new();
+    let mut out = HeadBuf(crate::l7::buffers::take_vec());
     if pool.http_version == HttpVersion::Http1 {
-        to_http1::write_request(&parts, &body, &mut out);
+        to_http1::write_request(&parts, &body, &mut out.0);
     }
     let mut admitted = attempts.first().await?;
     loop {
@@ -126,7 +126,7 @@ pub(super) async fn tries(
         let result = match pool.http_version {
             HttpVersion::Http1 => {
                 let t = Try {
-                    out: &out,
+                    out: &out.0,
                     is_head: parts.method == hyper::Method::HEAD,
                     timeouts: to.timeouts,
                     oversize: to.oversize,
@@ -182,6 +182,16 @@ pub(super) async fn tries(
                 }
             }
         }
+    }
+}
+
+/// The request head for HTTP/1.1 backends, in a buffer of the worker's pool (given back
+/// when the request is done).
+struct HeadBuf(Vec<u8>);
+
+impl Drop for HeadBuf {
+    fn drop(&mut self) {
+        crate::l7::buffers::give_vec(std::mem::take(&mut self.0));
     }
 }
 

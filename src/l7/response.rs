@@ -124,19 +124,29 @@ pub fn parse(
     client: ClientSide<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(ResponseHead, bool), ResponseError> {
-    read_into(buf, client, Some(out))
+    read_into(buf, client, Some(out), None)
 }
 
+/// What takes a head's fields, name and value.
+pub type FieldSink<'a> = dyn FnMut(&[u8], &[u8]) + 'a;
+
 /// Reads a response head as [`parse`] does (the same framing and checks), without
-/// writing a head for an HTTP/1.1 client: for the HTTP/2 path, which sends its own.
-pub fn read(buf: &[u8], client: ClientSide<'_>) -> Result<(ResponseHead, bool), ResponseError> {
-    read_into(buf, client, None)
+/// writing a head for an HTTP/1.1 client: for the HTTP/2 path, which sends its own. A
+/// final head's end-to-end fields (not hop-by-hop, not named by `Connection`;
+/// `Content-Length` included) are given to `field`.
+pub fn read(
+    buf: &[u8],
+    client: ClientSide<'_>,
+    field: &mut FieldSink<'_>,
+) -> Result<(ResponseHead, bool), ResponseError> {
+    read_into(buf, client, None, Some(field))
 }
 
 fn read_into(
     buf: &[u8],
     client: ClientSide<'_>,
     out: Option<&mut Vec<u8>>,
+    field: Option<&mut FieldSink<'_>>,
 ) -> Result<(ResponseHead, bool), ResponseError> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut []);
@@ -304,6 +314,15 @@ fn read_into(
         encode,
     };
     let Some(out) = out else {
+        if let Some(field) = field {
+            for h in res.headers.iter() {
+                let name = h.name.as_bytes();
+                let hop = is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length");
+                if !hop && !tokens.lists(name) {
+                    field(name, h.value);
+                }
+            }
+        }
         return Ok((head, keep_client));
     };
 

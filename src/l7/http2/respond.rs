@@ -86,6 +86,7 @@ impl Finish<'_> {
                     coding,
                     done: false,
                     trailers: None,
+                    since_flush: 0,
                 }))
             }
             _ => None,
@@ -136,7 +137,12 @@ struct Coded {
     coding: Coding,
     done: bool,
     trailers: Option<http::HeaderMap>,
+    /// Body bytes given to the coder since it was last flushed.
+    since_flush: usize,
 }
+
+/// The most body bytes given to the coder between two flushes.
+const FLUSH_EVERY: usize = 256 * 1024;
 
 impl Coded {
     /// What the coder has produced, as a data frame.
@@ -158,7 +164,18 @@ impl Coded {
             }
             let coded = match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => self.encoder.write(&data),
+                    Ok(data) => {
+                        // A body that never pauses is flushed every FLUSH_EVERY bytes,
+                        // so that the coder does not hold a growing backlog.
+                        self.since_flush += data.len();
+                        let written = self.encoder.write(&data);
+                        if written.is_ok() && self.since_flush >= FLUSH_EVERY {
+                            self.since_flush = 0;
+                            self.encoder.flush()
+                        } else {
+                            written
+                        }
+                    }
                     Err(frame) => {
                         self.trailers = frame.into_trailers().ok();
                         Ok(())
@@ -169,7 +186,10 @@ impl Coded {
                     self.done = true;
                     self.encoder.finish()
                 }
-                Poll::Pending if self.encoder.unflushed() => self.encoder.flush(),
+                Poll::Pending if self.encoder.unflushed() => {
+                    self.since_flush = 0;
+                    self.encoder.flush()
+                }
                 Poll::Pending => return Poll::Pending,
             };
             if let Err(e) = coded {

@@ -26,7 +26,7 @@ use super::origin::Origin;
 use super::respond::Source;
 use super::tries::Payload;
 use super::upload::Upload;
-use crate::headers::{ConnectionTokens, put, put_decimal};
+use crate::headers::{put, put_decimal};
 use crate::l7::buffers::{self, Side};
 use crate::l7::chunked::write_hex;
 use crate::l7::proxy::connect;
@@ -130,7 +130,15 @@ pub(super) async fn attempt(
     let mut interim_seen = false;
     let result = loop {
         if !ubuf.is_empty() {
-            match response::read(&ubuf, client) {
+            let mut headers = HeaderMap::new();
+            let mut field = |name: &[u8], value: &[u8]| {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    headers.append(n, v);
+                }
+            };
+            match response::read(&ubuf, client, &mut field) {
                 Ok((resp, _)) if (100..200).contains(&resp.status) => {
                     interim_seen = true;
                     ubuf.advance(resp.head_len);
@@ -144,7 +152,6 @@ pub(super) async fn attempt(
                     if let Some(key) = resp.learned {
                         attempts.learned(admitted, key);
                     }
-                    let headers = response_headers(&ubuf[..resp.head_len]);
                     ubuf.advance(resp.head_len);
                     let key = attempts.pool().conn_key(&admitted.backend);
                     let origin = Origin::new(up, ubuf, resp.framing, key, resp.reusable);
@@ -272,36 +279,6 @@ async fn stream_body(
             .map_err(|_| backend_gone())?;
     }
     Ok(())
-}
-
-/// The response head's fields for the client: all but the hop-by-hop ones (and those
-/// the backend's `Connection` names). `head` has been checked by [`response::parse`].
-fn response_headers(head: &[u8]) -> HeaderMap {
-    let mut slots = [httparse::EMPTY_HEADER; crate::l7::request::HEADER_SLOTS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let _ = parsed.parse(head);
-    let mut tokens = ConnectionTokens::default();
-    for h in parsed.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
-            tokens.add(h.value);
-        }
-    }
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = h.name.as_bytes();
-        if (crate::headers::is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length"))
-            || tokens.lists(name)
-        {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_bytes(h.value),
-        ) {
-            headers.append(n, v);
-        }
-    }
-    headers
 }
 
 /// Reads a body that declared a small length into memory (so that the request can be

@@ -328,9 +328,7 @@ impl Conn {
         timeouts: (Duration, Duration),
     ) -> Result<Answered, Error> {
         let whole_request_in_out = rest.is_none();
-        let mut up = self
-            .send_head(attempts, admitted, false, timeouts.0)
-            .await?;
+        let mut up = send_head(attempts, admitted, &self.out, false, timeouts.0).await?;
         if let Some((remaining, decoder)) = rest.take() {
             if head.expect_continue && self.cbuf.is_empty() {
                 self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -414,7 +412,7 @@ impl Conn {
                         // A stale keep-alive connection closed before answering: send the
                         // request again on a new connection to the same backend (the
                         // request timeout is not restarted).
-                        up = self.send_head(attempts, admitted, true, timeouts.0).await?;
+                        up = send_head(attempts, admitted, &self.out, true, timeouts.0).await?;
                         continue;
                     }
                     // Nothing came back: another backend may be tried.
@@ -423,40 +421,41 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Gets a connection to `backend` (a new one if `fresh`, else a kept one if any) and
-    /// writes the request head plus the body bytes already in `out`. A failed write on a
-    /// reused connection is retried once on a new one.
-    async fn send_head(
-        &mut self,
-        attempts: &mut Attempts<'_>,
-        admitted: &Admitted,
-        fresh: bool,
-        connect_timeout: Duration,
-    ) -> Result<Upstream, Error> {
-        let (pool, backend) = (attempts.pool(), &*admitted.backend);
-        let idle = if fresh {
-            None
-        } else {
-            upstream::take_idle(pool.conn_key(backend))
-        };
-        let mut up = match idle {
-            Some(up) => up,
-            // Connecting is the rare path: boxed, so that its state (a TLS handshake)
-            // does not make every connection's task larger.
-            None => Box::pin(connect(attempts, admitted, connect_timeout)).await?,
-        };
-        if up.stream.write_all(&self.out).await.is_ok() {
-            return Ok(up);
-        }
-        let reset = Error::no_response(502, "the backend reset the connection");
-        if !up.reused {
-            return Err(reset);
-        }
-        up = Box::pin(connect(attempts, admitted, connect_timeout)).await?;
-        match up.stream.write_all(&self.out).await {
-            Ok(()) => Ok(up),
-            Err(_) => Err(reset),
-        }
+/// Gets a connection to the backend (a new one if `fresh`, else a kept one if any) and
+/// writes `out` to it: the request head, plus the body bytes it holds. A failed write on a
+/// kept connection is tried once more on a new one. Both engines send requests to
+/// HTTP/1.1 backends this way.
+pub(super) async fn send_head(
+    attempts: &mut Attempts<'_>,
+    admitted: &Admitted,
+    out: &[u8],
+    fresh: bool,
+    connect_timeout: Duration,
+) -> Result<Upstream, Error> {
+    let key = attempts.pool().conn_key(&admitted.backend);
+    let idle = if fresh {
+        None
+    } else {
+        upstream::take_idle(key)
+    };
+    let mut up = match idle {
+        Some(up) => up,
+        // Connecting is the rare path: boxed, so that its state (a TLS handshake) does
+        // not make every connection's task larger.
+        None => Box::pin(connect(attempts, admitted, connect_timeout)).await?,
+    };
+    if up.stream.write_all(out).await.is_ok() {
+        return Ok(up);
+    }
+    let reset = Error::no_response(502, "the backend reset the connection");
+    if !up.reused {
+        return Err(reset);
+    }
+    up = Box::pin(connect(attempts, admitted, connect_timeout)).await?;
+    match up.stream.write_all(out).await {
+        Ok(()) => Ok(up),
+        Err(_) => Err(reset),
     }
 }

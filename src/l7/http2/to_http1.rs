@@ -29,9 +29,9 @@ use super::upload::Upload;
 use crate::headers::{put, put_decimal};
 use crate::l7::buffers::{self, Side};
 use crate::l7::chunked::write_hex;
-use crate::l7::proxy::connect;
+use crate::l7::exchange::send_head;
 use crate::l7::response::{self, ClientSide, ResponseError};
-use crate::l7::upstream::{self, Upstream};
+use crate::l7::upstream::Upstream;
 use crate::pipeline::error::Error;
 use crate::pipeline::upstream::{Admitted, Attempts};
 
@@ -201,39 +201,6 @@ pub(super) async fn attempt(
     };
     buffers::give_bytes(Side::Backend, ubuf);
     result
-}
-
-/// Gets a connection to the backend (a new one if `fresh`, else a kept one if any) and
-/// writes `out` to it. A failed write on a kept connection is tried once on a new one.
-async fn send_head(
-    attempts: &mut Attempts<'_>,
-    admitted: &Admitted,
-    out: &[u8],
-    fresh: bool,
-    connect_timeout: Duration,
-) -> Result<Upstream, Error> {
-    let key = attempts.pool().conn_key(&admitted.backend);
-    let idle = if fresh {
-        None
-    } else {
-        upstream::take_idle(key)
-    };
-    let mut up = match idle {
-        Some(up) => up,
-        None => Box::pin(connect(attempts, admitted, connect_timeout)).await?,
-    };
-    if up.stream.write_all(out).await.is_ok() {
-        return Ok(up);
-    }
-    let reset = Error::no_response(502, "the backend reset the connection");
-    if !up.reused {
-        return Err(reset);
-    }
-    up = Box::pin(connect(attempts, admitted, connect_timeout)).await?;
-    match up.stream.write_all(out).await {
-        Ok(()) => Ok(up),
-        Err(_) => Err(reset),
-    }
 }
 
 /// Sends the client's body as it arrives: as is with a declared length, else in chunks.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("http1_request", fulcrum::fuzzing::http1_request),
     ("http1_response", fulcrum::fuzzing::http1_response),
     ("chunked", fulcrum::fuzzing::chunked),
@@ -15,6 +15,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("client_hello", fulcrum::fuzzing::client_hello),
     ("h2_flood", fulcrum::fuzzing::h2_flood),
     ("config", fulcrum::fuzzing::config),
+    ("hpack", fulcrum::fuzzing::hpack),
 ];
 
 /// Runs `target` on every file under `dir` (if it exists): how many.

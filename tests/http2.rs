@@ -139,6 +139,31 @@ fn http2_to_backends_in_clear_text_and_over_tls() {
     assert!(out.contains("x-forwarded-proto: http\n"), "{out}");
 }
 
+#[test]
+fn expect_100_continue_over_http2_gets_its_interim_response() {
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config("", &[&backend], ""));
+    let body = "x".repeat(2000);
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "--max-time", "20", "--http2-prior-knowledge"])
+        .args(["-H", "Expect: 100-continue", "--data-binary", &body])
+        .arg(f.url("/echo"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // The client waited for the interim response, then sent its body.
+    assert!(stderr.contains("< HTTP/2 100"), "{stderr}");
+    assert!(stderr.contains("< HTTP/2 200"), "{stderr}");
+    assert_eq!(stdout, body);
+    // The backend did not see the client's Expect (its hop ends at Fulcrum).
+    let head = backend.last_head.lock().unwrap().clone();
+    assert!(!head.to_ascii_lowercase().contains("expect:"), "{head}");
+}
+
 /// Sends a GET for each of `paths` at once, each on its own stream of `sender`'s
 /// connection; returns each response's status and body, in order.
 async fn concurrent_gets(

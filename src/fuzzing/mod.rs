@@ -13,7 +13,10 @@
 //!   body decodes to the same data;
 //! - [`proxy_protocol`], [`client_hello`], [`h2_flood`]: no panic, consistent results on
 //!   a prefix;
-//! - [`config`]: any text is a config or a list of errors with positions inside the text.
+//! - [`config`]: any text is a config or a list of errors with positions inside the text;
+//! - [`hpack`]: header blocks decode on one connection's table without a panic, into a
+//!   request or a refusal; a field Fulcrum accepts encodes and decodes back to itself;
+//!   Huffman strings decode, re-encode and decode to the same bytes.
 
 pub mod strict;
 
@@ -238,6 +241,53 @@ pub fn h2_flood(data: &[u8]) {
         whole, split,
         "the flood guard decides differently in pieces"
     );
+}
+
+/// HPACK and the HTTP/2 request head: the input is cut into header blocks (each
+/// preceded by its length byte), decoded in turn with one decoder, as a connection's.
+pub fn hpack(data: &[u8]) {
+    use crate::l7::http2::hpack::{Decoder, encode_field, huffman};
+    use crate::l7::http2::server::head::RequestHead;
+    let mut decoder = Decoder::new(4096);
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let block = &tail[..usize::from(len).min(tail.len())];
+        rest = &tail[block.len()..];
+        let mut head = RequestHead::new(16 * 1024, 100);
+        let mut fields = Vec::new();
+        if decoder
+            .decode(block, |f| {
+                fields.push((f.name.to_vec(), f.value.to_vec()));
+                head.field(f);
+            })
+            .is_err()
+        {
+            return;
+        }
+        assert!(decoder.table_size() <= 4096, "the table outgrew its limit");
+        if let Ok(req) = head.request() {
+            // What Fulcrum accepted encodes and decodes back to itself.
+            let mut out = Vec::new();
+            for (name, value) in req.headers() {
+                encode_field(name.as_str().as_bytes(), value.as_bytes(), &mut out);
+            }
+            let mut again = Vec::new();
+            Decoder::new(4096)
+                .decode(&out, |f| again.push((f.name.to_vec(), f.value.to_vec())))
+                .expect("Fulcrum's own block decodes");
+            assert_eq!(again.len(), req.headers().len());
+            let regular = fields.iter().filter(|(n, _)| !n.starts_with(b":")).count();
+            assert!(again.len() <= regular, "fields appeared");
+        }
+    }
+    let mut plain = Vec::new();
+    if huffman::decode(data, &mut plain).is_ok() {
+        let mut coded = Vec::new();
+        huffman::encode(&plain, &mut coded);
+        let mut back = Vec::new();
+        huffman::decode(&coded, &mut back).expect("own Huffman decodes");
+        assert_eq!(back, plain);
+    }
 }
 
 /// The config loader (texts naming a cache `disk`, which validation creates, are

@@ -99,7 +99,8 @@ impl FrameBudget {
         Ok(())
     }
 
-    fn spend(&mut self) -> Result<(), Flood> {
+    /// Takes one token; `Err` when the bucket is empty.
+    pub fn spend(&mut self) -> Result<(), Flood> {
         if self.tokens == 0 {
             let now = Instant::now();
             let earned =

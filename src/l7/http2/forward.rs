@@ -19,7 +19,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
+
+pub use super::client_body::ClientBody;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 
@@ -47,7 +49,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Default)]
 pub(super) struct Trace {
     /// A request stream to keep until the answer is sent (see `upload`).
-    parked: Option<Incoming>,
+    parked: Option<ClientBody>,
     route: Option<usize>,
     pool: Option<Arc<Pool>>,
     pub(super) backend: Option<Arc<Backend>>,
@@ -57,7 +59,7 @@ pub(super) struct Trace {
 
 /// hyper's service function: never fails, errors become responses.
 pub(super) async fn forward(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     live: Arc<Live>,
@@ -136,9 +138,24 @@ pub(super) async fn forward(
     Ok(response)
 }
 
+/// One stream of Fulcrum's own HTTP/2 server: [`forward`], whose errors are responses.
+pub(super) async fn stream(
+    req: Request<ClientBody>,
+    peer: SocketAddr,
+    tls: Option<TlsInfo>,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+    conn: Arc<Activity>,
+) -> Response<Body> {
+    match forward(req, peer, tls, live, frontend, conn).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
 /// `(peer, client)`: the connection's peer, and the client (the one a trusted proxy named).
 async fn handle(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     (peer, client): (SocketAddr, std::net::IpAddr),
     tls: bool,
     frontend: &Arc<Frontend>,
@@ -352,7 +369,7 @@ fn answer(
 }
 
 /// Keeps the request's body (unless it has ended) to be read while the answer is sent.
-fn park(trace: &mut Trace, req: Request<Incoming>) {
+fn park(trace: &mut Trace, req: Request<ClientBody>) {
     let body = req.into_body();
     if !body.is_end_stream() {
         trace.parked = Some(body);
@@ -362,7 +379,7 @@ fn park(trace: &mut Trace, req: Request<Incoming>) {
 /// `req` with its body read (at most `max` bytes), decoded from `coding` (at most `max`
 /// bytes) and its headers saying so.
 async fn decode_body(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     coding: Coding,
     max: u64,
     trace: &mut Trace,
@@ -407,7 +424,7 @@ async fn decode_body(
 }
 
 /// The body length a request declares (`Content-Length`), if any.
-fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+fn declared_length(req: &Request<ClientBody>) -> Option<u64> {
     req.headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

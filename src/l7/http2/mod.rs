@@ -1,26 +1,26 @@
-//! HTTP/2 from clients, and HTTP/2 to backends, on hyper.
+//! HTTP/2 from clients, served by Fulcrum's own HTTP/2 server; and the hyper path for
+//! HTTP/1.1 clients of listeners that route to pools speaking HTTP/2 to their backends.
 //!
 //! A client speaks HTTP/2 when it chose `h2` with ALPN on a TLS listener, or when its
 //! clear-text connection starts with the HTTP/2 preface (prior knowledge, "h2c"): the
 //! HTTP/1.1 engine notices the preface and hands the connection over with the bytes it
-//! has read. HTTP/1.1 clients of a listener that routes to a pool speaking HTTP/2 to its
-//! backends are also served here (by hyper's HTTP/1.1 server), so that every request of
-//! such a pool takes one path: [`forward`], which runs the same pipeline phases as the
-//! HTTP/1.1 engine, then [`tries`], the upstream phase with the engine's retry rules.
-//! Requests to HTTP/1.1 backends are written by Fulcrum on the HTTP/1.1 engine's own
-//! backend connections ([`to_http1`], [`origin`]); HTTP/2 backends are reached with
-//! hyper's HTTP/2 client ([`senders`]).
+//! has read, and [`server`] serves it: framing, HPACK ([`hpack`], [`frame`]), flow
+//! control, the stream limit (`limits.max_concurrent_streams`), the checks that make a
+//! request malformed (connection-specific headers, `te` other than `trailers`, CR, LF or
+//! NUL in a value, DATA longer or shorter than `content-length`) and floods, all in one
+//! task per connection. HTTP/1.1 clients of a listener that routes to a pool speaking
+//! HTTP/2 are served by hyper's HTTP/1.1 server.
 //!
-//! hyper's HTTP/2 server does the framing, flow control (per stream and per connection)
-//! and the stream limit (`limits.max_concurrent_streams`). It refuses malformed requests
-//! before they reach Fulcrum: connection-specific headers (`connection`,
-//! `transfer-encoding`, `upgrade`, `keep-alive`, `te` other than `trailers`), header
-//! values with CR, LF or NUL, DATA longer or shorter than `content-length`. What is left
-//! cannot smuggle a second request into an HTTP/1.1 backend connection: the request
-//! sent to the backend is re-framed by Fulcrum. A flood of RST_STREAM ("rapid reset")
-//! ends in GOAWAY; floods of SETTINGS or PING frames close the connection ([`flood`]).
+//! Every request of both takes one path: [`forward`], which runs the same pipeline
+//! phases as the HTTP/1.1 engine, then [`tries`], the upstream phase with the engine's
+//! retry rules. Requests to HTTP/1.1 backends are written by Fulcrum on the HTTP/1.1
+//! engine's own backend connections ([`to_http1`], [`origin`]); HTTP/2 backends are
+//! reached with hyper's HTTP/2 client ([`senders`]). What is sent to a backend is
+//! re-framed by Fulcrum, so nothing a client sends can smuggle a second request into an
+//! HTTP/1.1 backend connection.
 
 mod activity;
+mod client_body;
 mod files;
 pub mod flood;
 mod forward;
@@ -32,6 +32,7 @@ mod prepare;
 pub(super) mod refresh;
 mod respond;
 mod senders;
+pub mod server;
 mod to_http1;
 mod tries;
 mod upload;
@@ -95,19 +96,19 @@ pub async fn serve_h2<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Conn {
-        peer,
+    let peer = server::Peer {
+        addr: peer,
         tls,
         live,
         frontend,
     };
-    serve(Guarded::new(read, io), conn, true).await
+    server::serve(io, read, peer).await
 }
 
 /// Serves a client connection of a listener that routes to pools speaking HTTP/2:
 /// HTTP/1.1, or HTTP/2 if it starts with the preface.
 pub async fn serve_h1<S>(
-    io: S,
+    mut io: S,
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     live: Arc<Live>,
@@ -115,13 +116,46 @@ pub async fn serve_h1<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A client with prior knowledge of HTTP/2 is served by Fulcrum's own HTTP/2 server;
+    // the bytes read to find out are read again by whichever server serves it.
+    let Ok(Some(first)) =
+        tokio::time::timeout(frontend.timeouts.request_header, sniff(&mut io)).await
+    else {
+        return;
+    };
+    if first.starts_with(PREFACE) {
+        let peer = server::Peer {
+            addr: peer,
+            tls,
+            live,
+            frontend,
+        };
+        return server::serve(io, first, peer).await;
+    }
     let conn = Conn {
         peer,
         tls,
         live,
         frontend,
     };
-    serve(Guarded::new(Bytes::new(), io), conn, false).await
+    serve(Guarded::new(first, io), conn).await
+}
+
+/// Reads until the first bytes are the HTTP/2 preface or cannot be; `None` when the
+/// client closed first.
+async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> Option<Bytes> {
+    use tokio::io::AsyncReadExt as _;
+    let mut first = bytes::BytesMut::with_capacity(4096);
+    loop {
+        match io.read_buf(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let n = first.len().min(PREFACE.len());
+        if n == PREFACE.len() || first[..n] != PREFACE[..n] {
+            return Some(first.freeze());
+        }
+    }
 }
 
 /// Who a connection is with, and the config it is served with.
@@ -132,7 +166,7 @@ struct Conn {
     frontend: Arc<Frontend>,
 }
 
-async fn serve<S>(io: Guarded<S>, conn: Conn, h2_only: bool)
+async fn serve<S>(io: Guarded<S>, conn: Conn)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -148,9 +182,9 @@ where
     let stop = Arc::clone(&live);
     let service = {
         let activity = Arc::clone(&activity);
-        service_fn(move |req| {
+        service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             forward::forward(
-                req,
+                req.map(forward::ClientBody::Hyper),
                 peer,
                 tls.clone(),
                 Arc::clone(&live),
@@ -166,21 +200,7 @@ where
         .header_read_timeout(settings.timeouts.request_header)
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_size.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(limits.max_header_size as u32)
-        .initial_connection_window_size(4 << 20)
-        // Clients that reset more streams than this, or make Fulcrum reset them, get a
-        // GOAWAY (CVE-2023-44487 "rapid reset" and its variants).
-        .max_pending_accept_reset_streams(Some(100))
-        .max_local_error_reset_streams(Some(1024));
-    let builder = if h2_only {
-        builder.http2_only()
-    } else {
-        builder
-    };
+    let builder = builder.http1_only();
     let io = TokioIo::new(io);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use hyper::body::Incoming;
+use super::forward::ClientBody;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Uri, Version};
 
@@ -26,14 +26,14 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 
 /// What the pipeline reads of a hyper request.
 pub struct View<'a> {
-    req: &'a Request<Incoming>,
+    req: &'a Request<ClientBody>,
     host: Option<&'a [u8]>,
     ip: IpAddr,
 }
 
 impl<'a> View<'a> {
     /// The view of `req` from `ip`, once its host has been checked ([`check_host`]).
-    pub fn new(req: &'a Request<Incoming>, ip: IpAddr) -> View<'a> {
+    pub fn new(req: &'a Request<ClientBody>, ip: IpAddr) -> View<'a> {
         let host = match req.uri().authority() {
             Some(a) => Some(a.as_str().as_bytes()),
             None => req.headers().get(header::HOST).map(HeaderValue::as_bytes),
@@ -77,7 +77,7 @@ impl RequestView for View<'_> {
 /// let the backend see another host than the one Fulcrum routed on (NGINX answers 400 to
 /// both; RFC 9113 8.3.1 calls the latter malformed). For HTTP/1.1, an absolute-form
 /// target's authority wins over `Host` (RFC 9112 3.2.2).
-pub fn check_host(req: &Request<Incoming>) -> Result<(), Error> {
+pub fn check_host(req: &Request<ClientBody>) -> Result<(), Error> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {

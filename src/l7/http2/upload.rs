@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::forward::ClientBody;
 
 /// The body's error: the client's stream failed, or it went past the bound.
 pub type UploadError = Box<dyn StdError + Send + Sync>;
@@ -20,7 +22,7 @@ pub type UploadError = Box<dyn StdError + Send + Sync>;
 /// A client's request body, counted against a bound (if any).
 #[derive(Debug)]
 pub struct Upload {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// A body read and changed already (decoded), sent as one frame.
     ready: Option<Bytes>,
     /// The bound and the bytes seen so far, and what is set when it is passed.
@@ -34,7 +36,7 @@ pub struct Oversize {
     /// Set when the body went past the bound.
     pub passed: AtomicBool,
     /// The client's stream, taken out of the body.
-    pub parked: Mutex<Option<Incoming>>,
+    pub parked: Mutex<Option<ClientBody>>,
 }
 
 /// Most of a refused body read (and thrown away) after its 413, so that the stream ends
@@ -43,7 +45,7 @@ const DRAIN: u64 = 4 << 20;
 
 /// Reads the rest of a refused request's body (up to [`DRAIN`] bytes, for at most two
 /// seconds) while its 413 is sent; then lets it go.
-pub async fn drain(mut body: Incoming) {
+pub async fn drain(mut body: ClientBody) {
     use http_body_util::BodyExt as _;
     let read = async {
         let mut seen = 0u64;
@@ -59,7 +61,7 @@ pub async fn drain(mut body: Incoming) {
 
 impl Upload {
     /// `inner` as is.
-    pub fn new(inner: Incoming) -> Upload {
+    pub fn new(inner: ClientBody) -> Upload {
         Upload {
             inner: Some(inner),
             ready: None,
@@ -86,7 +88,7 @@ impl Upload {
     }
 
     /// `inner`, bounded to `max` bytes; `over` is set when it goes past.
-    pub fn bounded(inner: Incoming, max: u64, over: Arc<Oversize>) -> Upload {
+    pub fn bounded(inner: ClientBody, max: u64, over: Arc<Oversize>) -> Upload {
         Upload {
             inner: Some(inner),
             ready: None,
@@ -112,7 +114,7 @@ impl Body for Upload {
         };
         let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };

@@ -8,6 +8,8 @@ client connection that does nothing. Standard library only.
 
   MODE idle  each connection sends one complete "GET /small HTTP/1.1", reads the whole
              200 response, then stays open (keep-alive) without sending anything more.
+  MODE h2    HTTP/2 with prior knowledge: the preface, SETTINGS and one GET / on stream
+             1; once that stream has ended (END_STREAM), the connection stays open.
   MODE slow  slowloris: each connection sends only the start of a request head,
              "GET /small HTTP/1.1\\r\\nHost: x\\r\\n", and nothing more.
   HOLD       seconds to keep the connections open once all N are set up; then every
@@ -39,6 +41,15 @@ import time
 HOST = "127.0.0.1"
 IDLE_REQ = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 SLOW_REQ = b"GET /small HTTP/1.1\r\nHost: x\r\n"
+# HPACK: :method GET, :scheme http, :path /small (literal), :authority 127.0.0.1.
+_H2_BLOCK = b"\x82\x86\x04\x06/small\x41\x09127.0.0.1"
+H2_REQ = (
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    + struct.pack(">I", len(_H2_BLOCK))[1:]
+    + b"\x01\x05\x00\x00\x00\x01"
+    + _H2_BLOCK
+)
 
 
 def out(*words):
@@ -60,8 +71,25 @@ class Conn:
         self.need = -1  # total bytes of the response once its head is parsed
 
 
-def response_complete(c):
+def h2_stream_ended(c):
+    """True once a frame ending stream 1 (DATA or HEADERS with END_STREAM) is in c.buf."""
+    at = 0
+    while len(c.buf) - at >= 9:
+        length = struct.unpack(">I", b"\x00" + c.buf[at:at + 3])[0]
+        kind, flags = c.buf[at + 3], c.buf[at + 4]
+        stream = struct.unpack(">I", c.buf[at + 5:at + 9])[0] & 0x7FFFFFFF
+        if len(c.buf) - at < 9 + length:
+            return False
+        if stream == 1 and kind in (0, 1) and flags & 1:
+            return True
+        at += 9 + length
+    return False
+
+
+def response_complete(c, h2=False):
     """True once the whole response (head + Content-Length body) is in c.buf."""
+    if h2:
+        return h2_stream_ended(c)
     if c.need < 0:
         end = c.buf.find(b"\r\n\r\n")
         if end < 0:
@@ -76,7 +104,7 @@ def response_complete(c):
 
 
 def main():
-    if len(sys.argv) < 5 or sys.argv[3] not in ("idle", "slow"):
+    if len(sys.argv) < 5 or sys.argv[3] not in ("idle", "slow", "h2"):
         sys.stderr.write(__doc__)
         return 2
     port, n, mode, hold = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -93,7 +121,7 @@ def main():
             pass
 
     sel = selectors.DefaultSelector()
-    request = IDLE_REQ if mode == "idle" else SLOW_REQ
+    request = {"idle": IDLE_REQ, "slow": SLOW_REQ, "h2": H2_REQ}[mode]
     opened = []  # connections fully set up and still open
     closed = 0
     failed = 0
@@ -145,7 +173,9 @@ def main():
             if not data:
                 return fail(c, "closed before the whole response")
             c.buf += data
-            if response_complete(c):
+            if response_complete(c, mode == "h2"):
+                if mode == "h2":
+                    return established(c)
                 if not c.buf.startswith(b"HTTP/1.1 200 "):
                     return fail(c, "status: %r" % c.buf.split(b"\r\n", 1)[0])
                 return established(c)

@@ -158,7 +158,9 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
     conn.release_buffers();
     if conn.h2_preface {
         let tls = conn.client.tls_owned();
-        let read = conn.cbuf.split().freeze();
+        // The whole buffer goes with the bytes (a split would leave its allocation
+        // held by `conn` for as long as the HTTP/2 connection lasts).
+        let read = std::mem::take(&mut conn.cbuf).freeze();
         Box::pin(super::http2::serve_h2(
             conn.client,
             read,

@@ -51,6 +51,8 @@ const STREAM_CREDIT: i64 = 64 * 1024;
 const CONN_CREDIT: usize = 256 * 1024;
 /// Response bodies are not polled while this much is waiting to be written.
 const WRITE_HIGH: usize = 64 * 1024;
+/// How long a connection with no request in progress keeps its buffers.
+const RELEASE_AFTER: Duration = Duration::from_secs(2);
 /// Rounds of the loop in one poll, before giving other tasks their turn.
 const ROUNDS: usize = 32;
 
@@ -95,9 +97,17 @@ where
             .await;
             return;
         }
+        let idle_now = conn.streams.is_empty() && idle >= RELEASE_AFTER;
+        if idle_now && conn.holds_buffers() {
+            conn.release_buffers();
+        }
+        let mut wake = limit.saturating_sub(idle);
+        if conn.holds_buffers() && idle < RELEASE_AFTER {
+            wake = wake.min(RELEASE_AFTER - idle);
+        }
         tokio::select! {
             () = std::future::poll_fn(|cx| conn.poll(cx)) => return,
-            () = tokio::time::sleep(limit.saturating_sub(idle).max(Duration::from_millis(1))) => {}
+            () = tokio::time::sleep(wake.max(Duration::from_millis(1))) => {}
             // A graceful stop: GOAWAY, then the streams in progress finish.
             () = &mut stop => {
                 conn.go_away(Reason::NO_ERROR);
@@ -190,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             &mut out.buf,
         );
         frame::write_window_update(0, CONN_WINDOW - frame::DEFAULT_WINDOW, &mut out.buf);
-        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let mut rbuf = BytesMut::with_capacity(read.len().max(1024));
         rbuf.extend_from_slice(&read);
         Connection {
             io,
@@ -263,8 +273,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-            self.rbuf.reserve(16 * 1024);
+        // A connection with no stream in progress reads into a small buffer: most
+        // connections are idle most of the time, and a request head is small.
+        let want = if self.streams.is_empty() {
+            1024
+        } else {
+            16 * 1024
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < want / 4 {
+            self.rbuf.reserve(want);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
     }
@@ -290,6 +307,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return Pin::new(&mut self.io).poll_flush(cx);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Whether the connection holds read or write buffers.
+    fn holds_buffers(&self) -> bool {
+        self.rbuf.capacity() > 0 || self.out.buf.capacity() > 0
+    }
+
+    /// A connection idle for [`RELEASE_AFTER`] keeps no buffer: they are made again by
+    /// its next read.
+    fn release_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.out.pending() == 0 && self.out.buf.capacity() > 0 {
+            self.out.buf = Vec::new();
+            self.out.at = 0;
+        }
     }
 
     /// Window given back to the client for the connection, once enough was read.

@@ -3,8 +3,10 @@
 //! (a bit in [`Ready`]) and wakes the task. The task then polls only the streams whose
 //! bit is set: a request being handled, or a response body being sent.
 //!
-//! The slots, their wakers and the bitmap are made once per connection and reused by
-//! the streams that follow, so a stream costs no allocation of its own here.
+//! Slots and their wakers are made as the connection first needs them (up to its stream
+//! limit), then reused by the streams that follow, so a stream costs no allocation of
+//! its own here and an idle connection holds only as many slots as it ever used at
+//! once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,6 +113,8 @@ pub struct Slots {
     streams: Vec<Option<Stream>>,
     wakers: Vec<Waker>,
     free: Vec<usize>,
+    max: usize,
+    ready: Arc<Ready>,
     /// `(stream id, slot)` of the open streams.
     open: Vec<(u32, usize)>,
 }
@@ -118,16 +122,11 @@ pub struct Slots {
 impl Slots {
     pub fn new(n: usize, ready: &Arc<Ready>) -> Slots {
         Slots {
-            streams: (0..n).map(|_| None).collect(),
-            wakers: (0..n)
-                .map(|slot| {
-                    Waker::from(Arc::new(SlotWaker {
-                        slot,
-                        ready: Arc::clone(ready),
-                    }))
-                })
-                .collect(),
-            free: (0..n).rev().collect(),
+            streams: Vec::new(),
+            wakers: Vec::new(),
+            free: Vec::new(),
+            max: n,
+            ready: Arc::clone(ready),
             open: Vec::new(),
         }
     }
@@ -149,7 +148,19 @@ impl Slots {
 
     /// Opens the stream `make` makes for a free slot (given its number).
     pub fn insert_with(&mut self, make: impl FnOnce(usize) -> Stream) -> Option<usize> {
-        let slot = self.free.pop()?;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None if self.streams.len() < self.max => {
+                let slot = self.streams.len();
+                self.streams.push(None);
+                self.wakers.push(Waker::from(Arc::new(SlotWaker {
+                    slot,
+                    ready: Arc::clone(&self.ready),
+                })));
+                slot
+            }
+            None => return None,
+        };
         let stream = make(slot);
         self.open.push((stream.id, slot));
         self.streams[slot] = Some(stream);

@@ -161,17 +161,22 @@ async fn burst(parked: Parked, first: bool) -> Option<Parked> {
         // The whole buffer goes with the bytes (a split would leave its allocation
         // held by `conn` for as long as the HTTP/2 connection lasts).
         let read = std::mem::take(&mut conn.cbuf).freeze();
-        Box::pin(super::http2::serve_h2(
+        let h2 = super::http2::serve_h2(
             conn.client,
             read,
             conn.peer,
             tls,
             Arc::clone(conn.live.live()),
             conn.frontend,
-        ))
-        .await;
-        // Counted until HTTP/2 is done with it.
-        drop(conn.live);
+        );
+        let live = conn.live;
+        // A task of its own: this one's state (sized for an HTTP/1.1 exchange) is not
+        // kept for as long as the HTTP/2 connection lasts.
+        tokio::spawn(async move {
+            h2.await;
+            // Counted until HTTP/2 is done with it.
+            drop(live);
+        });
         return None;
     }
     quiet.then_some(Parked {

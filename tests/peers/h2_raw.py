@@ -473,32 +473,7 @@ def case_settings_flood(p, args):
         frame = p.conn.data_to_send()
         assert frame == b"\x00\x00\x00\x04\x00\x00\x00\x00\x00", frame
         p.h2_ok = False  # from here on only the raw frame counter reads
-        sent = 0
-        chunk = 1000
-        buf = frame * chunk
-        while sent < n_target and not p.closed and p.left() > 0:
-            n = min(chunk, n_target - sent)
-            data = buf if n == chunk else frame * n
-            # Don't read while flooding: plain non-blocking sends with a stall limit.
-            view = memoryview(data)
-            stall_until = time.monotonic() + 2.0
-            while view and not p.closed and p.left() > 0:
-                try:
-                    k = p.sock.send(view)
-                    view = view[k:]
-                    stall_until = time.monotonic() + 2.0
-                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    if time.monotonic() > stall_until:
-                        break
-                    select.select([], [p.sock], [], 0.05)
-                except OSError as e:
-                    p._mark_closed(f"send: {type(e).__name__}")
-                    break
-            done = n - (len(view) + len(frame) - 1) // len(frame)
-            sent += done
-            if view:
-                write_blocked = not p.closed
-                break
+        sent, write_blocked = send_flood(p, frame, n_target)
         # Now see what the server did (GOAWAY ENHANCE_YOUR_CALM / close / ACKs);
         # stop early once every frame was ACKed (+1 for the handshake SETTINGS).
         end = min(p.deadline, time.monotonic() + 3.0)
@@ -519,7 +494,8 @@ def case_settings_flood(p, args):
 
 
 def send_flood(p, frame, n_target):
-    """Writes `frame` up to n_target times without reading; returns how many the kernel took."""
+    """Writes `frame` up to n_target times without reading (plain non-blocking sends with
+    a stall limit); returns how many the kernel took, and whether writing stalled."""
     sent = 0
     chunk = 1000
     buf = frame * chunk
@@ -541,8 +517,8 @@ def send_flood(p, frame, n_target):
                 break
         sent += n - (len(view) + len(frame) - 1) // len(frame)
         if view:
-            break
-    return sent
+            return sent, not p.closed
+    return sent, False
 
 
 def case_frame_flood(p, args, case):
@@ -563,7 +539,7 @@ def case_frame_flood(p, args, case):
             frame = struct.pack(">I", len(junk))[1:] + b"\x09\x00" + struct.pack(">I", 1) + junk
         p.h2_ok = False  # raw frames from here on
         p.send_raw(opener)
-        sent = send_flood(p, frame, args.frames)
+        sent, _ = send_flood(p, frame, args.frames)
         end = min(p.deadline, time.monotonic() + 3.0)
         while not p.closed and p.goaway is None and time.monotonic() < end:
             p.pump(end - time.monotonic())

@@ -138,21 +138,6 @@ pub(super) async fn forward(
     Ok(response)
 }
 
-/// One stream of Fulcrum's own HTTP/2 server: [`forward`], whose errors are responses.
-pub(super) async fn stream(
-    req: Request<ClientBody>,
-    peer: SocketAddr,
-    tls: Option<TlsInfo>,
-    live: Arc<Live>,
-    frontend: Arc<Frontend>,
-    conn: Arc<Activity>,
-) -> Response<Body> {
-    match forward(req, peer, tls, live, frontend, conn).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    }
-}
-
 /// `(peer, client)`: the connection's peer, and the client (the one a trusted proxy named).
 async fn handle(
     mut req: Request<ClientBody>,

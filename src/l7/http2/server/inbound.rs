@@ -419,14 +419,21 @@ impl<S> Connection<S> {
                 ClientBody::Own(RecvBody::new(shared, length))
             };
             let req = req.map(|()| body);
-            stream.phase = Phase::Handling(Box::pin(forward::stream(
+            let handled = forward::forward(
                 req,
                 self.peer.addr,
                 self.peer.tls.clone(),
                 Arc::clone(&self.peer.live),
                 Arc::clone(&self.peer.frontend),
                 Arc::clone(&self.activity),
-            )));
+            );
+            // Errors are responses already (`Infallible`).
+            stream.phase = Phase::Handling(Box::pin(async move {
+                match handled.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }));
             stream
         }) else {
             return Err(Fault::Stream(

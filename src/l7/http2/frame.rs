@@ -133,11 +133,16 @@ pub fn check_priority(stream: u32, fields: &[u8]) -> Result<(), Fault> {
     Ok(())
 }
 
-/// A HEADERS payload's header block fragment (padding and priority removed).
-pub fn headers_fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], Fault> {
+/// A HEADERS payload's header block fragment (padding and priority removed), and the
+/// stream error of a stream depending on itself: reported by the caller once the block
+/// has been decoded (the connection's HPACK table must still take it in).
+pub fn headers_fragment<'a>(
+    head: &Head,
+    payload: &'a [u8],
+) -> Result<(&'a [u8], Option<Fault>), Fault> {
     let body = unpad(head, payload)?;
     if !head.has(flag::PRIORITY) {
-        return Ok(body);
+        return Ok((body, None));
     }
     if body.len() < 5 {
         return Err(Fault::Connection(
@@ -145,8 +150,7 @@ pub fn headers_fragment<'a>(head: &Head, payload: &'a [u8]) -> Result<&'a [u8], 
             "HEADERS too short for its priority",
         ));
     }
-    check_priority(head.stream, body)?;
-    Ok(&body[5..])
+    Ok((&body[5..], check_priority(head.stream, body).err()))
 }
 
 /// Settings (RFC 9113 6.5.2).
@@ -380,11 +384,11 @@ mod tests {
         };
         assert_eq!(
             headers_fragment(&h, &[0, 0, 0, 1, 16, 0x82]),
-            Ok(&[0x82][..])
+            Ok((&[0x82][..], None))
         );
         assert!(matches!(
             headers_fragment(&h, &[0, 0, 0, 3, 16, 0x82]),
-            Err(Fault::Stream(..))
+            Ok((&[0x82], Some(Fault::Stream(..))))
         ));
         assert!(matches!(
             headers_fragment(&h, &[0, 0]),

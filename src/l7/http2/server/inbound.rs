@@ -240,18 +240,7 @@ impl<S> Connection<S> {
         if head.stream == 0 {
             return Err(conn(Reason::PROTOCOL_ERROR, "HEADERS on stream 0"));
         }
-        let mut body = frame::unpad(&head, payload)?;
-        let mut fault = None;
-        if head.has(flag::PRIORITY) {
-            if body.len() < 5 {
-                return Err(conn(
-                    Reason::FRAME_SIZE_ERROR,
-                    "HEADERS too short for its priority",
-                ));
-            }
-            fault = frame::check_priority(head.stream, body).err();
-            body = &body[5..];
-        }
+        let (body, fault) = frame::headers_fragment(&head, payload)?;
         if body.is_empty() && !head.has(flag::END_HEADERS) {
             self.spend()?;
         }

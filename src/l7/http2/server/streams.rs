@@ -47,11 +47,12 @@ impl Ready {
         self.bits[slot / 64].fetch_or(1 << (slot % 64), Ordering::AcqRel);
     }
 
-    /// The slots marked since the last call, cleared; in words of 64.
+    /// How many words of 64 slots the bitmap has.
     pub fn words(&self) -> usize {
         self.bits.len()
     }
 
+    /// The slots of `word` marked since the last call, cleared.
     pub fn take(&self, word: usize) -> u64 {
         if self.bits[word].load(Ordering::Relaxed) == 0 {
             return 0;

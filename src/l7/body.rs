@@ -76,6 +76,7 @@ impl Conn {
             if done {
                 break;
             }
+            self.client.ack_promptly();
             self.cbuf.reserve(READ_CHUNK);
             match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
                 Ok(Ok(n)) if n > 0 => {}
@@ -115,6 +116,7 @@ impl Conn {
     ) -> Result<(), Error> {
         let idle = self.frontend.timeouts.idle;
         loop {
+            self.client.ack_promptly();
             self.cbuf.reserve(READ_CHUNK);
             match timeout(idle, self.client.read_buf(&mut self.cbuf)).await {
                 Ok(Ok(n)) if n > 0 => {}
@@ -202,6 +204,7 @@ impl Conn {
                 if done {
                     return Ok(true);
                 }
+                from.ack_promptly();
                 self.ubuf.reserve(READ_CHUNK);
                 match timeout(idle, from.read_buf(&mut self.ubuf)).await {
                     Ok(Ok(n)) if n > 0 => {}

@@ -71,6 +71,7 @@ impl Conn {
                     self.write_client(&pending).await?;
                     return Ok(true);
                 }
+                from.ack_promptly();
                 self.ubuf.reserve(READ_CHUNK);
                 let read = match poll_once(pin!(from.read_buf(&mut self.ubuf))).await {
                     Some(read) => {

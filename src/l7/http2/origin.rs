@@ -166,6 +166,7 @@ impl hyper::body::Body for Origin {
             let Some(up) = this.up.as_mut() else {
                 return Poll::Ready(None);
             };
+            up.stream.ack_promptly();
             if this.buf.capacity() - this.buf.len() < 4096 {
                 this.buf.reserve(READ_CHUNK);
             }

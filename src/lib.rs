@@ -3,8 +3,9 @@
 //! The crate is cut by concern: `config` parses and validates the TOML file, `balance`
 //! holds the selection algorithms and each backend's live state (including its circuit
 //! breaker), `health` runs the active checks, `l7` is the HTTP proxy (our HTTP/1.1 engine
-//! with retries, the overload queue and WebSocket tunnels; HTTP/2 and gRPC on hyper in
-//! `l7::http2`), `l4` relays TCP and UDP, `tls` terminates and originates TLS,
+//! with retries, the overload queue and WebSocket tunnels; HTTP/2 and gRPC in `l7::http2`;
+//! `splice` moves large bodies without copying them), `l4` relays TCP and UDP, `tls`
+//! terminates and originates TLS,
 //! `listener` accepts connections and runs the worker threads, `cli` and `demo` are the
 //! command line.
 
@@ -36,4 +37,5 @@ pub mod relay;
 pub mod routing;
 pub mod runtime;
 pub mod shared;
+pub mod splice;
 pub mod tls;

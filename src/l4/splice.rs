@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,51 +18,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// Most bytes moved by one splice call (the default pipe capacity).
-const CHUNK: usize = 64 * 1024;
-
-/// A pipe: (read end, write end), non-blocking.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        Ok(unsafe {
-            Pipe {
-                read: OwnedFd::from_raw_fd(fds[0]),
-                write: OwnedFd::from_raw_fd(fds[1]),
-            }
-        })
-    }
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: plain descriptors and null offsets (both ends are sockets or pipes).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
+use crate::splice::{DEFAULT_PIPE, Pipe, splice};
 
 /// Relays both ways with splice; returns the bytes sent to the backend and back to the
 /// client. An error creating the pipes is returned as is.
@@ -71,7 +27,7 @@ pub async fn relay(
     upstream: &TcpStream,
     idle: Duration,
 ) -> io::Result<(u64, u64)> {
-    let (up_pipe, down_pipe) = (Pipe::new()?, Pipe::new()?);
+    let (up_pipe, down_pipe) = (Pipe::open(DEFAULT_PIPE)?, Pipe::open(DEFAULT_PIPE)?);
     let activity = Activity {
         start: Instant::now(),
         last_us: AtomicU64::new(0),
@@ -123,7 +79,7 @@ async fn one_way(
         let n = loop {
             from.readable().await?;
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
+                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -9,4 +9,4 @@ pub mod client;
 pub mod server;
 pub mod stream;
 
-pub use stream::{Stream, TlsInfo};
+pub use stream::{Stream, TlsInfo, ack_promptly};

@@ -13,7 +13,7 @@ const TARGETS: [(&str, Target); 8] = [
     ("chunked", fulcrum::fuzzing::chunked),
     ("proxy_protocol", fulcrum::fuzzing::proxy_protocol),
     ("client_hello", fulcrum::fuzzing::client_hello),
-    ("h2_flood", fulcrum::fuzzing::h2_flood),
+    ("h2_server", fulcrum::fuzzing::h2_server),
     ("config", fulcrum::fuzzing::config),
     ("hpack", fulcrum::fuzzing::hpack),
 ];

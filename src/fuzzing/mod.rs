@@ -11,14 +11,19 @@
 //!   Fulcrum will use;
 //! - [`chunked`]: decoding in pieces gives what decoding at once gives, and a re-encoded
 //!   body decodes to the same data;
-//! - [`proxy_protocol`], [`client_hello`], [`h2_flood`]: no panic, consistent results on
-//!   a prefix;
+//! - [`proxy_protocol`], [`client_hello`]: no panic, consistent results on a prefix;
+//! - [`h2_server`]: a client's frames, whatever they are, end in a connection that
+//!   closes once the client's side has, having written well-formed server frames (the
+//!   flood budget, flow control, stream states and HPACK on the way);
 //! - [`config`]: any text is a config or a list of errors with positions inside the text;
 //! - [`hpack`]: header blocks decode on one connection's table without a panic, into a
 //!   request or a refusal; a field Fulcrum accepts encodes and decodes back to itself;
 //!   Huffman strings decode, re-encode and decode to the same bytes.
 
+mod h2_server;
 pub mod strict;
+
+pub use h2_server::h2_server;
 
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
@@ -224,25 +229,6 @@ pub fn client_hello(data: &[u8]) {
     if let Hello::Name(name) = parse(data) {
         assert_eq!(name, name.to_ascii_lowercase());
     }
-}
-
-/// The HTTP/2 flood guard: fed in two pieces (the first byte sets the cut) it decides as
-/// fed at once, on a stopped clock (a run starved of CPU for 50 ms between the pieces
-/// would otherwise earn a refill: the first hour's one "crash", kept as a regression).
-pub fn h2_flood(data: &[u8]) {
-    use crate::l7::http2::flood::FrameBudget;
-    let Some((&cut, data)) = data.split_first() else {
-        return;
-    };
-    let at = usize::from(cut).min(data.len());
-    let now = Some(std::time::Instant::now());
-    let whole = FrameBudget::default().feed_at(data, now).is_ok();
-    let mut b = FrameBudget::default();
-    let split = b.feed_at(&data[..at], now).is_ok() && b.feed_at(&data[at..], now).is_ok();
-    assert_eq!(
-        whole, split,
-        "the flood guard decides differently in pieces"
-    );
 }
 
 /// HPACK and the HTTP/2 request head: the input is cut into header blocks (each

@@ -28,6 +28,7 @@ pub mod frame;
 mod grpc;
 pub mod hpack;
 mod origin;
+mod prefixed;
 mod prepare;
 pub(super) mod refresh;
 mod respond;
@@ -47,7 +48,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use self::flood::Guarded;
+use self::prefixed::Prefixed;
 use crate::runtime::{Frontend, Live};
 use crate::tls::TlsInfo;
 
@@ -138,7 +139,7 @@ pub async fn serve_h1<S>(
         live,
         frontend,
     };
-    serve(Guarded::new(first, io), conn).await
+    serve(Prefixed::new(first, io), conn).await
 }
 
 /// Reads until the first bytes are the HTTP/2 preface or cannot be; `None` when the
@@ -166,7 +167,7 @@ struct Conn {
     frontend: Arc<Frontend>,
 }
 
-async fn serve<S>(io: Guarded<S>, conn: Conn)
+async fn serve<S>(io: Prefixed<S>, conn: Conn)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

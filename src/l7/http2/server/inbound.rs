@@ -142,6 +142,12 @@ impl<S> Connection<S> {
             .map_err(|_| conn(Reason::ENHANCE_YOUR_CALM, "flood of control frames"))
     }
 
+    /// Whether stream `id` (not 0) is idle: above the last one the client opened, or
+    /// even (Fulcrum opens no stream of its own).
+    fn idle(&self, id: u32) -> bool {
+        id > self.last_stream || id.is_multiple_of(2)
+    }
+
     /// Whether `id` was closed lately, and whether Fulcrum reset it.
     fn closed_lately(&self, id: u32) -> Option<bool> {
         self.closed
@@ -172,7 +178,7 @@ impl<S> Connection<S> {
             // Not open: its bytes are given back at once.
             self.conn_read += len;
             return match self.closed_lately(head.stream) {
-                _ if head.stream > self.last_stream => {
+                _ if self.idle(head.stream) => {
                     Err(conn(Reason::PROTOCOL_ERROR, "DATA on an idle stream"))
                 }
                 Some(true) => Ok(()),
@@ -447,7 +453,7 @@ impl<S> Connection<S> {
         if payload.len() != 4 {
             return Err(conn(Reason::FRAME_SIZE_ERROR, "RST_STREAM not 4 bytes"));
         }
-        if head.stream > self.last_stream {
+        if self.idle(head.stream) {
             return Err(conn(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream"));
         }
         if let Some(slot) = self.streams.find(head.stream) {
@@ -498,6 +504,14 @@ impl<S> Connection<S> {
     }
 
     fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Fault> {
+        // An idle stream first: a stream error (a zero increment) would reset it, and
+        // RST_STREAM must not name an idle stream.
+        if head.stream != 0 && self.idle(head.stream) {
+            return Err(conn(
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
         let inc = i64::from(frame::window_increment(&head, payload)?);
         if head.stream == 0 {
             self.out.conn_send += inc;
@@ -512,12 +526,6 @@ impl<S> Connection<S> {
                 self.ready.mark_here(slot);
             }
             return Ok(());
-        }
-        if head.stream > self.last_stream {
-            return Err(conn(
-                Reason::PROTOCOL_ERROR,
-                "WINDOW_UPDATE on an idle stream",
-            ));
         }
         if let Some(slot) = self.streams.find(head.stream) {
             let s = self.streams.get_mut(slot).expect("found");

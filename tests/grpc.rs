@@ -34,6 +34,26 @@ fn unary_and_streaming_calls_keep_their_trailers_and_are_balanced_per_call() {
     assert!(out.contains("\"ok\":true"), "{out}");
     // One client connection, calls spread over both servers.
     assert!(out.contains("\"servers\":{\"a\":5,\"b\":5}"), "{out}");
+    // Each call is logged when its stream ends: the gRPC status from the trailers, the
+    // bytes sent counted.
+    assert!(f.wait_log("grpc_status=0"), "{}", f.log());
+    let log = f.log();
+    let calls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" http=2 ") && l.contains(" pool=grpc "))
+        .collect();
+    assert!(calls.len() >= 10, "{log}");
+    for l in calls {
+        if l.contains("/fulcrum.Test/Fail") {
+            // A trailers-only answer: the status is in the head.
+            assert!(l.contains("grpc_status=5"), "{l}");
+        } else {
+            assert!(
+                l.contains("grpc_status=0") && !l.contains("bytes_out=0 "),
+                "{l}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -26,6 +26,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 
 use super::activity::{Activity, Busy};
+use super::finish::Finish;
 use super::grpc;
 use super::prepare::{self, Rewrites, View};
 use super::tries::{Upstream, tries};
@@ -57,7 +58,8 @@ pub(super) struct Trace {
     trail: Trail,
 }
 
-/// hyper's service function: never fails, errors become responses.
+/// hyper's service function: never fails, errors become responses. The request is
+/// logged when its response head is ready, with the body's declared length.
 pub(super) async fn forward(
     req: Request<ClientBody>,
     peer: SocketAddr,
@@ -66,6 +68,21 @@ pub(super) async fn forward(
     frontend: Arc<Frontend>,
     conn: Arc<Activity>,
 ) -> Result<Response<Body>, Infallible> {
+    let (response, mut finish) = respond(req, peer, tls, live, frontend, conn).await;
+    finish.bytes_out = response.body().size_hint().exact().unwrap_or(0);
+    Ok(response)
+}
+
+/// The response to a request, and its access log line to be written when the response
+/// has ended (when the [`Finish`] is dropped).
+pub(super) async fn respond(
+    req: Request<ClientBody>,
+    peer: SocketAddr,
+    tls: Option<TlsInfo>,
+    live: Arc<Live>,
+    frontend: Arc<Frontend>,
+    conn: Arc<Activity>,
+) -> (Response<Body>, Finish) {
     // A reload since the connection started: this request runs on the new config.
     let frontend = live.refresh(&frontend).unwrap_or(frontend);
     let busy = Busy::new(conn);
@@ -109,33 +126,26 @@ pub(super) async fn forward(
     if let Some(parked) = trace.parked.take() {
         tokio::spawn(drain(parked));
     }
-    {
-        let (method, path) = logged
-            .as_ref()
-            .map_or(("", ""), |(m, p)| (m.as_str(), &**p));
-        pipeline::log::request(&pipeline::log::Request {
-            frontend: &frontend,
-            client,
-            method,
-            path,
-            route: trace.route,
-            pool: trace.pool.as_deref(),
-            backend: trace.backend.as_deref(),
-            http: version,
-            tls: tls.as_ref().map(|t| (t.version, t.sni.as_deref())),
-            status: response.status().as_u16(),
-            retries: trace.retries,
-            // The bodies' declared lengths: hyper streams them.
-            bytes: (bytes_in, response.body().size_hint().exact().unwrap_or(0)),
-            trail: &trace.trail,
-            grpc_status: response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok()),
-            started,
-        });
-    }
-    Ok(response)
+    let mut finish = Finish {
+        frontend,
+        client,
+        logged,
+        route: trace.route,
+        pool: trace.pool,
+        backend: trace.backend,
+        http: version,
+        tls,
+        status: response.status().as_u16(),
+        retries: trace.retries,
+        // The request body's declared length (it streams).
+        bytes_in,
+        bytes_out: 0,
+        trail: trace.trail,
+        grpc_status: None,
+        started,
+    };
+    finish.grpc_status_from(response.headers());
+    (response, finish)
 }
 
 /// `(peer, client)`: the connection's peer, and the client (the one a trusted proxy named).

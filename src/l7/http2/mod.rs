@@ -22,6 +22,7 @@
 mod activity;
 mod client_body;
 mod files;
+pub(crate) mod finish;
 pub mod flood;
 mod forward;
 pub mod frame;

@@ -403,6 +403,7 @@ impl<S> Connection<S> {
             remote_done: p.end_stream,
             head_only,
             reset_sent: false,
+            finish: None,
         };
         let Some(slot) = self.streams.insert_with(|slot| {
             let body = if p.end_stream {
@@ -414,21 +415,15 @@ impl<S> Connection<S> {
                 ClientBody::Own(RecvBody::new(shared, length))
             };
             let req = req.map(|()| body);
-            let handled = forward::forward(
+            // Errors are responses already.
+            stream.phase = Phase::Handling(Box::pin(forward::respond(
                 req,
                 self.peer.addr,
                 self.peer.tls.clone(),
                 Arc::clone(&self.peer.live),
                 Arc::clone(&self.peer.frontend),
                 Arc::clone(&self.activity),
-            );
-            // Errors are responses already (`Infallible`).
-            stream.phase = Phase::Handling(Box::pin(async move {
-                match handled.await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            }));
+            )));
             stream
         }) else {
             return Err(Fault::Stream(

@@ -380,7 +380,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut cx = Context::from_waker(waker);
         let done = match &mut stream.phase {
             Phase::Handling(handler) => match handler.as_mut().poll(&mut cx) {
-                Poll::Ready(response) => {
+                Poll::Ready((response, finish)) => {
+                    stream.finish = Some(Box::new(finish));
                     start_response(stream, response, &mut self.out);
                     matches!(stream.phase, Phase::Done)
                         || send_body(stream, &mut cx, &mut self.out, slot, &mut self.blocked)
@@ -501,6 +502,9 @@ fn send_body(
             frame::write_head(frame::kind::DATA, flags, stream.id, n, &mut out.buf);
             out.buf.extend_from_slice(&pending[..n]);
             pending.advance(n);
+            if let Some(finish) = stream.finish.as_mut() {
+                finish.bytes_out += n as u64;
+            }
             stream.send_window -= n as i64;
             out.conn_send -= n as i64;
             if last {
@@ -514,6 +518,9 @@ fn send_body(
                 Ok(data) => *pending = data,
                 Err(f) => {
                     if let Ok(trailers) = f.into_trailers() {
+                        if let Some(finish) = stream.finish.as_mut() {
+                            finish.grpc_status_from(&trailers);
+                        }
                         head::write_head(
                             None,
                             &trailers,

@@ -19,6 +19,7 @@ use futures_util::task::AtomicWaker;
 use hyper::Response;
 
 use super::recv::RecvShared;
+use crate::l7::http2::finish::Finish;
 use crate::l7::http2::forward::Body;
 
 /// The streams ready to be polled, and the connection task's waker.
@@ -80,7 +81,7 @@ impl Wake for SlotWaker {
 /// What a stream is doing on Fulcrum's side.
 pub enum Phase {
     /// The request runs through the pipeline.
-    Handling(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+    Handling(Pin<Box<dyn Future<Output = (Response<Body>, Finish)> + Send>>),
     /// The response body is being sent: `pending` is the part of the last frame not
     /// sent yet (flow control, or the frame size).
     Sending { body: Body, pending: Bytes },
@@ -107,6 +108,8 @@ pub struct Stream {
     pub head_only: bool,
     /// Fulcrum reset the stream (its response body broke off).
     pub reset_sent: bool,
+    /// The request's access log line, written when the stream goes (dropped with it).
+    pub finish: Option<Box<Finish>>,
 }
 
 /// The slots of a connection's streams.
@@ -217,6 +220,7 @@ mod tests {
             remote_done: false,
             head_only: false,
             reset_sent: false,
+            finish: None,
         }
     }
 

@@ -11,7 +11,6 @@
 //! in memory, which only the HTTP/1.1 engine keeps). The backend stays "in flight" until
 //! the response body has been sent in full, as on the HTTP/1.1 path.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,23 +57,8 @@ pub(super) struct Trace {
     trail: Trail,
 }
 
-/// hyper's service function: never fails, errors become responses. The request is
-/// logged when its response head is ready, with the body's declared length.
-pub(super) async fn forward(
-    req: Request<ClientBody>,
-    peer: SocketAddr,
-    tls: Option<TlsInfo>,
-    live: Arc<Live>,
-    frontend: Arc<Frontend>,
-    conn: Arc<Activity>,
-) -> Result<Response<Body>, Infallible> {
-    let (response, mut finish) = respond(req, peer, tls, live, frontend, conn).await;
-    finish.bytes_out = response.body().size_hint().exact().unwrap_or(0);
-    Ok(response)
-}
-
 /// The response to a request, and its access log line to be written when the response
-/// has ended (when the [`Finish`] is dropped).
+/// has ended (when the [`Finish`] is dropped). Never fails: errors become responses.
 pub(super) async fn respond(
     req: Request<ClientBody>,
     peer: SocketAddr,

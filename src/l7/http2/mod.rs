@@ -185,14 +185,23 @@ where
     let service = {
         let activity = Arc::clone(&activity);
         service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            forward::forward(
+            let responded = forward::respond(
                 req.map(forward::ClientBody::Hyper),
                 peer,
                 tls.clone(),
                 Arc::clone(&live),
                 Arc::clone(&frontend),
                 Arc::clone(&activity),
-            )
+            );
+            // Logged when the head is ready, with the body's declared length: hyper
+            // sends the body on its own.
+            async move {
+                let (response, mut finish) = responded.await;
+                finish.bytes_out = hyper::body::Body::size_hint(response.body())
+                    .exact()
+                    .unwrap_or(0);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -93,11 +93,6 @@ fn give(pipe: Pipe, empty: bool) {
     }
 }
 
-/// Whether a pipe is free for a body now (see [`forward`]).
-pub fn available() -> bool {
-    USED.get() < IN_USE
-}
-
 /// Moves `len` bytes from `from` to `to`, each wait bounded by `idle`; adds what reached
 /// `to` to `moved`. `Ok(false)`: no pipe could be had, nothing was moved (copy instead).
 /// An error: `from` ended early or failed, `to` failed, or a side stayed idle too long.
@@ -196,11 +191,10 @@ mod tests {
         give(b, false);
         assert!(FREE.with_borrow(|f| f.is_empty()));
         let mut held: Vec<Pipe> = (0..IN_USE).map(|_| take().unwrap()).collect();
-        assert!(!available() && take().is_none());
+        assert!(take().is_none());
         for p in held.drain(..) {
             give(p, true);
         }
-        assert!(available());
         assert_eq!(FREE.with_borrow(|f| f.len()), KEPT);
     }
 }

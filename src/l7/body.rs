@@ -237,7 +237,7 @@ impl Conn {
         let (Stream::Tcp(up), Stream::Tcp(client)) = (from, &self.client) else {
             return None;
         };
-        if !self.ubuf.is_empty() || self.keeping.is_some() || !crate::splice::available() {
+        if !self.ubuf.is_empty() || self.keeping.is_some() {
             return None;
         }
         let idle = self.frontend.timeouts.idle;

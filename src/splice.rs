@@ -68,9 +68,41 @@ impl Pipe {
     }
 }
 
+/// A pipe of this worker thread's, given back when dropped (also when the body's future
+/// is dropped half-way): kept for the next body if empty, closed if it may hold bytes.
+struct Lease {
+    /// Always `Some` until dropped.
+    pipe: Option<Pipe>,
+    /// Bytes in the pipe.
+    held: usize,
+}
+
+impl Lease {
+    fn pipe(&self) -> &Pipe {
+        self.pipe
+            .as_ref()
+            .expect("a lease holds its pipe until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        USED.set(USED.get() - 1);
+        if let Some(pipe) = self.pipe.take()
+            && self.held == 0
+        {
+            FREE.with_borrow_mut(|free| {
+                if free.len() < KEPT {
+                    free.push(pipe);
+                }
+            });
+        }
+    }
+}
+
 /// A pipe of this worker thread's, or `None` when it has [`IN_USE`] out or the system
 /// gives no more (the caller copies instead).
-fn take() -> Option<Pipe> {
+fn take() -> Option<Lease> {
     if USED.get() >= IN_USE {
         return None;
     }
@@ -78,19 +110,10 @@ fn take() -> Option<Pipe> {
         .with_borrow_mut(|free| free.pop())
         .or_else(|| Pipe::open(PIPE_SIZE).ok())?;
     USED.set(USED.get() + 1);
-    Some(pipe)
-}
-
-/// Gives a pipe back; one that may still hold bytes is closed.
-fn give(pipe: Pipe, empty: bool) {
-    USED.set(USED.get() - 1);
-    if empty {
-        FREE.with_borrow_mut(|free| {
-            if free.len() < KEPT {
-                free.push(pipe);
-            }
-        });
-    }
+    Some(Lease {
+        pipe: Some(pipe),
+        held: 0,
+    })
 }
 
 /// Moves `len` bytes from `from` to `to`, each wait bounded by `idle`; adds what reached
@@ -103,50 +126,46 @@ pub async fn forward(
     idle: Duration,
     moved: &mut u64,
 ) -> io::Result<bool> {
-    let Some(pipe) = take() else {
+    let Some(mut lease) = take() else {
         return Ok(false);
     };
-    let mut held = 0usize;
-    let result = async {
-        while len > 0 {
-            // Fill the pipe from `from` (only when it is empty: a pipe's slots can run out
-            // before its bytes do, and that refusal would read as `from` having nothing).
-            crate::tls::ack_promptly(from);
-            let want = len.min(pipe.size as u64) as usize;
-            let n = match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), want)
-            }) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => n,
+    while len > 0 {
+        // Fill the pipe from `from` (only when it is empty: a pipe's slots can run out
+        // before its bytes do, and that refusal would read as `from` having nothing).
+        crate::tls::ack_promptly(from);
+        let want = len.min(lease.pipe().size as u64) as usize;
+        let filled = from.try_io(Interest::READABLE, || {
+            splice(from.as_raw_fd(), lease.pipe().write.as_raw_fd(), want)
+        });
+        let n = match filled {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                waited(timeout(idle, from.readable()).await)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        lease.held = n;
+        len -= n as u64;
+        // Empty it into `to`.
+        while lease.held > 0 {
+            let emptied = to.try_io(Interest::WRITABLE, || {
+                splice(lease.pipe().read.as_raw_fd(), to.as_raw_fd(), lease.held)
+            });
+            match emptied {
+                Ok(n) => {
+                    lease.held -= n;
+                    *moved += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    waited(timeout(idle, from.readable()).await)?;
-                    continue;
+                    waited(timeout(idle, to.writable()).await)?;
                 }
                 Err(e) => return Err(e),
-            };
-            held = n;
-            len -= n as u64;
-            // Empty it into `to`.
-            while held > 0 {
-                match to.try_io(Interest::WRITABLE, || {
-                    splice(pipe.read.as_raw_fd(), to.as_raw_fd(), held)
-                }) {
-                    Ok(n) => {
-                        held -= n;
-                        *moved += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        waited(timeout(idle, to.writable()).await)?;
-                    }
-                    Err(e) => return Err(e),
-                }
             }
         }
-        Ok(())
     }
-    .await;
-    give(pipe, held == 0);
-    result.map(|()| true)
+    Ok(true)
 }
 
 /// A readiness wait's result: its own error, or a timeout as `TimedOut`.
@@ -181,20 +200,20 @@ mod tests {
     #[test]
     fn pipes_are_reused_and_bounded() {
         let a = take().unwrap();
-        let size = a.size;
+        let size = a.pipe().size;
         assert!(size >= 64 * 1024, "pipe of {size} bytes");
-        let fd = a.read.as_raw_fd();
-        give(a, true);
-        let b = take().unwrap();
-        assert_eq!(b.read.as_raw_fd(), fd, "the empty pipe is reused");
+        let fd = a.pipe().read.as_raw_fd();
+        drop(a);
+        let mut b = take().unwrap();
+        assert_eq!(b.pipe().read.as_raw_fd(), fd, "the empty pipe is reused");
         // One that may hold bytes is closed, not kept.
-        give(b, false);
+        b.held = 1;
+        drop(b);
         assert!(FREE.with_borrow(|f| f.is_empty()));
-        let mut held: Vec<Pipe> = (0..IN_USE).map(|_| take().unwrap()).collect();
+        let held: Vec<Lease> = (0..IN_USE).map(|_| take().unwrap()).collect();
         assert!(take().is_none());
-        for p in held.drain(..) {
-            give(p, true);
-        }
+        drop(held);
+        assert_eq!(USED.get(), 0, "every lease gave its place back");
         assert_eq!(FREE.with_borrow(|f| f.len()), KEPT);
     }
 }

@@ -310,3 +310,99 @@ fn idle_http2_connections_are_closed_and_cookies_are_joined_for_http1_backends()
     assert!(matches!(silent.read(&mut buf), Ok(0) | Err(_)));
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+/// A backend of raw HTTP/1.1: `GET /stall` gets a head that promises 1000 bytes, 10 of
+/// them, then nothing (the connection held 20 s); anything else gets `ok`.
+fn stalling_backend() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    head.clear();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if head.starts_with(b"GET /stall") {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789",
+                        );
+                        std::thread::sleep(Duration::from_secs(20));
+                        return;
+                    }
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn stalled_http2_responses_and_uploads_end_after_the_idle_timeout() {
+    // A response body the backend stops sending: its stream is reset once `idle` passes
+    // with nothing sent; the connection's other streams go on.
+    let raw = stalling_backend();
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[timeouts]\nidle = \"1s\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"{raw}\" }}]\n"
+    ));
+    let get = |path: &str| {
+        hyper::Request::get(format!("http://a.test{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let rt = common::rt();
+    rt.block_on(async {
+        let mut sender = common::h2_client::<Empty<Bytes>>(f.addr).await;
+        let started = std::time::Instant::now();
+        let resp = sender.send_request(get("/stall")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.into_body().collect().await.is_err(),
+            "the stalled body ended cleanly"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+        let resp = sender.send_request(get("/fine")).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    });
+    // A request body the client stops sending (no declared length, so it streams to
+    // the backend): 408 once `idle` passes, as on the HTTP/1.1 engine.
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config(
+        "[timeouts]\nidle = \"1s\"",
+        &[&backend],
+        "",
+    ));
+    rt.block_on(async {
+        use futures_util::StreamExt as _;
+        type Chunk = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+        let first: Chunk = Ok(hyper::body::Frame::data(Bytes::from_static(b"part of it")));
+        let frames = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+        let body = http_body_util::StreamBody::new(frames);
+        let mut sender = common::h2_client(f.addr).await;
+        let started = std::time::Instant::now();
+        let req = hyper::Request::post("http://a.test/echo")
+            .body(body)
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 408);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    });
+}

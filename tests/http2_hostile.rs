@@ -3,7 +3,8 @@
 //! downgrade to HTTP/1.1 are refused before reaching a backend; floods of RST_STREAM and
 //! SETTINGS frames, empty DATA frames or endless CONTINUATION frames close that connection
 //! while other clients carry on; a bad preface (on a listener that speaks HTTP/2 with prior
-//! knowledge) gets GOAWAY(PROTOCOL_ERROR).
+//! knowledge) gets GOAWAY(PROTOCOL_ERROR); a client that gives no window for the response
+//! body has its stream reset once `timeouts.idle` passes.
 
 mod common;
 
@@ -116,4 +117,28 @@ fn floods_and_bad_prefaces_close_only_their_connection() {
     assert_eq!(bystander.join().unwrap(), 40);
     assert!(backend.requests() >= before);
     assert!(h2_raw(&f, "ok").contains("\"status\":200"));
+}
+
+#[test]
+fn a_client_that_gives_no_window_has_its_stream_reset_after_the_idle_timeout() {
+    // A slow-read client: the response head goes out, the body cannot (the stream's
+    // window is 0 and never grows). The stream is reset (CANCEL) once `idle` passes.
+    let backend = Backend::start("app1");
+    let f = Fulcrum::start(&common::config(
+        "[timeouts]\nidle = \"1s\"",
+        &[&backend],
+        "",
+    ));
+    let out = h2_raw(&f, "no-window");
+    assert!(out.contains("\"status\":200"), "{out}");
+    assert!(out.contains("\"error_code\":\"CANCEL\""), "{out}");
+    let ms: u64 = out
+        .split("\"elapsed_ms\":")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!((900..5000).contains(&ms), "{out}");
+    let ok = h2_raw(&f, "ok");
+    assert!(ok.contains("\"status\":200"), "{ok}");
 }

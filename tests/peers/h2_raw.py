@@ -29,6 +29,8 @@ CASE is one of
                      ACKs while sending; then reads what the server did
   bad-preface        "PRI * HTTP/2.0\\r\\n\\r\\nXX\\r\\n\\r\\n" (wrong magic) then
                      SETTINGS and a HEADERS frame
+  no-window          GET --path with SETTINGS_INITIAL_WINDOW_SIZE 0 and no WINDOW_UPDATE
+                     ever: the response head may come, its body cannot
 
 Prints exactly one JSON line (compact separators) and exits 0 when the case
 ran to a conclusion (whatever the server did; the *test* judges it), 2 on a
@@ -80,6 +82,7 @@ from h2.settings import SettingCodes
 CASES = [
     "ok", "smuggle-te", "smuggle-cl", "smuggle-crlf", "connection-header",
     "rst-flood", "settings-flood", "bad-preface", "empty-data-flood", "continuation-flood",
+    "no-window",
 ]
 FRAME_TYPES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
                5: "PUSH_PROMISE", 6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
@@ -268,7 +271,7 @@ class Peer:
         self.conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
-                SettingCodes.INITIAL_WINDOW_SIZE: 2**24,
+                SettingCodes.INITIAL_WINDOW_SIZE: 0 if self.args.case == "no-window" else 2**24,
                 SettingCodes.MAX_CONCURRENT_STREAMS: 100,
                 SettingCodes.MAX_HEADER_LIST_SIZE: 2**16,
             },
@@ -584,7 +587,7 @@ def run_case(args):
     p = Peer(args)
     try:
         case = args.case
-        if case == "ok":
+        if case in ("ok", "no-window"):
             return single_request(p, args, case, request_headers(args))
         if case == "smuggle-te":
             body = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: smuggled.invalid\r\n\r\n"

@@ -97,6 +97,8 @@ pub(super) struct Try<'a> {
     pub(super) timeouts: (Duration, Duration),
     /// Set when the client's body went past the route's bound.
     pub(super) oversize: Option<&'a std::sync::atomic::AtomicBool>,
+    /// The longest a streamed body may stall, either way (`timeouts.idle`).
+    pub(super) idle: Duration,
 }
 
 /// One try at `admitted`'s backend: the request sent, the response head read.
@@ -114,7 +116,7 @@ pub(super) async fn attempt(
     if let Payload::Stream(upload) = body
         && let Some(upload) = upload.take()
     {
-        match stream_body(&mut up, upload, t.oversize).await {
+        match stream_body(&mut up, upload, t.oversize, t.idle).await {
             Err(e) if e.status == 502 => cut_off = Some(e),
             sent => sent?,
         }
@@ -204,15 +206,26 @@ pub(super) async fn attempt(
 }
 
 /// Sends the client's body as it arrives: as is with a declared length, else in chunks.
+/// A client that sends nothing for `idle` gets 408, as on the HTTP/1.1 engine; a backend
+/// that reads nothing for `idle` ends the upload with 502 (its answer, if it gave one
+/// already, is relayed instead).
 async fn stream_body(
     up: &mut Upstream,
     mut upload: Upload,
     oversize: Option<&std::sync::atomic::AtomicBool>,
+    idle: Duration,
 ) -> Result<(), Error> {
     let chunked = upload.size_hint().exact().is_none();
     let mut framed = Vec::new();
     let backend_gone = || Error::bad_gateway("the backend closed the connection during the upload");
-    while let Some(frame) = upload.frame().await {
+    let not_reading = || Error::bad_gateway("the backend stopped reading the request body");
+    loop {
+        let Ok(frame) = tokio::time::timeout(idle, upload.frame()).await else {
+            return Err(Error::client(408, "the request body stalled"));
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let frame = match frame {
             Ok(frame) => frame,
             Err(_) if oversize.is_some_and(|o| o.load(std::sync::atomic::Ordering::Relaxed)) => {
@@ -227,17 +240,19 @@ async fn stream_body(
         if data.is_empty() {
             continue;
         }
-        let written = if chunked {
+        let write = if chunked {
             framed.clear();
             write_hex(&mut framed, data.len() as u64);
             framed.extend_from_slice(b"\r\n");
             framed.extend_from_slice(&data);
             framed.extend_from_slice(b"\r\n");
-            up.stream.write_all(&framed).await
+            tokio::time::timeout(idle, up.stream.write_all(&framed)).await
         } else {
-            up.stream.write_all(&data).await
+            tokio::time::timeout(idle, up.stream.write_all(&data)).await
         };
-        written.map_err(|_| backend_gone())?;
+        write
+            .map_err(|_| not_reading())?
+            .map_err(|_| backend_gone())?;
     }
     if chunked {
         up.stream

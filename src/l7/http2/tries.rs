@@ -130,6 +130,7 @@ pub(super) async fn tries(
                     is_head: parts.method == hyper::Method::HEAD,
                     timeouts: to.timeouts,
                     oversize: to.oversize,
+                    idle: frontend.timeouts.idle,
                 };
                 to_http1::attempt(attempts, &admitted, &mut body, t).await
             }

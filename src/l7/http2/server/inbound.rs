@@ -404,6 +404,7 @@ impl<S> Connection<S> {
             head_only,
             reset_sent: false,
             finish: None,
+            quiet: 0,
         };
         let Some(slot) = self.streams.insert_with(|slot| {
             let body = if p.end_stream {

@@ -13,11 +13,13 @@
 //! Errors follow RFC 9113 5.4: a stream error resets that stream only (RST_STREAM); a
 //! connection error sends GOAWAY and closes. Floods (SETTINGS, PING, resets, empty
 //! frames) spend tokens of a bucket ([`flood`](super::flood)); an empty bucket ends
-//! the connection with ENHANCE_YOUR_CALM.
+//! the connection with ENHANCE_YOUR_CALM. Responses that stop moving for
+//! `timeouts.idle` are reset, and clients that stop reading are let go ([`stall`]).
 
 pub mod head;
 mod inbound;
 mod recv;
+mod stall;
 mod streams;
 
 pub use recv::{Broken, RecvBody};
@@ -105,9 +107,17 @@ where
         if conn.holds_buffers() && idle < RELEASE_AFTER {
             wake = wake.min(RELEASE_AFTER - idle);
         }
+        if !conn.streams.is_empty() {
+            wake = wake.min(timeouts.idle / 2);
+        }
         tokio::select! {
             () = std::future::poll_fn(|cx| conn.poll(cx)) => return,
-            () = tokio::time::sleep(wake.max(Duration::from_millis(1))) => {}
+            () = tokio::time::sleep(wake.max(Duration::from_millis(1))) => {
+                if !conn.streams.is_empty() && conn.sweep_stalled() {
+                    tracing::debug!(listener = %name, client = %client, "HTTP/2 client stopped reading: connection closed");
+                    return;
+                }
+            }
             // A graceful stop: GOAWAY, then the streams in progress finish.
             () = &mut stop => {
                 conn.go_away(Reason::NO_ERROR);
@@ -153,6 +163,9 @@ struct Connection<S> {
     fatal: bool,
     /// Streams that waited for the output buffer to drain.
     blocked: Vec<usize>,
+    /// Output written as of the last sweep for stalls, and the sweeps since any was.
+    written_seen: u64,
+    write_quiet: u8,
 }
 
 /// The config limits a connection applies.
@@ -166,6 +179,8 @@ struct Limits {
 struct Out {
     buf: Vec<u8>,
     at: usize,
+    /// Bytes written to the client since the connection began.
+    written: u64,
     conn_send: i64,
     max_frame: usize,
 }
@@ -188,6 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut out = Out {
             buf: Vec::with_capacity(1024),
             at: 0,
+            written: 0,
             conn_send: i64::from(frame::DEFAULT_WINDOW),
             max_frame: frame::DEFAULT_MAX_FRAME as usize,
         };
@@ -225,6 +241,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             going_away: false,
             fatal: false,
             blocked: Vec::new(),
+            written_seen: 0,
+            write_quiet: 0,
         }
     }
 
@@ -293,7 +311,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => self.out.at += n,
+                Poll::Ready(Ok(n)) => {
+                    self.out.at += n;
+                    self.out.written += n as u64;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -464,6 +485,7 @@ fn start_response(stream: &mut Stream, response: Response<Body>, out: &mut Out) 
         (stream.id, end, out.max_frame),
         &mut out.buf,
     );
+    stream.quiet = 0;
     stream.phase = if end {
         Phase::Done
     } else {
@@ -507,6 +529,7 @@ fn send_body(
             }
             stream.send_window -= n as i64;
             out.conn_send -= n as i64;
+            stream.quiet = 0;
             if last {
                 stream.phase = Phase::Done;
                 return true;

@@ -110,6 +110,8 @@ pub struct Stream {
     pub reset_sent: bool,
     /// The request's access log line, written when the stream goes (dropped with it).
     pub finish: Option<Box<Finish>>,
+    /// Sweeps for stalls since the response last moved ([`super::stall`]).
+    pub quiet: u8,
 }
 
 /// The slots of a connection's streams.
@@ -221,6 +223,7 @@ mod tests {
             head_only: false,
             reset_sent: false,
             finish: None,
+            quiet: 0,
         }
     }
 

@@ -74,10 +74,27 @@ pub fn spawn(index: usize, live: Arc<Live>) -> std::io::Result<Worker> {
     Ok(Worker { thread, commands })
 }
 
+/// Hands memory this thread freed back to the system, about once a second. mimalloc
+/// gives freed pages back after a delay, but only when the thread allocates again: a
+/// worker whose connections went idle (HTTP/2 connections that let their buffers go)
+/// would keep them, 4 KB per idle HTTP/2 connection. A collection that finds nothing to
+/// do costs well under a microsecond.
+async fn give_back_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: asks mimalloc to process this thread's delayed frees and purges; no
+        // other effect (a no-op when mimalloc is not the global allocator).
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    }
+}
+
 async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
     let mut accepting: HashMap<Arc<str>, Task<()>> = HashMap::new();
     // Access log lines wait in this thread's batch at most FLUSH_EVERY.
     tokio::spawn(crate::accesslog::flusher());
+    tokio::spawn(give_back_memory());
     // A graceful stop wakes this worker's parked connections, which then close.
     let stopping = Arc::clone(&live);
     tokio::spawn(async move {

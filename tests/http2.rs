@@ -312,7 +312,8 @@ fn idle_http2_connections_are_closed_and_cookies_are_joined_for_http1_backends()
 }
 
 /// A backend of raw HTTP/1.1: `GET /stall` gets a head that promises 1000 bytes, 10 of
-/// them, then nothing (the connection held 20 s); anything else gets `ok`.
+/// them, then nothing (the connection held 20 s); `GET /pause` gets 10 bytes, a 7 s
+/// pause, then the other 10; anything else gets `ok`.
 fn stalling_backend() -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -337,6 +338,13 @@ fn stalling_backend() -> std::net::SocketAddr {
                         );
                         std::thread::sleep(Duration::from_secs(20));
                         return;
+                    }
+                    if head.starts_with(b"GET /pause") {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789");
+                        std::thread::sleep(Duration::from_secs(7));
+                        let _ = conn.write_all(b"abcdefghij");
+                        continue;
                     }
                     let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
                 }
@@ -426,4 +434,23 @@ fn http1_requests_with_a_length_and_chunks_end_their_connection_on_listeners_to_
     assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
     assert_eq!(backend.requests(), 1);
     assert!(!backend.last_head.lock().unwrap().contains("smuggled"));
+}
+
+#[test]
+fn a_response_pausing_for_less_than_the_idle_timeout_is_not_reset() {
+    // idle 10 s: a 7 s pause in a response body (longer than the buffers' two-second
+    // wakes, shorter than idle) is waited out.
+    let raw = stalling_backend();
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[timeouts]\nidle = \"10s\"\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n[pools.app]\nbackends = [{{ address = \"{raw}\" }}]\n"
+    ));
+    common::rt().block_on(async {
+        let mut sender = common::h2_client::<Empty<Bytes>>(f.addr).await;
+        let req = hyper::Request::get("http://a.test/pause")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"0123456789abcdefghij");
+    });
 }

@@ -80,6 +80,10 @@ where
     let mut conn = Connection::new(io, read, peer, Arc::clone(&activity));
     let stop = live.stopped();
     tokio::pin!(stop);
+    // Stalls are swept on a clock of their own, every half `idle` (not at every wake:
+    // the buffers' release wakes the task every two seconds while streams run).
+    let sweep_every = timeouts.idle / 2;
+    let mut next_sweep = tokio::time::Instant::now() + sweep_every;
     // The connection is closed (GOAWAY first) once it has had no request in progress
     // for `timeouts.idle`, or none at all for `request_header`.
     loop {
@@ -107,15 +111,18 @@ where
         if conn.holds_buffers() && idle < RELEASE_AFTER {
             wake = wake.min(RELEASE_AFTER - idle);
         }
-        if !conn.streams.is_empty() {
-            wake = wake.min(timeouts.idle / 2);
-        }
+        let now = tokio::time::Instant::now();
+        wake = wake.min(next_sweep.saturating_duration_since(now));
         tokio::select! {
             () = std::future::poll_fn(|cx| conn.poll(cx)) => return,
             () = tokio::time::sleep(wake.max(Duration::from_millis(1))) => {
-                if !conn.streams.is_empty() && conn.sweep_stalled() {
-                    tracing::debug!(listener = %name, client = %client, "HTTP/2 client stopped reading: connection closed");
-                    return;
+                let now = tokio::time::Instant::now();
+                if now >= next_sweep {
+                    next_sweep = now + sweep_every;
+                    if conn.sweep_stalled() {
+                        tracing::debug!(listener = %name, client = %client, "HTTP/2 client stopped reading: connection closed");
+                        return;
+                    }
                 }
             }
             // A graceful stop: GOAWAY, then the streams in progress finish.

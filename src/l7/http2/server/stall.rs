@@ -4,8 +4,8 @@
 //! was read from is closed), and a connection whose client reads nothing of what waits
 //! to be written for `idle` is closed. Other streams of the connection go on.
 //!
-//! The connection's task sweeps every half `idle` while it has streams; a stream (or the
-//! connection) counts as stalled after [`QUIET_SWEEPS`] sweeps without progress, so
+//! The connection's task sweeps every half `idle`, on a clock of its own; a stream (or
+//! the connection) counts as stalled after [`QUIET_SWEEPS`] sweeps without progress, so
 //! after between one and one and a half `idle`. Progress costs the hot path one store
 //! per DATA frame. A request still waiting for its response head is the request
 //! timeout's, and a request body's stall is the pipeline's (408, as on the engine).

@@ -55,7 +55,7 @@ pub async fn connect(
     within(timeout, async {
         let tcp = open(addr).await?;
         Ok(match tls {
-            None => Stream::Tcp(tcp),
+            None => Stream::tcp(tcp),
             Some(tls) => Stream::Client(Box::new(
                 tls.connect(addr.ip(), tcp)
                     .await

@@ -29,6 +29,7 @@ pub mod health;
 pub mod json_client;
 pub mod l4;
 pub mod l7;
+pub mod lazy_tcp;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;

@@ -108,7 +108,7 @@ async fn check(kind: &CheckKind, addr: SocketAddr, tls: Option<&BackendConnector
         Err(_) => return Outcome::Reset,
     };
     let mut stream = match tls {
-        None => Stream::Tcp(tcp),
+        None => Stream::tcp(tcp),
         Some(tls) => match tls.connect(addr.ip(), tcp).await {
             Ok(s) => Stream::Client(Box::new(s)),
             Err(_) => return Outcome::TlsFailed,

@@ -234,12 +234,15 @@ impl Conn {
     /// client by `splice` when both are plain TCP, nothing read is waiting in `ubuf`
     /// and no copy is kept for the cache; `None` when it does not apply (copy instead).
     async fn splice_rest(&mut self, from: &Stream, remaining: u64) -> Option<Result<bool, Error>> {
-        let (Stream::Tcp(up), Stream::Tcp(client)) = (from, &self.client) else {
+        let (Stream::Tcp(up), Stream::Tcp(client)) = (from, &mut self.client) else {
             return None;
         };
         if !self.ubuf.is_empty() || self.keeping.is_some() {
             return None;
         }
+        let (Some(up), Ok(client)) = (up.polled_ref(), client.polled()) else {
+            return None;
+        };
         let idle = self.frontend.timeouts.idle;
         let mut moved = 0;
         let result = crate::splice::forward(up, client, remaining, idle, &mut moved).await;

@@ -56,6 +56,7 @@ impl Conn {
                     self.bytes_out += len;
                     match &mut self.client {
                         Stream::Tcp(tcp) => {
+                            let tcp = tcp.polled().map_err(|_| Error::client_gone())?;
                             sendfile(tcp, file, *offset, *len, self.frontend.timeouts.idle).await?
                         }
                         _ => self.copy_file(file, *offset, *len).await?,

@@ -39,7 +39,9 @@ impl Parked {
     pub(super) fn readable(&self, limit: Duration) -> Readable<'_> {
         Readable {
             tcp: match &self.client {
-                Stream::Tcp(tcp) => Some(tcp),
+                // A fresh connection goes straight to reading: it is registered with
+                // the event loop only if its request is not there yet.
+                Stream::Tcp(tcp) => tcp.polled_ref(),
                 _ => None,
             },
             live: &self.live,

@@ -110,5 +110,5 @@ async fn sweep() {
 /// (A TLS connection with bytes pending, such as a close_notify, is not kept either.)
 fn is_open(stream: &Stream) -> bool {
     let mut probe = [0u8; 1];
-    matches!(stream.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    matches!(stream.try_read_raw(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }

@@ -8,11 +8,13 @@
 //! comes from the live snapshot, never from the worker.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics::counters::inc;
@@ -22,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::socket::Bound;
 use crate::config::Protocol;
 use crate::l7;
+use crate::lazy_tcp::LazyTcp;
 use crate::pipeline;
 use crate::runtime::{Connection, Frontend, Live};
 use crate::tls::Stream;
@@ -110,18 +113,23 @@ async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
                 udp_reader,
             } => {
                 let task = match socket {
-                    Bound::Tcp(socket) => match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => tokio::spawn(accept_loop(
-                            l,
-                            Arc::clone(&live),
-                            Arc::clone(&name),
-                            limit,
-                        )),
-                        Err(e) => {
-                            tracing::error!(listener = %name, error = %e, "cannot register listener");
-                            continue;
+                    // SAFETY: the `TcpListener` owns its descriptor and keeps it open
+                    // and unchanged for as long as the `AsyncFd` owns the listener.
+                    Bound::Tcp(socket) => {
+                        match unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+                        {
+                            Ok(l) => tokio::spawn(accept_loop(
+                                l,
+                                Arc::clone(&live),
+                                Arc::clone(&name),
+                                limit,
+                            )),
+                            Err(e) => {
+                                tracing::error!(listener = %name, error = %e, "cannot register listener");
+                                continue;
+                            }
                         }
-                    },
+                    }
                     Bound::Udp(socket) if udp_reader => {
                         let Some(frontend) = live.snapshot().frontend(&name).cloned() else {
                             continue;
@@ -158,8 +166,32 @@ async fn run(live: Arc<Live>, mut orders: mpsc::UnboundedReceiver<Command>) {
     live.drained().await;
 }
 
+/// Accepts one connection: non-blocking, and not registered with the event loop (see
+/// [`LazyTcp`]).
+async fn accept(listener: &AsyncFd<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let accepted = ready.try_io(|l| {
+            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+            let (socket, addr) = socket2::SockRef::from(l.get_ref()).accept4(flags)?;
+            let peer = addr
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("a connection from a non-IP address"))?;
+            Ok((TcpStream::from(socket), peer))
+        });
+        if let Ok(accepted) = accepted {
+            return accepted;
+        }
+    }
+}
+
+/// Registers a connection accepted by [`accept`] with the event loop.
+fn polled(stream: TcpStream) -> std::io::Result<tokio::net::TcpStream> {
+    tokio::net::TcpStream::from_std(stream)
+}
+
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: AsyncFd<TcpListener>,
     live: Arc<Live>,
     name: Arc<str>,
     limit: Arc<Semaphore>,
@@ -171,7 +203,7 @@ async fn accept_loop(
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
             return;
         };
-        match listener.accept().await {
+        match accept(&listener).await {
             Ok((stream, peer)) => {
                 if let Some(newer) = live.refresh(&frontend) {
                     frontend = newer;
@@ -188,7 +220,9 @@ async fn accept_loop(
                     match pipeline::admit::connection(&frontend, peer.ip()) {
                         Ok(holds) => holds,
                         Err(refusal) => {
-                            refuse(stream, &frontend, refusal);
+                            if let Ok(stream) = polled(stream) {
+                                refuse(stream, &frontend, refusal);
+                            }
                             continue;
                         }
                     }
@@ -204,8 +238,9 @@ async fn accept_loop(
                     // Plain HTTP/1.1, the common case: the task is the engine's own future,
                     // with no wrapper around it (an idle connection costs only that).
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(l7::serve(Stream::Tcp(stream), peer, held, frontend));
-                } else {
+                    let stream = Stream::Tcp(LazyTcp::fresh(stream));
+                    tokio::spawn(l7::serve(stream, peer, held, frontend));
+                } else if let Ok(stream) = polled(stream) {
                     tokio::spawn(serve_connection(stream, peer, held, frontend));
                 }
             }
@@ -305,7 +340,7 @@ async fn serve_http(
 ) {
     let _ = tcp.set_nodelay(true);
     let stream = match frontend.server_tls() {
-        None => Stream::Tcp(tcp),
+        None => Stream::tcp(tcp),
         Some(config) => {
             let acceptor = TlsAcceptor::from(Arc::clone(config));
             let limit = frontend.timeouts.request_header;

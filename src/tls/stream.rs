@@ -8,11 +8,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::lazy_tcp::LazyTcp;
+
 /// A client or backend connection.
 #[derive(Debug)]
 pub enum Stream {
-    /// Plain TCP.
-    Tcp(TcpStream),
+    /// Plain TCP (a client connection may not be registered with the event loop yet).
+    Tcp(LazyTcp),
     /// TLS terminated here (a client connection).
     Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// TLS started here (a backend connection).
@@ -41,18 +43,44 @@ pub struct TlsInfo {
 }
 
 impl Stream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// A plain TCP connection made (and registered) by tokio.
+    pub fn tcp(tcp: TcpStream) -> Stream {
+        Stream::Tcp(LazyTcp::from(tcp))
+    }
+
+    /// The socket underneath, for socket options.
+    fn sock_ref(&self) -> Option<socket2::SockRef<'_>> {
         match self {
-            Stream::Tcp(s) => s,
-            Stream::Server(s) => s.get_ref().0,
-            Stream::Client(s) => s.get_ref().0,
+            Stream::Tcp(s) => s.sock_ref(),
+            Stream::Server(s) => Some(socket2::SockRef::from(s.get_ref().0)),
+            Stream::Client(s) => Some(socket2::SockRef::from(s.get_ref().0)),
         }
     }
 
     /// [`ack_promptly`] on the TCP connection underneath.
     pub fn ack_promptly(&self) {
-        ack_promptly(self.tcp());
+        if let Some(sock) = self.sock_ref() {
+            let _ = sock.set_tcp_quickack(true);
+        }
+    }
+
+    /// The address the peer connected to (for a client connection: this side's address).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr(),
+            Stream::Server(s) => s.get_ref().0.local_addr(),
+            Stream::Client(s) => s.get_ref().0.local_addr(),
+        }
+    }
+
+    /// Reads what has arrived without waiting (`WouldBlock` when nothing has), from the
+    /// TCP connection underneath (TLS records are not decrypted).
+    pub fn try_read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Server(s) => s.get_ref().0.try_read(buf),
+            Stream::Client(s) => s.get_ref().0.try_read(buf),
+        }
     }
 
     /// The protocol agreed with ALPN, if any.

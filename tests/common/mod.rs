@@ -531,6 +531,8 @@ impl Drop for Fulcrum {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed process leaves its control socket behind (a graceful stop removes it).
+        let _ = std::fs::remove_file(fulcrum::control::socket_path(None, &self.path));
     }
 }
 

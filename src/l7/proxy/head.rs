@@ -172,7 +172,7 @@ impl Conn {
     /// (which ends with the blank line), for HTTP/1.0 requests that had none.
     fn add_host(&mut self) {
         use std::io::Write as _;
-        let Ok(local) = self.client.tcp().local_addr() else {
+        let Ok(local) = self.client.local_addr() else {
             return;
         };
         self.out.truncate(self.out.len() - 2);

@@ -522,7 +522,22 @@ pub(super) async fn poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
 /// decrypted bytes).
 async fn read_more(client: &mut Stream, cbuf: &mut BytesMut) -> std::io::Result<usize> {
     if cbuf.capacity() == 0 {
-        if let Stream::Tcp(tcp) = &*client {
+        if matches!(client, Stream::Tcp(tcp) if tcp.is_fresh()) {
+            // A new connection's request is usually there already: read it without
+            // registering the connection (see `LazyTcp`). If it is not, the read
+            // registers it and the wait below goes on without the buffer.
+            let mut buf = super::buffers::take_bytes(Side::Client);
+            let read = poll_once(std::pin::pin!(client.read_buf(&mut buf))).await;
+            match read {
+                Some(read) => {
+                    *cbuf = buf;
+                    return read;
+                }
+                None => super::buffers::give_bytes(Side::Client, buf),
+            }
+        }
+        if let Stream::Tcp(tcp) = client {
+            let tcp = tcp.polled()?;
             std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await?;
         }
         *cbuf = super::buffers::take_bytes(Side::Client);

@@ -1,7 +1,8 @@
 //! Plain HTTP/1.1 client connections are read and answered directly and join the event
 //! loop only when they must wait (`LazyTcp`): every way a connection can come to wait
 //! (its request late or in pieces, its answer larger than the socket buffers, the next
-//! request of a keep-alive connection) is served as before.
+//! request of a keep-alive connection) is served as before. HTTP listeners defer
+//! accepting a connection until its first bytes (`defer_accept`).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::{Backend, Fulcrum, config};
+use common::{Backend, Fulcrum, config, scrape, value};
 
 fn connect(f: &Fulcrum) -> TcpStream {
     let s = TcpStream::connect(f.addr).unwrap();
@@ -156,4 +157,88 @@ fn connections_closed_before_their_request_leave_the_listener_serving() {
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
     assert_eq!(b.requests(), 1);
+}
+
+fn listener_config(b: &Backend, extra: &str) -> String {
+    format!(
+        "threads = 1\n[admin]\nbind = \"127.0.0.1:0\"\n[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\npool = \"app\"\n{extra}\n[pools.app]\nbackends = [{{ address = \"{}\" }}]\n",
+        b.addr
+    )
+}
+
+const OPEN: &str = r#"fulcrum_listener_connections_open{listener="web"}"#;
+
+/// `fulcrum_listener_connections_open` once it has stayed the same for 300 ms.
+fn settled_open(admin: std::net::SocketAddr) -> f64 {
+    let mut last = value(&scrape(admin), OPEN);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = value(&scrape(admin), OPEN);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn an_http_listener_takes_a_connection_once_its_first_bytes_arrive() {
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&listener_config(&b, ""));
+    let admin = f.admin_addr();
+    let mut s = connect(&f);
+    // Connected, silent: the kernel keeps it; Fulcrum has not taken it yet.
+    assert_eq!(settled_open(admin), 0.0);
+    s.write_all(b"GET /text/7 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_response(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, common::text(0, 7));
+    assert_eq!(settled_open(admin), 1.0);
+}
+
+#[test]
+fn a_silent_connection_is_still_taken_and_timed_out() {
+    let b = Backend::start("b1");
+    let config = listener_config(&b, "") + "[timeouts]\nrequest_header = \"1s\"\n";
+    let f = Fulcrum::start(&config);
+    let mut s = connect(&f);
+    // The kernel hands it over after about a second; the header timeout then closes it.
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_millis(900) && waited < Duration::from_secs(9),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn defer_accept_can_be_turned_off_and_on_by_a_reload() {
+    let b = Backend::start("b1");
+    let f = Fulcrum::start(&listener_config(&b, "defer_accept = false"));
+    let admin = f.admin_addr();
+    let _silent = connect(&f);
+    assert_eq!(settled_open(admin), 1.0);
+    let out = f.reload(&listener_config(&b, ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _silent_too = connect(&f);
+    assert_eq!(settled_open(admin), 1.0);
+}
+
+#[test]
+fn defer_accept_on_a_udp_listener_is_a_config_error() {
+    let err = common::config_error(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nprotocol = \"udp\"\npool = \"app\"\ndefer_accept = true\n[pools.app]\nbackends = [{ address = \"127.0.0.1:9\" }]\n",
+    );
+    assert!(
+        err.contains("fulcrum.toml:5:16")
+            && err.contains("`defer_accept` needs a TCP-based listener"),
+        "{err}"
+    );
 }

@@ -194,8 +194,14 @@ backends = [{{ name = "slow", address = "{}" }}]
         slow.addr
     ));
     let admin = f.admin_addr();
-    // An idle kept-alive connection is open and has nothing in flight.
-    let idle = TcpStream::connect(f.addr).unwrap();
+    // An idle kept-alive connection (its request answered) is open and has nothing in
+    // flight. (A connection that has sent nothing yet waits in the kernel: HTTP
+    // listeners defer accepting until the first bytes.)
+    let mut idle = TcpStream::connect(f.addr).unwrap();
+    idle.write_all(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 512];
+    assert!(idle.read(&mut head).unwrap() > 0);
     // Three requests at once on a backend that takes one at a time with a queue of
     // one: one served, one waits, one is refused as the queue is full.
     let url = f.url("/");

@@ -166,11 +166,13 @@ class Proxies:
             fe.append(f"    bind 127.0.0.1:{ports['plain']}")
         else:
             defaults += ["    mode http", "    option http-keep-alive", "    http-reuse always"]
+            defer = " defer-accept" if o.defer_accept else ""
             if mode == "tls":
-                fe += [f"    bind 127.0.0.1:{ports['tls']} ssl crt {h.combined} alpn h2,http/1.1 ssl-min-ver TLSv1.2",
-                       f"    bind 127.0.0.1:{ports['h2c']} proto h2"]
+                fe += [f"    bind 127.0.0.1:{ports['tls']}{defer} ssl crt {h.combined} alpn h2,http/1.1"
+                       " ssl-min-ver TLSv1.2",
+                       f"    bind 127.0.0.1:{ports['h2c']}{defer} proto h2"]
             else:
-                fe.append(f"    bind 127.0.0.1:{ports['plain']}")
+                fe.append(f"    bind 127.0.0.1:{ports['plain']}{defer}")
         if mode == "http":
             if o.policy:
                 fe += ["    stick-table type ip size 100k expire 10s store http_req_rate(1s)",
@@ -227,16 +229,17 @@ class Proxies:
                 if o.access_log:
                     log = f"access_log {w}/{rid}-access.log;"
                     stats = f"server {{ listen 127.0.0.1:{h.machine.free_port()}; location = /status {{ stub_status; }} }}"
+            defer = " deferred" if o.defer_accept else ""
             if mode == "tls":
-                listen = (f"        listen 127.0.0.1:{ports['tls']} ssl http2 backlog=4096;\n"
-                          f"        listen 127.0.0.1:{ports['h2c']} http2 backlog=4096;\n"
+                listen = (f"        listen 127.0.0.1:{ports['tls']} ssl http2 backlog=4096{defer};\n"
+                          f"        listen 127.0.0.1:{ports['h2c']} http2 backlog=4096{defer};\n"
                           f"        ssl_certificate {h.cert};\n        ssl_certificate_key {h.key};\n"
                           f"        ssl_protocols TLSv1.2 TLSv1.3;\n")
                 # For HTTP/2 keepalive_requests is the number of requests per connection:
                 # with the default NGINX sends GOAWAY after 1000, and h2load does not reconnect.
                 kreq = 10000000
             else:
-                listen = f"        listen 127.0.0.1:{ports['plain']} backlog=4096;\n"
+                listen = f"        listen 127.0.0.1:{ports['plain']} backlog=4096{defer};\n"
                 kreq = 100000
             zl = "".join(f"    {z}\n" for z in zones)
             conf = (f"{head}http {{\n    {log}\n{zl}    keepalive_requests {kreq};\n"

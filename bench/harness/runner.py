@@ -49,6 +49,9 @@ class Options:
         self.access_log = env.get("ACCESS_LOG", "0") == "1"
         self.policy = env.get("POLICY", "0") == "1"
         self.state = env.get("STATE", "")
+        # HAProxy and NGINX also accept only once a connection's first bytes are in
+        # (Fulcrum's HTTP listeners do by default).
+        self.defer_accept = env.get("DEFER_ACCEPT", "0") == "1"
         if self.state not in ("", "local", "shared"):
             raise Fatal(f'STATE is "local" or "shared", not \'{self.state}\'')
         if suite["mode"] != "http" and (self.routes or self.access_log or self.policy or self.state):

@@ -220,6 +220,20 @@ pub(super) fn check_listeners(
                 Some(s) => *s.get_ref(),
                 None => false,
             };
+            let defer_accept = match &l.defer_accept {
+                Some(d) if *d.get_ref() && protocol == Protocol::Udp => {
+                    problems.add(
+                        d.span(),
+                        "`defer_accept` needs a TCP-based listener (protocol \"http\" or \"tcp\")",
+                        Some("UDP has no connections to accept; remove `defer_accept`".into()),
+                    );
+                    false
+                }
+                Some(d) => *d.get_ref(),
+                // HTTP clients speak first; a TCP relay may carry a protocol whose server
+                // does (SMTP, MySQL), so it is not deferred unless asked.
+                None => protocol == Protocol::Http,
+            };
             let request_limits = if protocol == Protocol::Http {
                 super::rate_limits::refer(l.rate_limits.as_ref(), rate_limits, false, problems)
             } else {
@@ -263,6 +277,7 @@ pub(super) fn check_listeners(
                 accept_proxy: l.accept_proxy,
                 splice,
                 freebind: l.freebind,
+                defer_accept,
                 sni_routes: check_sni_routes(l, protocol, pools, problems),
                 tls,
                 access,

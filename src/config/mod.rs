@@ -174,6 +174,9 @@ pub struct ListenerConfig {
     /// Bind the address even if it is not on this host yet (IP_FREEBIND): a standby
     /// of an HA pair listens on the floating address before it arrives.
     pub freebind: bool,
+    /// Have the kernel hand over a connection only once its first bytes have arrived
+    /// (Linux `TCP_DEFER_ACCEPT`); on by default for HTTP listeners.
+    pub defer_accept: bool,
     /// TLS passthrough routing (TCP listeners): server-name patterns and the index of the
     /// pool each sends to, exact names first; unmatched connections use `pool`.
     pub sni_routes: Vec<(String, usize)>,

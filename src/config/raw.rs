@@ -96,6 +96,8 @@ pub struct RawListener {
     /// Bind even if the address is not on this host yet (a floating address).
     #[serde(default)]
     pub freebind: bool,
+    /// Accept a connection only once its first bytes arrive (TCP_DEFER_ACCEPT).
+    pub defer_accept: Option<Spanned<bool>>,
     pub sni_routes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub tls: Option<super::tls::RawListenerTls>,
     /// Client addresses accepted (CIDR blocks); none: all.

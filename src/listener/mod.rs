@@ -132,10 +132,12 @@ pub fn start_with(
 
 fn bind(l: &ListenerConfig) -> Result<Listening, ListenError> {
     let socket =
-        socket::bind(l.bind, l.protocol, l.freebind).map_err(|source| ListenError::Bind {
-            name: l.name.clone(),
-            addr: l.bind,
-            source,
+        socket::bind(l.bind, l.protocol, l.freebind, l.defer_accept).map_err(|source| {
+            ListenError::Bind {
+                name: l.name.clone(),
+                addr: l.bind,
+                source,
+            }
         })?;
     let addr = socket.local_addr().unwrap_or(l.bind);
     Ok(Listening::new(l, addr, socket))
@@ -270,6 +272,17 @@ impl Running {
             {
                 Some(n) => {
                     resize(&l.limit, l.max_connections, n.max_connections);
+                    if l.config.defer_accept != n.defer_accept
+                        && let Bound::Tcp(socket) = &l.socket
+                    {
+                        socket::set_defer_accept(socket, n.defer_accept).map_err(|source| {
+                            ListenError::Bind {
+                                name: n.name.clone(),
+                                addr: n.bind,
+                                source,
+                            }
+                        })?;
+                    }
                     l.max_connections = n.max_connections;
                     l.config = n.clone();
                     if *l.name != *n.name {
@@ -378,6 +391,7 @@ impl ListenerConfig {
             accept_proxy: false,
             splice: false,
             freebind: false,
+            defer_accept: true,
             sni_routes: Vec::new(),
             tls: None,
             access: crate::policy::Access::default(),

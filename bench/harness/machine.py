@@ -169,9 +169,9 @@ class Machine:
 
     # ------------------------------------------------------------ readings
     def cpu_ticks(self, pid):
-        """utime+stime of the whole process (all threads)."""
+        """(utime, stime) of the whole process (all threads): in user space, in the kernel."""
         f = _stat_fields(pid)
-        return int(f[11]) + int(f[12]) if f else 0
+        return (int(f[11]), int(f[12])) if f else (0, 0)
 
     def cpu_stat(self):
         """{cpuN: (busy, total, steal)} jiffies; "cpu" = all together (busy includes steal)."""

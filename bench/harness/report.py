@@ -45,10 +45,10 @@ def table(h, sc):
     base = med([r["rps"] for r in by.get(base_name, [])]) if base_name in by else 0
     head = ["target", "req/s"] + (["MB/s"] if mbps else []) + ["spread"] + (
         [f"vs {'base' if base_name == 'baseline' else 'direct'}"] if base_name else []) + [
-        "p50 ms", "p99 ms", "proxy CPU", "us/req", "max RSS", "client core"] + (["resumed"] if tls else []) + [
+        "p50 ms", "p99 ms", "proxy CPU", "us/req", "in kernel", "max RSS", "client core"] + (["resumed"] if tls else []) + [
         "problems"]
     out = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
-    medians, usr = {}, {}
+    medians, usr, user_us = {}, {}, {}
     for t in rows:
         runs = by[t]
         proxy = t not in NO_PROXY
@@ -60,6 +60,9 @@ def table(h, sc):
         us = [r["cpu"] / 100 * 1e6 / r["rps"] for r in ok if r["cpu"] >= 0]
         if proxy and us:
             usr[t] = med(us)
+        kernel = [r.get("kernel", -1) for r in ok if r["cpu"] >= 0 and r.get("kernel", -1) >= 0]
+        if proxy and us and kernel:
+            user_us[t] = usr[t] * (100 - med(kernel)) / 100
         hwm = max(r["hwm"] for r in runs)
         cc = [r["busy_c"] for r in runs if r["busy_c"] >= 0]
         p = problems(runs, h.opts.bg_limit)
@@ -72,6 +75,7 @@ def table(h, sc):
             cells.append(f"{m / base:.2f}" if base > 0 else "-")
         cells += [f"{med([r['p50'] for r in ok]):.3f}" if ok else "-", f"{med([r['p99'] for r in ok]):.3f}" if ok else "-",
                   f"{med(cpu):.0f}%" if proxy and cpu else "-", f"{usr[t]:.1f}" if t in usr else "-",
+                  f"{med(kernel):.0f}%" if proxy and kernel else "-",
                   f"{hwm / 1024:.1f} MB" if proxy and hwm else "-",
                   f"{med(cc):.0f}%" if h.machine.proxy_pin and cc else "-"]
         if tls:
@@ -89,7 +93,12 @@ def table(h, sc):
         if usr.get("fulcrum", 0) > 0:
             s = [f"Fulcrum/{NAMES[o]} **{usr['fulcrum'] / usr[o]:.2f}x**" for o in ("haproxy", "nginx") if usr.get(o, 0) > 0]
             if s:
-                out.append("proxy CPU per request (us/req, lower is better): " + ", ".join(s))
+                out.append("proxy CPU per request (us/req, lower is better): " + ", ".join(s) + "  ")
+        if user_us.get("fulcrum", 0) > 0:
+            s = [f"Fulcrum/{NAMES[o]} **{user_us['fulcrum'] / user_us[o]:.2f}x**" for o in ("haproxy", "nginx")
+                 if user_us.get(o, 0) > 0]
+            if s:
+                out.append("of which in user space (us/req x (100% - in kernel)): " + ", ".join(s))
     return "\n".join(out)
 
 

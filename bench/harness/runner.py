@@ -208,7 +208,7 @@ class Harness:
         m, o, name = self.machine, self.opts, sc["name"]
         rid = f"{tg}-{name}-r{r}"
         notes = []
-        run = dict(scenario=name, target=tg, round=r, rps=0.0, p50=-1.0, p99=-1.0, hwm=0, cpu=-1.0, errors=[],
+        run = dict(scenario=name, target=tg, round=r, rps=0.0, p50=-1.0, p99=-1.0, hwm=0, cpu=-1.0, kernel=-1, errors=[],
                    bg=-1, busy_p=-1, busy_c=-1, others=-1, steal=-1, closed=-1, resumed=-1)
         bg, waited = self.wait_idle()
         run["bg"] = bg
@@ -234,11 +234,11 @@ class Harness:
             if o.warmup > 0:
                 clients.run_load(m, sc, t.ports, o.warmup, f"{self.work}/{rid}.warmup", self.shim)
             proxy = t.pid is not None
-            c0 = m.cpu_ticks(t.measure_pid) if proxy else 0
+            c0 = m.cpu_ticks(t.measure_pid) if proxy else (0, 0)
             o0, s0, t0 = m.others_ticks(), m.cpu_stat(), time.monotonic()
             clients.run_load(m, sc, t.ports, o.duration, out, self.shim)
             t1, s1, o1 = time.monotonic(), m.cpu_stat(), m.others_ticks()
-            c1 = m.cpu_ticks(t.measure_pid) if proxy else 0
+            c1 = m.cpu_ticks(t.measure_pid) if proxy else (0, 0)
             run["others"] = round((o1 - o0) / m.clk_tck / (t1 - t0) / m.ncpu * 100)
             run["busy_p"] = m.busy_pct(s0, s1, m.cpu_p)
             run["busy_c"] = m.busy_pct(s0, s1, m.cpu_c)
@@ -257,7 +257,9 @@ class Harness:
                                  "TLS session (the shim should prevent that)")
             if proxy:
                 run["hwm"] = vm_kb(t.measure_pid, "VmHWM")
-                run["cpu"] = round((c1 - c0) / m.clk_tck / (t1 - t0) * 100, 1)
+                user, kernel = c1[0] - c0[0], c1[1] - c0[1]
+                run["cpu"] = round((user + kernel) / m.clk_tck / (t1 - t0) * 100, 1)
+                run["kernel"] = round(kernel / (user + kernel) * 100) if user + kernel > 0 else -1
                 if not m.alive(t.pid) or not m.alive(t.measure_pid):
                     errs.append(("crashed", 1))
                     notes.append(f"{name}/{tg} round {r}: proxy process exited during the run; log: "

@@ -128,21 +128,24 @@ class Table(unittest.TestCase):
             machine = Machine()
             runs = []
 
-        def run(target, rps, cpu, errors=(), others=0):
+        def run(target, rps, cpu, errors=(), others=0, kernel=75):
             return dict(scenario="keepalive", target=target, round=1, rps=rps, p50=1.0, p99=2.0, hwm=10240,
-                        cpu=cpu, errors=list(errors), bg=0, busy_p=90, busy_c=99, others=others, steal=0,
-                        closed=-1, resumed=-1)
+                        cpu=cpu, kernel=kernel if cpu >= 0 else -1, errors=list(errors), bg=0, busy_p=90,
+                        busy_c=99, others=others, steal=0, closed=-1, resumed=-1)
 
         H.runs = [run("baseline", 100000, -1), run("fulcrum", 50000, 50.0), run("fulcrum", 40000, 40.0),
-                  run("fulcrum", 60000, 60.0), run("haproxy", 50000, 100.0, [("read", 2)], others=20)]
+                  run("fulcrum", 60000, 60.0), run("haproxy", 50000, 100.0, [("read", 2)], others=20, kernel=50)]
         text = report.table(H(), {"name": "keepalive"})
         self.assertIn("| baseline (no proxy) | 100000 | 0.0% | 1.00 |", text)
         # req/s median 50000, spread (60000-40000)/50000, us/req median 10.0
-        self.assertIn("| fulcrum | 50000 | 40.0% | 0.50 | 1.000 | 2.000 | 50% | 10.0 | 10.0 MB | 99% | none |", text)
+        self.assertIn("| fulcrum | 50000 | 40.0% | 0.50 | 1.000 | 2.000 | 50% | 10.0 | 75% | 10.0 MB | 99% | none |",
+                      text)
         self.assertIn("| haproxy (!) | 50000 |", text)
         self.assertIn("read=2, other-load x1 |", text)
         self.assertIn("Fulcrum/HAProxy req/s: **1.00x**", text)
         self.assertIn("Fulcrum/HAProxy **0.50x**", text)
+        # user space: Fulcrum 10.0 us x 25% = 2.5, HAProxy 20.0 us x 50% = 10.0
+        self.assertIn("of which in user space (us/req x (100% - in kernel)): Fulcrum/HAProxy **0.25x**", text)
 
 
 if __name__ == "__main__":

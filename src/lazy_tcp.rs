@@ -130,6 +130,9 @@ impl AsyncRead for LazyTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let LazyTcp::Polled(tcp) = this {
+            return Pin::new(tcp).poll_read(cx, buf);
+        }
         if let LazyTcp::Fresh(tcp) = this {
             match recv_into(tcp, buf) {
                 Err(e) if would_block(&e) => {}
@@ -150,6 +153,9 @@ impl AsyncWrite for LazyTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let LazyTcp::Polled(tcp) = this {
+            return Pin::new(tcp).poll_write(cx, buf);
+        }
         if let LazyTcp::Fresh(tcp) = this {
             match tcp.write(buf) {
                 Err(e) if would_block(&e) => {}
@@ -168,6 +174,9 @@ impl AsyncWrite for LazyTcp {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let LazyTcp::Polled(tcp) = this {
+            return Pin::new(tcp).poll_write_vectored(cx, bufs);
+        }
         if let LazyTcp::Fresh(tcp) = this {
             match tcp.write_vectored(bufs) {
                 Err(e) if would_block(&e) => {}

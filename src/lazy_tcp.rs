@@ -123,26 +123,48 @@ fn recv_into(tcp: &std::net::TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<()>
     Ok(())
 }
 
+impl LazyTcp {
+    /// One read or write: through tokio on a registered connection; on a fresh one,
+    /// tried `direct`ly first, the connection registered only if that would block.
+    fn poll_io<A: ?Sized, T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        arg: &mut A,
+        direct: impl FnOnce(&mut std::net::TcpStream, &mut A) -> io::Result<T>,
+        polled: impl FnOnce(
+            Pin<&mut tokio::net::TcpStream>,
+            &mut Context<'_>,
+            &mut A,
+        ) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let LazyTcp::Polled(tcp) = self {
+            return polled(Pin::new(tcp), cx, arg);
+        }
+        if let LazyTcp::Fresh(tcp) = self {
+            match direct(tcp, arg) {
+                Err(e) if would_block(&e) => {}
+                done => return Poll::Ready(done),
+            }
+        }
+        match self.polled() {
+            Ok(tcp) => polled(Pin::new(tcp), cx, arg),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl AsyncRead for LazyTcp {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let LazyTcp::Polled(tcp) = this {
-            return Pin::new(tcp).poll_read(cx, buf);
-        }
-        if let LazyTcp::Fresh(tcp) = this {
-            match recv_into(tcp, buf) {
-                Err(e) if would_block(&e) => {}
-                done => return Poll::Ready(done),
-            }
-        }
-        match this.polled() {
-            Ok(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().poll_io(
+            cx,
+            buf,
+            |tcp, buf| recv_into(tcp, buf),
+            |tcp, cx, buf| tcp.poll_read(cx, buf),
+        )
     }
 }
 
@@ -152,20 +174,13 @@ impl AsyncWrite for LazyTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let LazyTcp::Polled(tcp) = this {
-            return Pin::new(tcp).poll_write(cx, buf);
-        }
-        if let LazyTcp::Fresh(tcp) = this {
-            match tcp.write(buf) {
-                Err(e) if would_block(&e) => {}
-                done => return Poll::Ready(done),
-            }
-        }
-        match this.polled() {
-            Ok(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        let mut buf = buf;
+        self.get_mut().poll_io(
+            cx,
+            &mut buf,
+            |tcp, buf| tcp.write(buf),
+            |tcp, cx, buf| tcp.poll_write(cx, buf),
+        )
     }
 
     fn poll_write_vectored(
@@ -173,20 +188,13 @@ impl AsyncWrite for LazyTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let LazyTcp::Polled(tcp) = this {
-            return Pin::new(tcp).poll_write_vectored(cx, bufs);
-        }
-        if let LazyTcp::Fresh(tcp) = this {
-            match tcp.write_vectored(bufs) {
-                Err(e) if would_block(&e) => {}
-                done => return Poll::Ready(done),
-            }
-        }
-        match this.polled() {
-            Ok(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        let mut bufs = bufs;
+        self.get_mut().poll_io(
+            cx,
+            &mut bufs,
+            |tcp, bufs| tcp.write_vectored(bufs),
+            |tcp, cx, bufs| tcp.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {

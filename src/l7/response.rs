@@ -97,7 +97,7 @@ fn interim(out: &mut Vec<u8>, status: u16, reason: Option<&str>, headers: &[http
 
 impl ClientSide<'_> {
     /// A kept-alive HTTP/1.1 client with no rule, cookie or compression offer: the head
-    /// is read for its framing and checks (the hyper path writes its own head).
+    /// is read for its framing and checks (the HTTP/2 path writes its own head).
     pub fn plain(is_head: bool) -> ClientSide<'static> {
         ClientSide {
             is_head,

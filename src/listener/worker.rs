@@ -233,7 +233,6 @@ async fn accept_loop(
                 if frontend.protocol == Protocol::Http
                     && !frontend.accept_proxy
                     && frontend.server_tls().is_none()
-                    && !frontend.hyper_h1
                 {
                     // Plain HTTP/1.1, the common case: the task is the engine's own future,
                     // with no wrapper around it (an idle connection costs only that).
@@ -379,8 +378,6 @@ async fn serve_http(
             frontend,
         ))
         .await
-    } else if frontend.hyper_h1 {
-        Box::pin(l7::http2::serve_h1(stream, peer, tls, live, frontend)).await
     } else {
         l7::serve(stream, peer, held, frontend).await
     }

@@ -96,7 +96,7 @@ impl<'h> Facts<'h> {
         }
     }
 
-    /// The facts of a header map (the hyper path).
+    /// The facts of a header map (the HTTP/2 path).
     pub fn of(status: u16, headers: &'h http::HeaderMap, length: Option<u64>) -> Facts<'h> {
         let mut facts = Facts {
             status,

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{Config, HttpVersion, Limits, ListenerConfig, Protocol, Timeouts};
+use crate::config::{Config, Limits, ListenerConfig, Protocol, Timeouts};
 use crate::routing::RouteTable;
 use crate::tls::server::{CertStore, server_config};
 
@@ -47,9 +47,6 @@ pub struct Frontend {
     pub sni_routes: Box<[(Box<str>, usize)]>,
     /// Every pool of the snapshot, by config index.
     pub pools: Box<[Arc<Pool>]>,
-    /// HTTP/1.1 clients are served by hyper, because a route leads to a pool that speaks
-    /// HTTP/2 to its backends (which the HTTP/1.1 engine does not).
-    pub hyper_h1: bool,
     /// The config it was built from.
     pub config: ListenerConfig,
     /// Requests to the listener (carried over reloads).
@@ -101,14 +98,7 @@ impl Frontend {
             Protocol::Http => RouteTable::new(l, &config.pools),
             _ => RouteTable::single(l.pool.unwrap_or(0)),
         };
-        let hyper_h1 = l.protocol == Protocol::Http
-            && routes.pools().any(|p| {
-                pools
-                    .get(p)
-                    .is_some_and(|p| p.http_version == HttpVersion::Http2)
-            });
         Ok(Frontend {
-            hyper_h1,
             generation,
             name: l.name.as_str().into(),
             bind: l.bind,

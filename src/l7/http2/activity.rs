@@ -1,4 +1,4 @@
-//! When a hyper-served client connection last had a request in progress, for its idle
+//! When an HTTP/2 client connection last had a request in progress, for its idle
 //! timeouts: each request holds a [`Busy`] guard while it runs (its response body
 //! included).
 

@@ -1,5 +1,4 @@
-//! The hyper path's side of static files (HTTP/2, and HTTP/1.1 on listeners served by
-//! hyper): a `content::files::FileAnswer` as a response whose body reads the file a
+//! The HTTP/2 path's side of static files: a `content::files::FileAnswer` as a response whose body reads the file a
 //! piece at a time (64 KiB per frame), from the page cache, on the worker.
 
 use std::os::unix::fs::FileExt;

@@ -1,6 +1,6 @@
 //! A request's access log line and request metrics, written when its response has
 //! ended: by Fulcrum's HTTP/2 server when the stream closes (the bytes sent counted, the
-//! gRPC status taken from the trailers), by hyper's HTTP/1.1 path when the head is ready.
+//! gRPC status taken from the trailers).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,15 +1,9 @@
-//! One request on the hyper path (HTTP/2 clients, and HTTP/1.1 clients of listeners that
-//! route to pools speaking HTTP/2): the pipeline's phases as on the HTTP/1.1 engine
-//! (route, upstream with the shared pick/admit/retry loop, header rules, the log), with
-//! hyper moving the bytes.
-//!
-//! The request body streams straight through, so a try is repeated only when nothing was
-//! sent: the connection could not be made (another backend, within the retry attempts,
-//! for any method, since nothing reached a backend), or a kept HTTP/1.1 connection turned
-//! out closed before the request was written (once more, on a new connection). A
-//! response is passed on whatever its status (`on_status` retries need the whole request
-//! in memory, which only the HTTP/1.1 engine keeps). The backend stays "in flight" until
-//! the response body has been sent in full, as on the HTTP/1.1 path.
+//! One request of an HTTP/2 client: the pipeline's phases as on the HTTP/1.1 engine
+//! (route, admission, credentials, static files, cache, the request's rewrites, the log),
+//! then [`upstream`]: the tries of the pool's backends with the engine's retry rules
+//! (see `tries`), the response's rules, and the cache's turn. The HTTP/1.1 engine's
+//! requests to pools speaking HTTP/2 join at [`upstream`] (see `bridge`). The backend
+//! stays "in flight" until the response body has been sent in full, as on the engine.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,7 +48,7 @@ pub(super) struct Trace {
     pool: Option<Arc<Pool>>,
     pub(super) backend: Option<Arc<Backend>>,
     pub(super) retries: u32,
-    trail: Trail,
+    pub(super) trail: Trail,
 }
 
 /// The response to a request, and its access log line to be written when the response
@@ -195,7 +189,7 @@ async fn handle(
     trace.route = fwd.route;
     trace.pool = Some(Arc::clone(&fwd.pool));
     let outcome = fwd.cache_outcome(frontend);
-    let mut fill = fwd.fill.take();
+    let fill = fwd.fill.take();
     let rewrites = Rewrites {
         path: fwd.rewrite(frontend),
         headers: fwd.request_headers(frontend),
@@ -209,11 +203,28 @@ async fn handle(
             }
         }
     }
-    let head_only = req.method() == hyper::Method::HEAD;
     // Sticky `prefix`: the backend sees its own cookie value.
     if let Some(name) = fwd.pool.sticky.as_ref().and_then(|s| s.prefixes()) {
         crate::pipeline::sticky::strip_prefixes(req.headers_mut(), name);
     }
+    let result = upstream(req, &fwd, (frontend, tls), trace, busy, (fill, outcome)).await;
+    // Its places under concurrency limits are given back with the response head.
+    drop(admitted);
+    result
+}
+
+/// The upstream phase of a request ready for `fwd`'s pool (its head rewritten for it):
+/// its tries, then the cache's turn (`fill`, and the lookup's `outcome` for the log).
+/// Also the way of the HTTP/1.1 engine's requests to pools speaking HTTP/2.
+pub(super) async fn upstream(
+    req: Request<ClientBody>,
+    fwd: &pipeline::Forward,
+    (frontend, tls): (&Arc<Frontend>, bool),
+    trace: &mut Trace,
+    busy: Busy,
+    (mut fill, outcome): (Option<Box<pipeline::cache::Fill>>, Option<&'static str>),
+) -> Result<Response<Body>, Error> {
+    let head_only = req.method() == hyper::Method::HEAD;
     let (connect_timeout, request_timeout) = fwd.timeouts(frontend);
     let limit = match grpc::timeout(req.headers()) {
         Some(deadline) => deadline.min(request_timeout),
@@ -239,7 +250,7 @@ async fn handle(
         },
     };
     let to = Upstream {
-        fwd: &fwd,
+        fwd,
         frontend,
         tls,
         timeouts: (connect_timeout, limit),
@@ -268,7 +279,6 @@ async fn handle(
             if trace.trail.cache != Some("revalidated") {
                 trace.trail.cache = Some("stale");
             }
-            drop(admitted);
             return Ok(cached(&hit, head_only));
         }
         if trace.trail.cache == Some("revalidated") {
@@ -278,8 +288,6 @@ async fn handle(
             ));
         }
     }
-    // Its places under concurrency limits are given back with the response head.
-    drop(admitted);
     result
 }
 

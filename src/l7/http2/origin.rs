@@ -1,4 +1,4 @@
-//! The body of an HTTP/1.1 backend's response on its way to a client of the hyper path,
+//! The body of an HTTP/1.1 backend's response on its way to a client of the HTTP/2 path,
 //! read from the HTTP/1.1 engine's backend connection ([`crate::l7::upstream`]) by the
 //! task that sends it: no task per backend connection and no hand-off between tasks.
 //!

@@ -1,4 +1,4 @@
-//! The hyper path's side of the pipeline: a [`RequestView`] over a hyper request, the
+//! The HTTP/2 path's side of the pipeline: a [`RequestView`] over a hyper request, the
 //! checks of its host (`:authority` and `Host` must agree, RFC 9113 8.3.1), and the
 //! rewrite of the request for the backend (hop-by-hop headers out, forwarding headers in,
 //! the route's path and header rules, the target in the form the backend's HTTP version

@@ -1,12 +1,12 @@
 //! Background refreshes of the response cache (`stale-while-revalidate`): a stale
 //! response served at once is fetched again off the request's path, through the same
-//! pick/admit/retry loop as any request on the hyper path, to the pool the request was
+//! pick/admit/retry loop as any request on the HTTP/2 path, to the pool the request was
 //! routed to. Its response is stored as a miss's is (a 304 to its revalidation refreshes
 //! the stored one). The cache's turn for the key ([`crate::pipeline::cache::Fill`]) makes
 //! it one refresh per key at a time; requests meanwhile get the stale response.
 //!
 //! Both engines start refreshes here: the HTTP/1.1 engine with the head it would have
-//! sent ([`from_h1_head`]), the hyper path with its request prepared for the backend.
+//! sent ([`from_h1_head`]), the HTTP/2 path with its request prepared for the backend.
 
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ pub fn from_h1_head(head: &[u8], refresh: &Refresh) -> Option<Request<()>> {
     Some(req)
 }
 
-/// A request for the refresh from the hyper path's request (its head only), prepared
+/// A request for the refresh from the HTTP/2 path's request (its head only), prepared
 /// for the backend as the request itself would have been.
 pub fn from_request<B>(
     req: &Request<B>,

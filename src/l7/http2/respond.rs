@@ -1,4 +1,4 @@
-//! The backend's response on its way to the client (hyper path): hop-by-hop headers
+//! The backend's response on its way to the client (HTTP/2 path): hop-by-hop headers
 //! out, the route's response rules, split and sticky cookies in, then the compress phase
 //! (the body through a coder) and, on a cache miss, the body kept for the cache; the
 //! request stays counted in flight (at the backend and on the client connection) until

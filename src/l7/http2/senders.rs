@@ -1,4 +1,4 @@
-//! Connections to HTTP/2 backends for the hyper path, kept per worker thread (no locks):
+//! Connections to HTTP/2 backends for the HTTP/2 path, kept per worker thread (no locks):
 //! one connection carries every request of the worker to that backend at once. They are
 //! kept by [`ConnKey`] (address and TLS settings), never by address alone. (HTTP/1.1
 //! backends are reached over the HTTP/1.1 engine's connections: [`super::to_http1`].)

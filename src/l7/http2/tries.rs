@@ -1,4 +1,4 @@
-//! The tries of one request on the hyper path: the pipeline's upstream phase
+//! The tries of one request on the HTTP/2 path: the pipeline's upstream phase
 //! ([`Attempts`]: pick and admit a backend, report each try to passive health, retry
 //! elsewhere within the attempts and the budget), with the same rules as the HTTP/1.1
 //! engine's loop (`l7::exchange`):

@@ -1,4 +1,4 @@
-//! A request body on its way to the backend (hyper path), bounded by the route's
+//! A request body on its way to the backend (HTTP/2 path), bounded by the route's
 //! `max_body_size` when the client streams it without declaring its length: past the
 //! bound the body ends with an error (the backend sees an aborted request), and the
 //! shared [`Oversize`] tells the caller to answer 413 and hands it the client's stream,

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 mod head;
+mod to_h2;
 
 use super::buffers::Side;
 use super::parked::Parked;
@@ -277,7 +278,12 @@ impl Conn {
                     // Boxed: a rare path.
                     Box::pin(tokio::time::sleep(wait)).await;
                 }
-                let result = self.exchange(head, &fwd, fill).await;
+                let result = if fwd.pool.http_version == crate::config::HttpVersion::Http2 {
+                    // Boxed: a rarer path, whose state would make every request's larger.
+                    Box::pin(self.exchange_h2(head, &fwd, fill)).await
+                } else {
+                    self.exchange(head, &fwd, fill).await
+                };
                 self.trail.cache = self.trail.cache.or(outcome);
                 result
             }

@@ -1,0 +1,89 @@
+//! The HTTP/1.1 engine's requests to pools speaking HTTP/2. The engine reads, routes and
+//! rewrites such a request as it does for any pool (its head for the backend is written
+//! as HTTP/1.1 bytes); here that head becomes a hyper request and goes through the same
+//! upstream phase as the requests of HTTP/2 clients ([`forward::upstream`]: the tries
+//! and their retry rules, the response's rules, compression and the cache), and the
+//! engine writes the response back in HTTP/1.1.
+
+use std::sync::Arc;
+
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response};
+
+pub use super::client_body::{ClientBody, Piped};
+pub use super::forward::{Body, BodyError};
+
+use super::activity::{Activity, Busy};
+use super::forward::{self, Trace};
+use crate::balance::Backend;
+use crate::pipeline::Forward;
+use crate::pipeline::cache::Fill;
+use crate::pipeline::error::Error;
+use crate::pipeline::upstream::Trail;
+use crate::runtime::{Frontend, Pool};
+
+/// Header lines the engine's backend head may have: the client's (at most
+/// `limits.max_headers`) and the ones Fulcrum adds.
+const SLOTS: usize = crate::l7::request::HEADER_SLOTS + 16;
+
+/// What the tries of a request left for the engine's access log.
+pub struct Tried {
+    pub backend: Option<Arc<Backend>>,
+    pub retries: u32,
+    pub trail: Trail,
+}
+
+/// The hyper request for `head` (a request head as the engine writes it for a backend:
+/// origin-form target, `Host`, rewrites and forwarding headers applied, its blank line
+/// included) with `body`, in the form a backend of `pool` takes. HTTP/1.1's own
+/// connection and framing headers are left out (HTTP/2 frames the body itself).
+pub fn request(head: &[u8], body: ClientBody, pool: &Pool) -> Result<Request<ClientBody>, Error> {
+    let invalid = || Error::bad_request("invalid request head");
+    let mut slots = [httparse::EMPTY_HEADER; SLOTS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
+        return Err(invalid());
+    }
+    let (Some(method), Some(path)) = (parsed.method, parsed.path) else {
+        return Err(invalid());
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = Method::from_bytes(method.as_bytes()).map_err(|_| invalid())?;
+    let mut authority = None;
+    let headers = req.headers_mut();
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid())?;
+        if name == header::HOST {
+            authority = std::str::from_utf8(h.value).ok();
+        } else if name == header::CONTENT_LENGTH
+            || !crate::headers::is_hop_by_hop(name.as_str().as_bytes())
+        {
+            let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid())?;
+            headers.append(name, value);
+        }
+    }
+    super::prepare::set_target(&mut req, authority, path.to_owned(), pool)?;
+    Ok(req)
+}
+
+/// Sends `req` to `fwd`'s pool: its tries, then the response phase; `fill` and
+/// `outcome` are the cache's (a response to store, and the lookup's result).
+pub async fn send(
+    req: Request<ClientBody>,
+    fwd: &Forward,
+    (frontend, tls): (&Arc<Frontend>, bool),
+    (fill, outcome): (Option<Box<Fill>>, Option<&'static str>),
+) -> (Result<Response<Body>, Error>, Tried) {
+    let mut trace = Trace::default();
+    // The engine keeps its own connection's timeouts: this request's activity is not
+    // watched by anyone.
+    let busy = Busy::new(Arc::new(Activity::default()));
+    let to = (frontend, tls);
+    let result = forward::upstream(req, fwd, to, &mut trace, busy, (fill, outcome)).await;
+    let tried = Tried {
+        backend: trace.backend,
+        retries: trace.retries,
+        trail: trace.trail,
+    };
+    (result, tried)
+}

@@ -54,6 +54,9 @@ def select(suite, env):
     targets = env.get("TARGETS", "").split() or list(suite.get("targets", []))
     if env.get("FULCRUM_BASE_BIN") and "fulcrum-base" not in targets:
         targets.append("fulcrum-base")
+    if env.get("H2_BACKENDS") == "1":
+        # wrk cannot speak HTTP/2 to the backends, nor NGINX's proxy_pass.
+        targets = [t for t in targets if t not in ("baseline", "nginx")]
     if env.get("SKIP_FULCRUM") == "1":
         targets = [t for t in targets if t != "fulcrum"]
     for t in targets:

@@ -24,7 +24,7 @@ class Target:
         self.ports, self.pid, self.measure_pid, self.log, self.errlog = ports, pid, measure_pid, log, errlog
 
 
-def nginx_backend_conf(work, n, port):
+def nginx_backend_conf(work, n, port, h2=False):
     return f"""worker_processes 1;
 daemon off;
 pid {work}/backend{n}.pid;
@@ -38,7 +38,7 @@ http {{
     keepalive_timeout 65s;
     client_body_temp_path {work}/tmp/backend{n}-body;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port}{" http2" if h2 else ""} backlog=4096;
         location = /small {{ default_type text/plain; return 200 "hello from backend {n}\\n"; }}
         location = /1m {{ root {work}/www; default_type application/octet-stream; }}
     }}
@@ -103,7 +103,9 @@ class Proxies:
         b1, b2 = h.backends
         binary = h.fulcrum_base if name == "fulcrum-base" else h.fulcrum
         o = h.opts
-        if mode == "http" and (name == "fulcrum-base" or not o.fulcrum_needs_config()):
+        # fulcrum-base (an earlier build) runs `serve` unless its backends speak HTTP/2.
+        serve = not o.fulcrum_needs_config() or (name == "fulcrum-base" and not o.h2_backends)
+        if mode == "http" and serve:
             return [binary, "serve", "--listen", f"127.0.0.1:{ports['plain']}", "--backend", b1, "--backend", b2,
                     "--algorithm", "round_robin", "--threads", "1"]
         path = f"{h.work}/{rid}.toml"
@@ -114,7 +116,9 @@ class Proxies:
     def fulcrum_toml(self, name, rid, ports, mode):
         h, o = self.h, self.h.opts
         b1, b2 = h.backends
-        pool = f'[pools.app]\nalgorithm = "round_robin"\nbackends = [{{ address = "{b1}" }}, {{ address = "{b2}" }}]\n'
+        version = 'http_version = "2"\n' if o.h2_backends else ""
+        pool = (f'[pools.app]\nalgorithm = "round_robin"\n{version}'
+                f'backends = [{{ address = "{b1}" }}, {{ address = "{b2}" }}]\n')
         head = "threads = 1\n"
         if mode == "tls":
             return (f'{head}access_log = false\n\n[[listeners]]\nname = "tls"\nbind = "127.0.0.1:{ports["tls"]}"\n'
@@ -193,11 +197,12 @@ class Proxies:
                 defaults = ["    log global", "    option httplog"] + defaults
                 tail = ["frontend stats", f"    bind 127.0.0.1:{h.machine.free_port()}", "    stats enable",
                         "    stats uri /stats"] + tail
+        proto = " proto h2" if o.h2_backends else ""
         cfg = "\n".join(
             ["global"] + glob + ["defaults"] + defaults +
             ["    timeout connect 5s", "    timeout client 60s", "    timeout server 60s", f"    maxconn {maxconn}",
              "frontend fe"] + fe + ["    default_backend be", "backend be", "    balance roundrobin"] + be +
-            [f"    server b1 {b1}", f"    server b2 {b2}"] + tail) + "\n"
+            [f"    server b1 {b1}{proto}", f"    server b2 {b2}{proto}"] + tail) + "\n"
         path = f"{h.work}/{rid}.cfg"
         with open(path, "w") as f:
             f.write(cfg)

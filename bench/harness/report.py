@@ -185,6 +185,10 @@ def write(h, stamp):
         L.append(f"- STATE={o.state}: clients kept on their backend by address in a stick table, and counted against a "
                  "rate limit that never refuses" + ("; shared: Fulcrum through redis-server, HAProxy in a peers section, "
                                                     "NGINX not (it cannot)" if h.redis_port else ""))
+    if o.h2_backends:
+        L.append("- H2_BACKENDS=1: the backends speak HTTP/2 (prior knowledge) and the proxies' HTTP/1.1 clients' "
+                 "requests go to them as HTTP/2 streams (Fulcrum `http_version = \"2\"`, HAProxy `proto h2`); "
+                 "NGINX cannot (its proxy_pass speaks HTTP/1.x), nor wrk straight to the backends")
     if o.policy:
         L.append("- POLICY=1: a rate limit per client address that never refuses, and a deny list of 10,000 scattered "
                  "CIDR blocks, in every proxy")

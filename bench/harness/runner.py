@@ -52,13 +52,17 @@ class Options:
         # HAProxy and NGINX also accept only once a connection's first bytes are in
         # (Fulcrum's HTTP listeners do by default).
         self.defer_accept = env.get("DEFER_ACCEPT", "0") == "1"
+        # The backends speak HTTP/2 (prior knowledge): the proxies' HTTP/1.1 clients'
+        # requests go to them as HTTP/2 streams.
+        self.h2_backends = env.get("H2_BACKENDS", "0") == "1"
         if self.state not in ("", "local", "shared"):
             raise Fatal(f'STATE is "local" or "shared", not \'{self.state}\'')
-        if suite["mode"] != "http" and (self.routes or self.access_log or self.policy or self.state):
-            raise Fatal("FULCRUM_ROUTES, ACCESS_LOG, POLICY and STATE are bench/compare's")
+        if suite["mode"] != "http" and (self.routes or self.access_log or self.policy or self.state
+                                        or self.h2_backends):
+            raise Fatal("FULCRUM_ROUTES, ACCESS_LOG, POLICY, STATE and H2_BACKENDS are bench/compare's")
 
     def fulcrum_needs_config(self):
-        return self.routes > 0 or self.access_log or self.policy or bool(self.state)
+        return self.routes > 0 or self.access_log or self.policy or bool(self.state) or self.h2_backends
 
 
 class Harness:
@@ -94,11 +98,12 @@ class Harness:
         pids = []
         for n, port in enumerate(self.backend_ports, 1):
             with open(f"{w}/backend{n}.conf", "w") as f:
-                f.write(nginx_backend_conf(w, n, port))
+                f.write(nginx_backend_conf(w, n, port, self.opts.h2_backends))
             pids.append(m.start(f"{w}/backend{n}.out", m.client_pin + ["nginx"] + self.nginx_e +
                                 ["-p", w, "-c", f"{w}/backend{n}.conf"]))
         for n, (port, pid) in enumerate(zip(self.backend_ports, pids), 1):
-            if not checks.wait_http(m, f"http://127.0.0.1:{port}/small", pid):
+            h2 = ("--http2-prior-knowledge",) if self.opts.h2_backends else ()
+            if not checks.wait_http(m, f"http://127.0.0.1:{port}/small", pid, h2):
                 raise Fatal(f"backend {n} did not come up: " + tail(f"{w}/backend{n}.out", f"{w}/backend{n}-error.log"))
         self.backends = [f"127.0.0.1:{p}" for p in self.backend_ports]
         log(f"==> backends on {self.backends[0]} and {self.backends[1]}")

@@ -52,6 +52,18 @@ impl Busy {
     }
 }
 
+impl Busy {
+    /// A request no client connection watches (the HTTP/1.1 engine's requests to pools
+    /// speaking HTTP/2, whose connection keeps its own timeouts; background refreshes):
+    /// counted on one activity per worker thread that nobody reads.
+    pub fn unwatched() -> Busy {
+        thread_local! {
+            static NOBODY: Arc<Activity> = Arc::new(Activity::default());
+        }
+        NOBODY.with(|a| Busy::new(Arc::clone(a)))
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         let now = self.0.start.elapsed().as_micros() as u64;

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response};
 pub use super::client_body::{ClientBody, Piped};
 pub use super::forward::{Body, BodyError};
 
-use super::activity::{Activity, Busy};
+use super::activity::Busy;
 use super::forward::{self, Trace};
 use crate::balance::Backend;
 use crate::pipeline::Forward;
@@ -75,9 +75,8 @@ pub async fn send(
     (fill, outcome): (Option<Box<Fill>>, Option<&'static str>),
 ) -> (Result<Response<Body>, Error>, Tried) {
     let mut trace = Trace::default();
-    // The engine keeps its own connection's timeouts: this request's activity is not
-    // watched by anyone.
-    let busy = Busy::new(Arc::new(Activity::default()));
+    // The engine keeps its own connection's timeouts.
+    let busy = Busy::unwatched();
     let to = (frontend, tls);
     let result = forward::upstream(req, fwd, to, &mut trace, busy, (fill, outcome)).await;
     let tried = Tried {

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request};
 
-use super::activity::{Activity, Busy};
+use super::activity::Busy;
 use super::forward::Trace;
 use super::tries::{Upstream, tries};
 use super::upload::Upload;
@@ -116,7 +116,7 @@ async fn run(frontend: Arc<Frontend>, refresh: Box<Refresh>, mut req: Request<()
     };
     let mut trace = Trace::default();
     let mut fill = Some(fill);
-    let busy = Busy::new(Arc::new(Activity::default()));
+    let busy = Busy::unwatched();
     let result = tries(req, &mut attempts, &mut trace, to, busy, &mut fill).await;
     let target = &*fwd.pool.name;
     match (result, fill) {

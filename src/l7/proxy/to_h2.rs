@@ -28,6 +28,9 @@ use crate::tls::Stream;
 /// The largest piece of a request body passed on at once.
 const PIECE: usize = 64 * 1024;
 
+/// How much of a response body that is ready is gathered for one write to the client.
+const BATCH: usize = 256 * 1024;
+
 /// What is left of a request body to read from the client.
 enum Rest {
     Length(u64),
@@ -149,45 +152,80 @@ impl Conn {
         out.extend_from_slice(b"\r\n");
         let idle = self.frontend.timeouts.idle;
         let mut ended = bodiless;
-        // A small body is usually there already: sent with the head, in one write.
-        if !bodiless && let Some(frame) = poll_once(body.frame()).await {
-            ended = add_frame(frame, chunked, &mut out)?;
-        }
-        let written = self.write_client(&out).await;
+        // What is ready is written together (the head with a small body, in one write;
+        // a large body's frames in batches): vectored, nothing copied.
+        let mut batch = vec![Bytes::copy_from_slice(&out)];
         self.out = out;
-        written?;
-        while !ended {
+        loop {
+            let mut size = 0;
+            while !ended && size < BATCH {
+                match poll_once(body.frame()).await {
+                    Some(frame) => ended = add_frame(frame, chunked, &mut batch, &mut size)?,
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.write_pieces(&batch, idle).await?;
+                batch.clear();
+            }
+            if ended {
+                return Ok(keep);
+            }
             let frame = tokio::time::timeout(idle, body.frame())
                 .await
                 .map_err(|_| Error::client_gone())?;
-            let mut out = std::mem::take(&mut self.out);
-            out.clear();
-            let added = add_frame(frame, chunked, &mut out);
-            let written = match added {
-                Ok(end) => {
-                    ended = end;
-                    self.write_client(&out).await
-                }
-                Err(e) => Err(e),
-            };
-            self.out = out;
-            written?;
+            let mut size = 0;
+            ended = add_frame(frame, chunked, &mut batch, &mut size)?;
         }
-        Ok(keep)
+    }
+
+    /// Writes `pieces` to the client, in as few vectored writes as the socket takes
+    /// (counted as the request's bytes out).
+    async fn write_pieces(&mut self, pieces: &[Bytes], idle: Duration) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt as _;
+        self.bytes_out += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+        // The first piece not written in full, and how much of it was.
+        let (mut i, mut done) = (0, 0);
+        while i < pieces.len() {
+            if pieces[i].len() == done {
+                (i, done) = (i + 1, 0);
+                continue;
+            }
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let n = (pieces.len() - i).min(slices.len());
+            slices[0] = std::io::IoSlice::new(&pieces[i][done..]);
+            for (slice, piece) in slices[1..n].iter_mut().zip(&pieces[i + 1..]) {
+                *slice = std::io::IoSlice::new(piece);
+            }
+            let write = self.client.write_vectored(&slices[..n]);
+            let mut wrote = match tokio::time::timeout(idle, write).await {
+                Ok(Ok(w)) if w > 0 => w,
+                _ => return Err(Error::client_gone()),
+            };
+            while wrote > 0 {
+                let step = wrote.min(pieces[i].len() - done);
+                (wrote, done) = (wrote - step, done + step);
+                if done == pieces[i].len() {
+                    (i, done) = (i + 1, 0);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Adds a response body's frame to `out` (chunked or not); `true` when the body ended.
-/// A body that broke off ends the connection.
+/// Adds a response body's frame to `batch` (framed as a chunk, or not), its data's length
+/// to `size`; `true` when the body ended. A body that broke off ends the connection.
 fn add_frame(
     frame: Option<Result<hyper::body::Frame<Bytes>, BodyError>>,
     chunked: bool,
-    out: &mut Vec<u8>,
+    batch: &mut Vec<Bytes>,
+    size: &mut usize,
 ) -> Result<bool, Error> {
     match frame {
         None => {
             if chunked {
-                out.extend_from_slice(b"0\r\n\r\n");
+                batch.push(Bytes::from_static(b"0\r\n\r\n"));
             }
             Ok(true)
         }
@@ -197,16 +235,19 @@ fn add_frame(
         }
         // Trailers are not passed on.
         Some(Ok(frame)) => {
-            if let Some(data) = frame.data_ref()
+            if let Ok(data) = frame.into_data()
                 && !data.is_empty()
             {
+                *size += data.len();
                 if chunked {
-                    write_hex(out, data.len() as u64);
-                    out.extend_from_slice(b"\r\n");
-                    out.extend_from_slice(data);
-                    out.extend_from_slice(b"\r\n");
+                    let mut line = Vec::with_capacity(18);
+                    write_hex(&mut line, data.len() as u64);
+                    line.extend_from_slice(b"\r\n");
+                    batch.push(Bytes::from(line));
+                    batch.push(data);
+                    batch.push(Bytes::from_static(b"\r\n"));
                 } else {
-                    out.extend_from_slice(data);
+                    batch.push(data);
                 }
             }
             Ok(false)

@@ -8,11 +8,11 @@
 //! connections, so that a quiet proxy closes them all and an idle worker has no timer.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::connect::ConnKey;
+use crate::connect::{ConnKey, ConnMap};
 use crate::tls::Stream;
 
 /// How long an idle backend connection is kept for reuse.
@@ -29,7 +29,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<ConnKey, VecDeque<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<ConnMap<VecDeque<Idle>>> = RefCell::new(ConnMap::default());
     /// Whether this worker's sweep task is running.
     static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }

@@ -4,21 +4,20 @@
 //! backends are reached over the HTTP/1.1 engine's connections: [`super::to_http1`].)
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::upload::Upload;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::connect::{self, ConnKey, ConnectError};
+use crate::connect::{self, ConnKey, ConnMap, ConnectError};
 use crate::tls::client::BackendConnector;
 
 /// A way to send requests to an HTTP/2 backend.
 pub type Sender = http2::SendRequest<Upload>;
 
 thread_local! {
-    static H2: RefCell<HashMap<ConnKey, Sender>> = RefCell::new(HashMap::new());
+    static H2: RefCell<ConnMap<Sender>> = RefCell::new(ConnMap::default());
 }
 
 /// A new connection to `key`'s address, kept for the worker's next requests.

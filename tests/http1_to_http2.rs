@@ -85,6 +85,22 @@ fn requests_and_bodies_reach_http2_backends_with_their_framing() {
     assert!(reply.contains("Connection: close\r\n"), "{reply}");
     assert!(reply.ends_with("data: event 1\n\n"), "{reply}");
     assert!(f.wait_log("backend=h2c"), "{}", f.log());
+    // The access log counts the bodies read, chunked ones included (with their framing).
+    let log = f.log();
+    let uploads = log
+        .lines()
+        .filter(|l| l.contains("path=/count"))
+        .filter_map(|l| {
+            l.split("bytes_in=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .filter(|&n| n > 1 << 20)
+        .count();
+    assert_eq!(uploads, 3, "{log}");
 }
 
 #[test]

@@ -72,8 +72,8 @@ impl Conn {
         let (result, tried, piped) = match (rest, pieces) {
             (Some(rest), Some(tx)) => {
                 let idle = frontend.timeouts.idle;
-                let mut pipe =
-                    std::pin::pin!(pipe(&mut self.client, &mut self.cbuf, rest, tx, idle));
+                let from = (&mut self.client, &mut self.cbuf, &mut self.bytes_in);
+                let mut pipe = std::pin::pin!(pipe(from, rest, tx, idle));
                 let mut piped = None;
                 let (result, tried) = loop {
                     tokio::select! {
@@ -92,10 +92,6 @@ impl Conn {
         self.backend = tried.backend;
         self.retries = tried.retries;
         self.trail = tried.trail;
-        self.bytes_in += match head.body {
-            BodyFraming::Length(n) if matches!(piped, Some(Ok(()))) => n,
-            _ => 0,
-        };
         // A body the client broke off or framed wrongly: its error is the answer.
         if let Some(Err(e)) = piped {
             return Err(e);
@@ -255,11 +251,11 @@ fn add_frame(
     }
 }
 
-/// Reads the rest of a request body from the client (what is in `cbuf` first) and sends
-/// it on in pieces. A piece the other side no longer wants ends it early (`Ok`).
+/// Reads the rest of a request body from the client (what is in `cbuf` first; the bytes
+/// taken from it, framing included, counted in `read`) and sends it on in pieces. A
+/// piece the other side no longer wants ends it early (`Ok`).
 async fn pipe(
-    client: &mut Stream,
-    cbuf: &mut BytesMut,
+    (client, cbuf, read): (&mut Stream, &mut BytesMut, &mut u64),
     mut rest: Rest,
     pieces: Sender<Result<Bytes, BodyError>>,
     idle: Duration,
@@ -274,6 +270,7 @@ async fn pipe(
                 let n = cbuf.len().min(PIECE).min(*left as usize);
                 let piece = Bytes::copy_from_slice(&cbuf[..n]);
                 cbuf.advance(n);
+                *read += n as u64;
                 *left -= n as u64;
                 (piece, *left == 0)
             }
@@ -281,7 +278,10 @@ async fn pipe(
                 let mut plain = Vec::new();
                 let input = cbuf.len().min(PIECE);
                 match decoder.feed(&cbuf[..input], &mut plain) {
-                    Ok(used) => cbuf.advance(used),
+                    Ok(used) => {
+                        cbuf.advance(used);
+                        *read += used as u64;
+                    }
                     Err(_) => {
                         let e = Error::bad_request("invalid chunked request body");
                         return failed(e, pieces).await;

@@ -173,3 +173,34 @@ fn websocket_still_reaches_http1_pools_of_a_listener_that_routes_to_http2_pools(
     assert_eq!(out, "h2c");
     assert!(f.wait_log("backend=api0"), "{}", f.log());
 }
+
+#[test]
+fn a_head_with_as_many_headers_as_allowed_plus_a_routes_reaches_the_http2_backend() {
+    // 250 header lines from the client (the limit: 256), 30 more from the route's rules,
+    // and Fulcrum's forwarding headers: more than the bridge reads without allocating.
+    let backend = Backend::start("h2c");
+    let added: Vec<String> = (0..30)
+        .map(|i| format!("\"X-Add-{i}\" = \"{i}\""))
+        .collect();
+    let f = Fulcrum::start(&format!(
+        "threads = 1\n[limits]\nmax_headers = 256\n[[listeners]]\nbind = \"127.0.0.1:0\"\npool = \"app\"\n\
+         [[listeners.routes]]\npath_prefix = \"/\"\npool = \"app\"\nrequest_headers = {{ add = {{ {} }} }}\n\
+         [pools.app]\nhttp_version = \"2\"\nbackends = [{{ address = \"{}\" }}]\n",
+        added.join(", "),
+        backend.addr
+    ));
+    let mut request =
+        String::from("GET /headers HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n");
+    for i in 0..248 {
+        request.push_str(&format!("X-Client-{i}: {i}\r\n"));
+    }
+    request.push_str("\r\n");
+    let reply = common::raw(f.addr, request.as_bytes(), Duration::from_secs(5));
+    assert!(
+        reply.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &reply[..reply.len().min(300)]
+    );
+    assert!(reply.contains("x-client-247: 247\n"), "{reply}");
+    assert!(reply.contains("x-add-29: 29\n"), "{reply}");
+}

@@ -22,8 +22,9 @@ use crate::pipeline::error::Error;
 use crate::pipeline::upstream::Trail;
 use crate::runtime::{Frontend, Pool};
 
-/// Header lines the engine's backend head may have: the client's (at most
-/// `limits.max_headers`) and the ones Fulcrum adds.
+/// Header lines of the engine's backend head read without allocating: the client's (at
+/// most `limits.max_headers`) and the ones Fulcrum adds (a route's header rules may add
+/// more: then the slots are counted and allocated).
 const SLOTS: usize = crate::l7::request::HEADER_SLOTS + 16;
 
 /// What the tries of a request left for the engine's access log.
@@ -38,12 +39,33 @@ pub struct Tried {
 /// included) with `body`, in the form a backend of `pool` takes. HTTP/1.1's own
 /// connection and framing headers are left out (HTTP/2 frames the body itself).
 pub fn request(head: &[u8], body: ClientBody, pool: &Pool) -> Result<Request<ClientBody>, Error> {
-    let invalid = || Error::bad_request("invalid request head");
     let mut slots = [httparse::EMPTY_HEADER; SLOTS];
     let mut parsed = httparse::Request::new(&mut slots);
-    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
-        return Err(invalid());
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => build(parsed, body, pool),
+        Err(httparse::Error::TooManyHeaders) => {
+            let lines = head.iter().filter(|&&b| b == b'\n').count();
+            let mut slots = vec![httparse::EMPTY_HEADER; lines];
+            let mut parsed = httparse::Request::new(&mut slots);
+            match parsed.parse(head) {
+                Ok(httparse::Status::Complete(_)) => build(parsed, body, pool),
+                _ => Err(invalid()),
+            }
+        }
+        _ => Err(invalid()),
     }
+}
+
+fn invalid() -> Error {
+    Error::bad_request("invalid request head")
+}
+
+/// The hyper request of a parsed head (see [`request`]).
+fn build(
+    parsed: httparse::Request<'_, '_>,
+    body: ClientBody,
+    pool: &Pool,
+) -> Result<Request<ClientBody>, Error> {
     let (Some(method), Some(path)) = (parsed.method, parsed.path) else {
         return Err(invalid());
     };

@@ -19,10 +19,7 @@ fn pool_config(top: &str, address: &str) -> String {
 
 #[test]
 fn refused_connection_is_502() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    }; // closed again: nothing listens there
+    let (port, _held) = common::refused_address();
     let f = Fulcrum::start(&pool_config("", &port.to_string()));
     let out = raw(f.addr, GET, Duration::from_secs(5));
     assert!(out.starts_with("HTTP/1.1 502 Bad Gateway"), "{out}");

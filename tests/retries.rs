@@ -15,18 +15,6 @@ use std::time::Duration;
 
 use common::{Backend, Fulcrum, raw, retry_config};
 
-/// An address nothing listens on, kept so while the returned socket lives: the port is
-/// bound but not listening, so connections to it are refused, and no other test's
-/// listener can be given it meanwhile (a port merely freed could be: a test once found
-/// its "dead" backend answering 200).
-fn dead_address() -> (SocketAddr, socket2::Socket) {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    s.bind(&any.into()).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    (addr, s)
-}
-
 /// GETs `url` `n` times, one after the other; counts the statuses, and the `x-backend`
 /// of the successful responses.
 fn statuses(url: &str, n: usize) -> (BTreeMap<u16, usize>, BTreeMap<String, usize>) {
@@ -94,7 +82,7 @@ fn always_503(mut s: std::net::TcpStream, count: &AtomicUsize) {
 #[test]
 fn refused_connections_are_retried_on_another_backend() {
     let live = Backend::start("live");
-    let (dead, _held) = dead_address();
+    let (dead, _held) = common::refused_address();
     let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 100",
@@ -144,7 +132,7 @@ fn post_is_retried_only_when_nothing_reached_a_backend() {
     // A refused connection sent nothing: any method goes to another backend, as NGINX's
     // proxy_next_upstream and HAProxy's conn-failure retries do.
     let live = Backend::start("live");
-    let (dead, _held) = dead_address();
+    let (dead, _held) = common::refused_address();
     let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 100",
@@ -320,7 +308,7 @@ fn refused_connections_are_retried_whatever_the_budget() {
     // Nothing reached the dead backend, so sending the request elsewhere adds no load:
     // such retries do not draw on the budget (still bounded by `attempts`).
     let live = Backend::start("live");
-    let (dead, _held) = dead_address();
+    let (dead, _held) = common::refused_address();
     let f = Fulcrum::start(&retry_config(
         &[("dead", dead), ("live", live.addr)],
         "budget = 0\nmin_per_second = 0",

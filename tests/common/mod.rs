@@ -638,6 +638,19 @@ pub fn header_of(head: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
+/// An address nothing listens on, kept so while the returned socket lives: the port is
+/// bound but not listening, so connections to it are refused, and no other test's
+/// listener can be given it meanwhile (a port merely freed could be: a test once found
+/// its "dead" backend answering 200).
+#[allow(dead_code)]
+pub fn refused_address() -> (SocketAddr, socket2::Socket) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (addr, s)
+}
+
 /// Sends raw bytes and reads until the server closes (or `limit` passes).
 pub fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     let mut s = TcpStream::connect(addr).unwrap();

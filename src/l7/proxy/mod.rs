@@ -584,13 +584,18 @@ pub(super) async fn write_timed<S: AsyncWrite + Unpin>(
     bytes: &[u8],
     limit: Duration,
 ) -> Result<(), Error> {
-    let mut write = std::pin::pin!(to.write_all(bytes));
-    let written = match poll_once(write.as_mut()).await {
-        Some(written) => written,
-        None => match timeout(limit, write).await {
-            Ok(written) => written,
-            Err(_) => return Err(Error::client_gone()),
-        },
-    };
-    written.map_err(|_| Error::client_gone())
+    match within(limit, to.write_all(bytes)).await {
+        Some(Ok(())) => Ok(()),
+        _ => Err(Error::client_gone()),
+    }
+}
+
+/// `f`'s output, or `None` if it takes longer than `limit`. What is ready at once (a
+/// write the socket takes, bytes already there) costs no timer.
+pub(super) async fn within<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match poll_once(f.as_mut()).await {
+        Some(out) => Some(out),
+        None => timeout(limit, f).await.ok(),
+    }
 }

@@ -16,7 +16,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use tokio::sync::mpsc::Sender;
 
-use super::{Conn, poll_once, read_more};
+use super::{Conn, poll_once, read_more, within};
 use crate::l7::chunked::{ChunkedDecoder, write_hex};
 use crate::l7::http2::bridge::{self, Body, BodyError, ClientBody, Piped};
 use crate::l7::request::{BodyFraming, RequestHead};
@@ -194,8 +194,8 @@ impl Conn {
                 *slice = std::io::IoSlice::new(piece);
             }
             let write = self.client.write_vectored(&slices[..n]);
-            let mut wrote = match tokio::time::timeout(idle, write).await {
-                Ok(Ok(w)) if w > 0 => w,
+            let mut wrote = match within(idle, write).await {
+                Some(Ok(w)) if w > 0 => w,
                 _ => return Err(Error::client_gone()),
             };
             while wrote > 0 {
@@ -297,10 +297,10 @@ async fn pipe(
             return Ok(());
         }
         if cbuf.is_empty() {
-            match tokio::time::timeout(idle, read_more(client, cbuf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return failed(Error::client_gone(), pieces).await,
-                Err(_) => {
+            match within(idle, read_more(client, cbuf)).await {
+                Some(Ok(n)) if n > 0 => {}
+                Some(_) => return failed(Error::client_gone(), pieces).await,
+                None => {
                     let e = Error::client(408, "the request body stalled");
                     return failed(e, pieces).await;
                 }
